@@ -1,0 +1,1 @@
+"""Zeta Router pipeline: Prefect flows and the Polars/CatBoost code they call."""

@@ -1,0 +1,68 @@
+"""Export: a trained model becomes a versioned artifact in the registry (``router_runtime.artifact``)."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import router_runtime
+from router_runtime.artifact import FORMAT_VERSION, write_artifact
+from router_runtime.pool import ModelInfo
+
+from .training import TrainedModel
+
+__all__ = ["DEFAULT_COST_WEIGHT", "router_document", "export_artifact", "code_version"]
+
+# utility = quality - cost_weight * cost / cost_scale, with cost_scale the mean expected cost of the
+# most expensive trained model: at 0.1, that model must be worth 0.1 more quality than a free one.
+DEFAULT_COST_WEIGHT = 0.1
+
+
+def cost_scale(pool: Sequence[ModelInfo], trained: Sequence[str], query_chars: np.ndarray) -> float:
+    mean_chars = float(np.mean(query_chars)) if len(query_chars) else 0.0
+    costs = [m.expected_cost(int(round(mean_chars))) for m in pool if m.name in set(trained)]
+    top = max(costs, default=0.0)
+    return top if top > 0 else 1.0
+
+
+def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weight: float,
+                    scale: float) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "version": "",
+        "feature_spec": model.spec.to_json(),
+        "pool": [m.to_json() for m in pool],
+        "quality_model": model.ensemble,
+        "calibration": {"kind": "clip", "low": 0.0, "high": 1.0},
+        "policy": {"cost_weight": cost_weight, "cost_scale": scale, "quality_floor": 0.0},
+    }
+
+
+def code_version() -> dict[str, str]:
+    import catboost
+    import polars
+    import prefect
+
+    versions = {"zeta_router": router_runtime.__version__, "python": platform.python_version(),
+                "catboost": catboost.__version__, "polars": polars.__version__, "prefect": prefect.__version__}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+        if sha:
+            versions["git"] = sha
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return versions
+
+
+def export_artifact(registry: str | Path, model: TrainedModel, pool: Sequence[ModelInfo], *,
+                    cost_weight: float, scale: float, manifest: dict[str, Any]) -> Path:
+    """Write the artifact (refused by ``write_artifact`` if the runtime could not load it)."""
+    doc = router_document(model, pool, cost_weight=cost_weight, scale=scale)
+    meta = {"code_version": code_version(), "parity": {"max_abs_diff": model.parity_max_abs_diff,
+                                                      "tolerance": 1e-9}, **manifest}
+    return write_artifact(registry, doc, meta)

@@ -1,0 +1,131 @@
+"""Outcome logs in the pipeline: reading them (bad lines quarantined with a reason, never dropped),
+turning them into a training table, and simulating them from full-information benchmark data.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+
+from router_runtime.errors import ContractError
+from router_runtime.records import OutcomeRecord, parse_outcome_line
+
+__all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
+
+
+@dataclass
+class LogReadResult:
+    records: list[OutcomeRecord] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)  # {"file", "line", "reason", "raw"}
+    duplicates: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def log_files(source: str | os.PathLike) -> list[Path]:
+    """A directory (every ``*.jsonl`` below it), a glob, or one file; sorted for a stable order."""
+    p = Path(source)
+    if p.is_dir():
+        return sorted(p.rglob("*.jsonl"))
+    if p.is_file():
+        return [p]
+    matches = sorted(Path(m) for m in glob.glob(str(source), recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"no outcome logs at {source}")
+    return matches
+
+
+def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | None = None) -> LogReadResult:
+    """Validate every line; a bad one is kept (raw bytes, as text with replacement) with its reason."""
+    out = LogReadResult()
+    seen: set[str] = set()
+    for path in log_files(source):
+        out.files.append(str(path))
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                line = raw.rstrip(b"\n").rstrip(b"\r")
+                if not line.strip():
+                    continue
+                try:
+                    rec = parse_outcome_line(line, known_models=known_models)
+                except ContractError as exc:
+                    out.quarantined.append({"file": str(path), "line": n, "reason": str(exc),
+                                            "raw": line.decode("utf-8", errors="replace")})
+                    continue
+                if rec.decision_id in seen:
+                    out.duplicates += 1
+                    continue
+                seen.add(rec.decision_id)
+                out.records.append(rec)
+    return out
+
+
+def logs_to_table(records: list[OutcomeRecord]) -> pl.DataFrame:
+    """One training row per logged outcome: the long shape of the benchmark table plus ``weight``.
+
+    quality = the logged quality, else 1.0 for a success and 0.0 for a failure; weight = 1 / propensity
+    (inverse propensity weighting).  Records without query text cannot give text features and are left
+    out here (they still count in the log's statistics).
+    """
+    rows = [r for r in records if r.query is not None]
+    return pl.DataFrame(
+        {
+            "query_id": [r.decision_id for r in rows],
+            "query": [r.query for r in rows],
+            "model": [r.model for r in rows],
+            "quality": [r.quality if r.quality is not None else (1.0 if r.success else 0.0) for r in rows],
+            "cost": [r.cost if r.cost is not None else 0.0 for r in rows],
+            "propensity": [r.propensity for r in rows],
+            "weight": [1.0 / r.propensity for r in rows],
+            "ts": [r.ts for r in rows],
+        },
+        schema={"query_id": pl.String, "query": pl.String, "model": pl.String, "quality": pl.Float64,
+                "cost": pl.Float64, "propensity": pl.Float64, "weight": pl.Float64, "ts": pl.String},
+    )
+
+
+def simulate_logs(table: pl.DataFrame, out_dir: str | os.PathLike, *, seed: int = 0, rows: int | None = None,
+                  start: datetime | None = None) -> Path:
+    """Uniform logging policy over a full-information table: per query one model is drawn uniformly,
+    only its outcome is revealed, and its true propensity (1 / number of models) is logged."""
+    rng = random.Random(seed)
+    models = sorted(table["model"].unique().to_list())
+    by_query = {}
+    for r in table.iter_rows(named=True):
+        by_query.setdefault(r["query_id"], {"query": r["query"], "cells": {}})["cells"][r["model"]] = r
+    qids = sorted(by_query)
+    n = len(qids) if rows is None else rows
+    start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"simulated-uniform-seed{seed}.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            qid = qids[i % len(qids)] if rows is None else rng.choice(qids)
+            q = by_query[qid]
+            model = rng.choice(models)
+            cell = q["cells"][model]
+            rec = OutcomeRecord(
+                decision_id=f"sim-{seed}-{i}-{qid}", ts=(start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                query=q["query"], request_kind="chat", candidates=tuple(models), model=model,
+                propensity=1.0 / len(models), success=True, quality=float(cell["quality"]),
+                quality_source="benchmark", cost=float(cell["cost"]),
+                prompt_tokens=cell.get("prompt_tokens"), completion_tokens=cell.get("completion_tokens"),
+                extra={"query_id": qid},
+            )
+            f.write(rec.to_line())
+    return path
+
+
+def write_quarantine(entries: list[dict], path: str | os.PathLike) -> None:
+    """Quarantined lines as JSONL: file, line number, reason and the raw line."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for e in entries:
+            f.write(json.dumps(e, ensure_ascii=False) + "\n")

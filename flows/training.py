@@ -1,0 +1,227 @@
+"""Training: from a benchmark table (or logged outcomes in the same long shape) to a CatBoost quality model.
+
+One model scores every candidate: each training row is one (query, model) pair whose inputs are the
+query's features (the FeatureSpec) plus the candidate's inputs (a one-hot of its identity and, when
+the pool declares it for every model, its size).  The label is the observed quality; rows from logs
+carry an inverse-propensity weight so that the logging policy's preferences do not bias the fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+
+from router_runtime.errors import ArtifactParityError, ContractError
+from router_runtime.features import FeatureSpec
+from router_runtime.pool import LinearCost, ModelInfo
+from router_runtime.trees import ObliviousEnsemble
+
+from .features import add_features, fit_feature_spec
+
+__all__ = [
+    "TrainParams",
+    "TrainedModel",
+    "split_query_ids",
+    "build_pool",
+    "candidate_input_names",
+    "training_matrix",
+    "train_quality_model",
+    "ensemble_from_catboost",
+    "check_parity",
+    "PARITY_TOLERANCE",
+]
+
+PARITY_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    iterations: int = 300
+    depth: int = 6
+    learning_rate: float = 0.08
+    l2_leaf_reg: float = 3.0
+    seed: int = 0
+    thread_count: int = 2   # fixed, so a seeded run reproduces exactly on any machine size
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainedModel:
+    spec: FeatureSpec
+    inputs: list[str]
+    ensemble: dict[str, Any]
+    catboost_model: Any = field(repr=False)
+    rows: int = 0
+    parity_max_abs_diff: float = 0.0
+
+
+def split_query_ids(query_ids: Sequence[str], test_fraction: float, seed: int) -> set[str]:
+    """The test part of a split by query_id: a seeded hash, stable across runs, machines and row order."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ContractError("test_fraction", f"must be in [0, 1), got {test_fraction}")
+    test = set()
+    for q in set(query_ids):
+        h = int.from_bytes(hashlib.sha256(f"{seed}:{q}".encode()).digest()[:8], "big")
+        if h / 2**64 < test_fraction:
+            test.add(q)
+    return test
+
+
+def fit_linear_cost(chars: np.ndarray, y: np.ndarray) -> LinearCost:
+    """Least-squares ``y ~ a + b * chars`` (b >= 0 so a longer prompt never looks cheaper)."""
+    if len(y) == 0:
+        return LinearCost(0.0, 0.0)
+    if len(y) < 2 or float(np.var(chars)) == 0.0:
+        return LinearCost(float(np.mean(y)), 0.0)
+    b, a = np.polyfit(chars.astype(np.float64), y.astype(np.float64), 1)
+    if b < 0:
+        return LinearCost(float(np.mean(y)), 0.0)
+    return LinearCost(float(a), float(b))
+
+
+def build_pool(table: pl.DataFrame, declared: Sequence[ModelInfo] = ()) -> tuple[ModelInfo, ...]:
+    """The artifact's pool: every model of the table with a cost model fitted on it (and a latency
+    model when the table has ``latency_ms``), merged with what a pool file declares (capabilities,
+    size, context length, extra keys).  Declared models absent from the table are kept: they are
+    served by capability (for example an embedding model) without a learned quality."""
+    declared_by_name = {m.name: m for m in declared}
+    t = table.with_columns(pl.col("query").str.len_chars().alias("_chars"))
+    out = []
+    for name in sorted(t["model"].unique().to_list()):
+        sub = t.filter(pl.col("model") == name)
+        chars = sub["_chars"].to_numpy()
+        cost = fit_linear_cost(chars, sub["cost"].to_numpy())
+        lat = None
+        if "latency_ms" in sub.columns and sub["latency_ms"].null_count() < len(sub):
+            s2 = sub.filter(pl.col("latency_ms").is_not_null())
+            lat = fit_linear_cost(s2["_chars"].to_numpy(), s2["latency_ms"].to_numpy())
+        d = declared_by_name.get(name)
+        if d is not None:
+            out.append(ModelInfo(name, d.capabilities, d.size_b, d.context_length, cost,
+                                 lat if lat is not None else d.latency_ms, d.extra))
+        else:
+            out.append(ModelInfo(name, cost=cost, latency_ms=lat))
+    in_table = {m.name for m in out}
+    out.extend(m for m in declared if m.name not in in_table)
+    return tuple(out)
+
+
+def candidate_input_names(trained_models: Sequence[str], pool: Sequence[ModelInfo]) -> list[str]:
+    names = [f"model__{m}" for m in sorted(trained_models)]
+    by_name = {m.name: m for m in pool}
+    if all(by_name.get(m) is not None and by_name[m].size_b is not None for m in trained_models):
+        names.append("model_size_b")
+    return names
+
+
+def training_matrix(table: pl.DataFrame, spec: FeatureSpec, cand_inputs: Sequence[str],
+                    pool: Sequence[ModelInfo]) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Inputs (query features, then candidate inputs), labels and weights for (query, model) rows.
+
+    Features are computed once per distinct query and joined back, so a table with 9 models costs
+    one feature pass, not nine.
+    """
+    queries = table.select("query_id", "query").unique("query_id", keep="first", maintain_order=True)
+    feats = add_features(queries, spec).drop("query")
+    rows = table.join(feats, on="query_id", how="left", maintain_order="left")
+    size = {m.name: (m.size_b if m.size_b is not None else float("nan")) for m in pool}
+    cand_cols = []
+    for name in cand_inputs:
+        if name.startswith("model__"):
+            target = name[len("model__"):]
+            cand_cols.append((pl.col("model") == target).cast(pl.Float64).alias(name))
+        elif name == "model_size_b":
+            cand_cols.append(pl.col("model").replace_strict(size, default=float("nan"),
+                                                            return_dtype=pl.Float64).alias(name))
+        else:
+            raise ContractError("candidate_inputs", f"unknown candidate input {name!r}")
+    rows = rows.with_columns(cand_cols)
+    x = rows.select([*spec.output_names, *cand_inputs])
+    y = rows["quality"].to_numpy().astype(np.float64)
+    w = rows["weight"].to_numpy().astype(np.float64) if "weight" in rows.columns else np.ones(len(rows))
+    return x, y, w
+
+
+def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[ModelInfo],
+                        params: TrainParams) -> TrainedModel:
+    """Fit the feature statistics on the training queries, then CatBoost on (query, model) rows."""
+    from catboost import CatBoostRegressor, Pool  # heavy: imported when training, not at import
+
+    queries = table.unique("query_id", keep="first", maintain_order=True)["query"]
+    fitted = fit_feature_spec(spec, queries) if spec.needs_fit else spec
+    trained_models = sorted(table["model"].unique().to_list())
+    cand = candidate_input_names(trained_models, pool)
+    x, y, w = training_matrix(table, fitted, cand, pool)
+    inputs = list(x.columns)
+    model = CatBoostRegressor(
+        loss_function="RMSE", iterations=params.iterations, depth=params.depth,
+        learning_rate=params.learning_rate, l2_leaf_reg=params.l2_leaf_reg, random_seed=params.seed,
+        thread_count=params.thread_count, verbose=0, allow_writing_files=False, nan_mode="Min",
+    )
+    xn = x.to_numpy().astype(np.float64)
+    model.fit(Pool(xn, y, weight=w, feature_names=inputs))
+    ensemble = ensemble_from_catboost(model, inputs)
+    sample = xn[np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)]
+    diff = check_parity(ensemble, model, sample)
+    return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
+                        rows=len(xn), parity_max_abs_diff=diff)
+
+
+def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:
+    """CatBoost's JSON export, reduced to the plain arrays of ``router_runtime.trees``."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.json")
+        model.save_model(path, format="json")
+        with open(path, encoding="utf-8") as f:
+            cb = json.load(f)
+    if cb.get("features_info", {}).get("categorical_features"):
+        raise ContractError("model", "categorical features are not supported: give the runtime numeric inputs")
+    floats = cb["features_info"]["float_features"]
+    if len(floats) != len(inputs):
+        raise ContractError("model", f"CatBoost has {len(floats)} float features, expected {len(inputs)}")
+    nan_true = [inputs[f["flat_feature_index"]] for f in floats if f.get("nan_value_treatment") == "AsTrue"]
+    depth, split_input, split_border, leaves = [], [], [], []
+    for i, tree in enumerate(cb["oblivious_trees"]):
+        depth.append(len(tree["splits"]))
+        for s in tree["splits"]:
+            if s.get("split_type") != "FloatFeature":
+                raise ContractError(f"trees[{i}]", f"unsupported split type {s.get('split_type')!r}")
+            split_input.append(int(s["float_feature_index"]))
+            split_border.append(float(s["border"]))
+        if len(tree["leaf_values"]) != 2 ** len(tree["splits"]):
+            raise ContractError(f"trees[{i}]", "multi-dimensional leaves are not supported")
+        leaves.extend(float(v) for v in tree["leaf_values"])
+    scale, bias = cb["scale_and_bias"]
+    return {
+        "kind": "oblivious_trees", "inputs": list(inputs), "tree_depth": depth, "split_input": split_input,
+        "split_border": split_border, "leaf_values": leaves, "nan_as_true": nan_true,
+        "scale": float(scale), "bias": float(bias[0]),
+    }
+
+
+def check_parity(ensemble: dict[str, Any], model: Any, x: np.ndarray) -> float:
+    """Max |runtime - CatBoost| raw prediction on ``x``, both runtime paths; raises above the tolerance."""
+    ref = model.predict(x, prediction_type="RawFormulaVal")
+    ev = ObliviousEnsemble(ensemble)
+    rows = x.tolist()
+    py = ev.predict_many(rows)
+    npv = ev.predict_many(rows, use_numpy=True)
+    if py != npv:
+        bad = next(i for i, (a, b) in enumerate(zip(py, npv)) if a != b)
+        raise ArtifactParityError(f"pure-Python and numpy evaluators disagree on row {bad}: {py[bad]!r} vs {npv[bad]!r}")
+    diff = max((abs(a - b) for a, b in zip(py, ref)), default=0.0)
+    if not diff <= PARITY_TOLERANCE:
+        bad = int(np.argmax(np.abs(np.asarray(py) - ref)))
+        raise ArtifactParityError(
+            f"runtime predictions differ from CatBoost by {diff:.3g} (> {PARITY_TOLERANCE:g}) on row {bad}: "
+            f"{py[bad]!r} vs {ref[bad]!r}; refusing to export")
+    return float(diff)

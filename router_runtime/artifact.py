@@ -1,0 +1,371 @@
+"""Artifacts: the versioned JSON a training run hands to the runtime, and the registry that holds them.
+
+An artifact is a directory with two files (documented in ``artifacts/README.md``):
+
+- ``router.json`` (``format_version`` 1): feature spec with its fitted statistics, model pool with
+  capabilities and cost model, the quality ensemble as plain arrays, calibration, policy defaults.
+- ``manifest.json`` (``manifest_version`` 1): sha256 and size of every other file, the training data
+  window and row counts, evaluation metrics, parent version, created_at, code versions.
+
+Loading verifies hashes first, then versions, then every field, and raises a precise subclass of
+``ArtifactError`` / ``ContractError``.  Nothing in an artifact is ever executed: it is JSON read with
+the standard library.
+
+The registry is a directory::
+
+    <root>/CURRENT                 one line: the current version name
+    <root>/versions/<version>/     router.json, manifest.json
+
+New versions are written to a temporary directory and renamed into place; CURRENT is replaced by
+write-temp, fsync, rename, fsync-directory, so a crash at any point leaves the old or the new pointer,
+never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ContractError,
+    SchemaVersionError,
+)
+from .features import FeatureSpec
+from .pool import ModelInfo, parse_model
+from .trees import ObliviousEnsemble
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "MANIFEST_VERSION",
+    "Artifact",
+    "load_artifact",
+    "write_artifact",
+    "current_version",
+    "set_current",
+    "list_versions",
+    "resolve_artifact_dir",
+]
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+MANIFEST_VERSION = 1
+ROUTER_FILE = "router.json"
+MANIFEST_FILE = "manifest.json"
+CURRENT_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files before reading them into memory
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Defaults for the decision rule ``utility = quality - cost_weight * cost / cost_scale``."""
+
+    cost_weight: float
+    cost_scale: float
+    quality_floor: float = 0.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified artifact, ready for the Router."""
+
+    version: str
+    path: str | None
+    feature_spec: FeatureSpec
+    pool: tuple[ModelInfo, ...]
+    ensemble: ObliviousEnsemble
+    policy: Policy
+    clip_quality: tuple[float, float]
+    input_plan: tuple[tuple[str, int], ...]   # per ensemble input: ("q", feature index) or ("c", slot)
+    candidate_inputs: tuple[str, ...]         # names of the per-candidate inputs, in slot order
+    manifest: Mapping[str, Any]
+
+    def model(self, name: str) -> ModelInfo | None:
+        for m in self.pool:
+            if m.name == name:
+                return m
+        return None
+
+    def candidate_vector(self, model: ModelInfo) -> tuple[float, ...]:
+        """The per-candidate inputs of ``model``: one-hot identity plus its declared descriptors."""
+        out = []
+        for name in self.candidate_inputs:
+            if name.startswith("model__"):
+                out.append(1.0 if name[len("model__"):] == model.name else 0.0)
+            elif name == "model_size_b":
+                out.append(float("nan") if model.size_b is None else float(model.size_b))
+            else:  # guarded at load time
+                raise AssertionError(name)
+        return tuple(out)
+
+
+CANDIDATE_DESCRIPTORS = ("model_size_b",)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_capped(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ArtifactNotFoundError(f"missing file {path.name}", path=str(path)) from None
+    if size > MAX_ARTIFACT_BYTES:
+        raise ArtifactError(f"{path.name} is {size} bytes, above the {MAX_ARTIFACT_BYTES} limit", path=str(path))
+    return path.read_bytes()
+
+
+def _loads(data: bytes, path: Path) -> Any:
+    def reject(name):
+        raise ArtifactError(f"{path.name}: non-finite number {name}", path=str(path))
+
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=reject)
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path.name}: invalid UTF-8 at byte {exc.start}", path=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path.name}: invalid JSON ({exc.msg} at char {exc.pos})", path=str(path)) from None
+
+
+def resolve_artifact_dir(path: str | os.PathLike) -> Path:
+    """A version directory from a version dir, a ``router.json`` path, or a registry root (via CURRENT)."""
+    p = Path(path)
+    if p.is_file() and p.name == ROUTER_FILE:
+        return p.parent
+    if (p / ROUTER_FILE).exists() or (p / MANIFEST_FILE).exists():
+        return p
+    if (p / CURRENT_FILE).exists() or (p / VERSIONS_DIR).is_dir():
+        version = current_version(p)
+        if version is None:
+            raise ArtifactNotFoundError("registry has no CURRENT version", path=str(p))
+        return p / VERSIONS_DIR / version
+    raise ArtifactNotFoundError("no artifact here (no router.json and no registry CURRENT)", path=str(p))
+
+
+def load_artifact(path: str | os.PathLike) -> Artifact:
+    """Load and verify an artifact.  Raises ArtifactError / ContractError subclasses, never anything vaguer."""
+    d = resolve_artifact_dir(path)
+    manifest_path = d / MANIFEST_FILE
+    manifest = _loads(_read_capped(manifest_path), manifest_path)
+    if not isinstance(manifest, dict):
+        raise ArtifactError("manifest.json must be a JSON object", path=str(manifest_path))
+    mv = manifest.get("manifest_version")
+    if mv != MANIFEST_VERSION:
+        raise SchemaVersionError("manifest_version", f"unknown version {mv!r}; this runtime reads {MANIFEST_VERSION}",
+                                 source=str(manifest_path))
+    files = manifest.get("files")
+    if not isinstance(files, dict) or ROUTER_FILE not in files:
+        raise ArtifactError("manifest.json lists no router.json under 'files'", path=str(manifest_path))
+    blobs: dict[str, bytes] = {}
+    for name, meta in files.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise ArtifactError(f"manifest entry for {name!r} has no sha256", path=str(manifest_path))
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", path=str(manifest_path))
+        data = _read_capped(d / name)
+        digest = _sha256(data)
+        if digest != meta["sha256"]:
+            raise ArtifactIntegrityError(
+                f"{name}: sha256 {digest[:12]}… does not match the manifest's {meta['sha256'][:12]}… "
+                "(tampered, truncated or half-written)", path=str(d / name))
+        blobs[name] = data
+    router = _loads(blobs[ROUTER_FILE], d / ROUTER_FILE)
+    try:
+        return parse_router(router, manifest=manifest, path=str(d))
+    except ContractError as exc:
+        if exc.source is None:
+            exc.source = str(d / ROUTER_FILE)
+            exc.args = (f"{exc.field}: {exc.problem} ({exc.source})",)
+        raise
+
+
+def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path: str | None = None) -> Artifact:
+    """Validate a decoded ``router.json`` and build the runtime objects it describes."""
+    if not isinstance(router, dict):
+        raise ContractError("router", "must be a JSON object")
+    fv = router.get("format_version")
+    if fv not in SUPPORTED_FORMAT_VERSIONS or isinstance(fv, bool):
+        raise SchemaVersionError(
+            "format_version", f"unknown format {fv!r}; this runtime reads {sorted(SUPPORTED_FORMAT_VERSIONS)}")
+    version = router.get("version")
+    if not isinstance(version, str) or not version:
+        raise ContractError("version", "must be a non-empty string")
+    for key in ("feature_spec", "pool", "quality_model", "policy"):
+        if key not in router:
+            raise ContractError(key, "missing")
+    spec = FeatureSpec.from_json(router["feature_spec"])
+    if spec.needs_fit:
+        raise ContractError("feature_spec", "has unfitted statistics (token vocab missing)")
+    pool_raw = router["pool"]
+    if not isinstance(pool_raw, list) or not pool_raw:
+        raise ContractError("pool", "must be a non-empty list of models")
+    pool = tuple(parse_model(m, where=f"pool[{i}]") for i, m in enumerate(pool_raw))
+    names = [m.name for m in pool]
+    if len(set(names)) != len(names):
+        raise ContractError("pool", "duplicate model names")
+
+    qm = router["quality_model"]
+    if not isinstance(qm, dict) or qm.get("kind") != "oblivious_trees":
+        raise ContractError("quality_model.kind", "must be 'oblivious_trees'")
+    try:
+        ensemble = ObliviousEnsemble(qm)
+    except ContractError as exc:
+        raise ContractError(f"quality_model.{exc.field}", exc.problem) from None
+
+    qindex = {n: i for i, n in enumerate(spec.output_names)}
+    cand_inputs: list[str] = []
+    plan = []
+    for name in ensemble.inputs:
+        if name in qindex:
+            plan.append(("q", qindex[name]))
+        elif name.startswith("model__") or name in CANDIDATE_DESCRIPTORS:
+            plan.append(("c", len(cand_inputs)))
+            cand_inputs.append(name)
+        else:
+            raise ContractError("quality_model.inputs",
+                                f"input {name!r} is neither a feature of the spec nor a candidate input")
+
+    calib = router.get("calibration", {"kind": "clip", "low": 0.0, "high": 1.0})
+    if not isinstance(calib, dict) or calib.get("kind") != "clip":
+        raise ContractError("calibration.kind", "must be 'clip'")
+    low, high = _finite(calib, "low", "calibration"), _finite(calib, "high", "calibration")
+    if low > high:
+        raise ContractError("calibration", f"low {low} > high {high}")
+
+    pol = router["policy"]
+    if not isinstance(pol, dict):
+        raise ContractError("policy", "must be an object")
+    policy = Policy(
+        cost_weight=_finite(pol, "cost_weight", "policy"),
+        cost_scale=_finite(pol, "cost_scale", "policy"),
+        quality_floor=_finite(pol, "quality_floor", "policy") if "quality_floor" in pol else 0.0,
+    )
+    if policy.cost_weight < 0:
+        raise ContractError("policy.cost_weight", f"must be >= 0, got {policy.cost_weight}")
+    if policy.cost_scale <= 0:
+        raise ContractError("policy.cost_scale", f"must be > 0, got {policy.cost_scale}")
+    return Artifact(
+        version=version,
+        path=path,
+        feature_spec=spec,
+        pool=pool,
+        ensemble=ensemble,
+        policy=policy,
+        clip_quality=(low, high),
+        input_plan=tuple(plan),
+        candidate_inputs=tuple(cand_inputs),
+        manifest=manifest or {},
+    )
+
+
+def _finite(obj: Mapping[str, Any], key: str, where: str) -> float:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ContractError(f"{where}.{key}", f"must be a finite number, got {v!r}")
+    return float(v)
+
+
+# -- writing and the registry ----------------------------------------------------------------------
+
+def _dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_version_name(router_bytes: bytes, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{_sha256(router_bytes)[:8]}"
+
+
+def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: dict[str, Any]) -> Path:
+    """Write a new version into the registry at ``root`` and return its directory.
+
+    ``router["version"]`` is filled in if empty.  The version appears atomically (rename of a
+    complete temporary directory); CURRENT is not touched: promotion is a separate, explicit step.
+    """
+    root = Path(root)
+    versions = root / VERSIONS_DIR
+    versions.mkdir(parents=True, exist_ok=True)
+    if not router.get("version"):
+        router = dict(router, version=new_version_name(_dumps(dict(router, version=""))))
+    version = router["version"]
+    parse_router(json.loads(_dumps(router)))  # refuse to write what the runtime could not load
+    router_bytes = _dumps(router)
+    final = versions / version
+    if final.exists():
+        raise ArtifactError(f"version {version} already exists", path=str(final))
+    full_manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "artifact_version": version,
+        "format_version": router["format_version"],
+        "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        **manifest,
+        "files": {ROUTER_FILE: {"sha256": _sha256(router_bytes), "bytes": len(router_bytes)}},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
+    for name, data in ((ROUTER_FILE, router_bytes), (MANIFEST_FILE, _dumps(full_manifest))):
+        with open(tmp / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    os.rename(tmp, final)
+    _fsync_dir(versions)
+    return final
+
+
+def current_version(root: str | os.PathLike) -> str | None:
+    """The version CURRENT points to, or None when there is no pointer yet."""
+    p = Path(root) / CURRENT_FILE
+    try:
+        text = p.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"unreadable CURRENT pointer: {exc}", path=str(p)) from None
+    if not text or "/" in text or text.startswith("."):
+        raise ArtifactError(f"CURRENT holds an invalid version name {text!r}", path=str(p))
+    return text
+
+
+def set_current(root: str | os.PathLike, version: str) -> None:
+    """Point CURRENT at ``version`` atomically, after checking the version loads."""
+    root = Path(root)
+    load_artifact(root / VERSIONS_DIR / version)  # never point at something unloadable
+    tmp = root / f".{CURRENT_FILE}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(version + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / CURRENT_FILE)
+    _fsync_dir(root)
+
+
+def list_versions(root: str | os.PathLike) -> list[str]:
+    """Version names in the registry, oldest first (names start with a UTC timestamp)."""
+    d = Path(root) / VERSIONS_DIR
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -1,0 +1,88 @@
+"""The one exception tree of Zeta Router.
+
+    ZetaError                      base of everything raised on purpose
+    ├── ContractError              a record, table or spec breaks its documented schema;
+    │   │                          carries .field and .problem (and .row where there is one)
+    │   ├── SchemaVersionError     a schema_version / format_version this code was not told to trust
+    │   └── UnknownOpError         a feature op outside the closed set
+    ├── ArtifactError              an artifact cannot be used; carries .path
+    │   ├── ArtifactNotFoundError  no artifact (or no CURRENT pointer) where one was expected
+    │   ├── ArtifactIntegrityError a file's sha256 differs from the manifest (tampered or torn)
+    │   └── ArtifactParityError    export: runtime predictions differ from CatBoost's
+    └── MissingDependencyError     an optional dependency (numpy, the pipeline extra) is absent
+
+`ContractError` subclasses `ValueError` so callers that only know the standard library can still
+catch bad input as a value problem.  The runtime's `Router.decide` never lets any of these escape
+for an operational problem: it falls back and says why in `Decision.reason`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZetaError",
+    "ContractError",
+    "SchemaVersionError",
+    "UnknownOpError",
+    "ArtifactError",
+    "ArtifactNotFoundError",
+    "ArtifactIntegrityError",
+    "ArtifactParityError",
+    "MissingDependencyError",
+]
+
+
+class ZetaError(Exception):
+    """Base class of every error Zeta Router raises on purpose."""
+
+
+class ContractError(ZetaError, ValueError):
+    """Input that breaks a documented contract.
+
+    The message always names the field and the problem, e.g.
+    ``propensity: must be in (0, 1], got 1.5 (line 12)``.
+    """
+
+    def __init__(self, field: str, problem: str, *, row: int | None = None, source: str | None = None):
+        self.field = field
+        self.problem = problem
+        self.row = row
+        self.source = source
+        where = []
+        if source is not None:
+            where.append(source)
+        if row is not None:
+            where.append(f"row {row}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"{field}: {problem}{suffix}")
+
+
+class SchemaVersionError(ContractError):
+    """A schema or format version that this code does not know how to read."""
+
+
+class UnknownOpError(ContractError):
+    """A feature op outside the closed set this runtime implements."""
+
+
+class ArtifactError(ZetaError):
+    """An artifact that cannot be used.  ``path`` names the offending file or directory."""
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path = path
+        super().__init__(f"{message} [{path}]" if path else message)
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """No artifact, or no CURRENT pointer, where one was expected."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """A file whose sha256 does not match the manifest: tampered with, torn or truncated."""
+
+
+class ArtifactParityError(ArtifactError):
+    """Export refused: the runtime's predictions differ from the trainer's."""
+
+
+class MissingDependencyError(ZetaError, ImportError):
+    """An optional dependency is not installed.  The message says which extra brings it."""

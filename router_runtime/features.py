@@ -1,0 +1,616 @@
+"""Query features as data: an ordered list of ``Feature(name, op, params)`` over a closed set of ops.
+
+The same spec is interpreted twice: here, in pure Python, once per request (``FeatureSpec.extract``),
+and in ``flows/features.py`` as Polars expressions over whole training tables.  Both must produce
+bit-identical float64 vectors; ``tests/test_features.py`` checks that on generated and real queries.
+A spec travels inside the model artifact as JSON (``to_json`` / ``from_json``), fitted statistics
+included, so the runtime never refits anything.
+
+Input.  A query may be str, bytes or None.  It goes through ``text.as_text`` (invalid UTF-8 and lone
+surrogates become U+FFFD) and is cut to its first ``max_chars`` code points: every op sees
+``t = as_text(query)[:max_chars]``.  A missing query (None / null) gives NaN for every output.
+Lengths are in Unicode code points unless stated.  "Lower-case" always means ASCII-only lower-casing
+(``text.ascii_lower``): Unicode case mapping differs between engines (İ, ı, ß).
+
+Ops (every output is a float):
+
+``char_count`` {}
+    Number of code points of t.
+``byte_count`` {}
+    Number of UTF-8 bytes of t.
+``count_class`` {"ranges": [[lo, hi], ...]}
+    Number of code points c of t with lo <= ord(c) <= hi for at least one range (ints, inclusive,
+    0 <= lo <= hi <= 0x10FFFF).
+``count_runs`` {"ranges": [[lo, hi], ...]}
+    Number of maximal runs of such code points (words = runs of [A-Za-z0-9_]).
+``count_literal`` {"literal": str, "ascii_lower": bool}
+    Non-overlapping occurrences of the non-empty literal, leftmost first (``str.count``), in t, or in
+    ascii_lower(t) when "ascii_lower" is true (the literal must then contain no A-Z).
+``contains_any`` {"literals": [str, ...], "ascii_lower": bool}
+    1.0 if any of the non-empty literals occurs in t (or ascii_lower(t)), else 0.0.
+``token_buckets`` {"n_buckets": int >= 1, "vocab": {token: bucket} | null}
+    Tokens are the maximal runs of [a-z0-9_] in ascii_lower(t).  Output ``{name}__{i}`` counts the
+    tokens whose vocab bucket is i; tokens outside the vocab count nowhere.  The vocab is a fitted
+    statistic (``flows.features.fit_feature_spec``): null until fitted, and extracting with an
+    unfitted spec raises ContractError.  Tokens must match [a-z0-9_]+, buckets be in [0, n_buckets).
+``ratio`` {"num": name, "den": name}
+    num / den of two earlier single-output features; 0.0 when den == 0; NaN if either is NaN.
+``log1p`` {"of": name}
+    math.log1p of an earlier single-output feature (bit-identical to Polars ``Expr.log1p`` on the
+    parity tests: both call the platform libm).
+
+Every op but token_buckets has one output named after the feature; token_buckets with n buckets has
+n outputs ``{name}__0`` ... ``{name}__{n-1}``.  All output names must be distinct.
+
+Why the ops are so narrow: Python ``re`` and Rust ``regex`` disagree on ``\\w``, ``\\s``, ``$``,
+empty matches and case folding, so the ops are defined by explicit code point classes and literals
+only, which both engines (and plain ``str``/``bytes`` methods) implement identically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ContractError, SchemaVersionError, UnknownOpError
+from .text import as_text, ascii_lower
+
+__all__ = [
+    "FEATURE_SPEC_VERSION",
+    "OPS",
+    "PARAM_KEYS",
+    "PYTHON_OPS",
+    "Feature",
+    "FeatureSpec",
+    "default_feature_spec",
+]
+
+FEATURE_SPEC_VERSION = 1
+MAX_CODE_POINT = 0x10FFFF
+
+# Required parameter names per op; exactly these keys, no more.
+PARAM_KEYS: dict[str, tuple[str, ...]] = {
+    "char_count": (),
+    "byte_count": (),
+    "count_class": ("ranges",),
+    "count_runs": ("ranges",),
+    "count_literal": ("literal", "ascii_lower"),
+    "contains_any": ("literals", "ascii_lower"),
+    "token_buckets": ("n_buckets", "vocab"),
+    "ratio": ("num", "den"),
+    "log1p": ("of",),
+}
+OPS: frozenset[str] = frozenset(PARAM_KEYS)
+
+_NAME = re.compile(r"[a-z0-9_]+")
+_TOKEN = re.compile(r"[a-z0-9_]+")
+_NAN = float("nan")
+
+# All work happens on the UTF-8 bytes of t: every byte < 0x80 is one ASCII code point, bytes >= 0x80
+# occur only inside multi-byte characters, and UTF-8 is self-synchronising, so ASCII classes, ASCII
+# lower-casing and literal counts give the same answers on bytes as on code points, at C speed.
+_LOWER_BYTES = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
+_TOKEN_BYTES = bytes(
+    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57 or c == 95) else 32 for c in range(256)
+)
+_NON_ASCII_RUNS = re.compile("[^\x00-\x7f]+")
+_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named feature: an op from ``OPS`` and its JSON-able params (fitted statistics included)."""
+
+    name: str
+    op: str
+    params: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_ranges(v: Any, where: str) -> list[tuple[int, int]]:
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ContractError(where, f"must be a non-empty list of [lo, hi] pairs, got {v!r}")
+    out = []
+    for j, r in enumerate(v):
+        if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(_is_int(x) for x in r):
+            raise ContractError(f"{where}[{j}]", f"must be a pair of ints [lo, hi], got {r!r}")
+        lo, hi = r
+        if not 0 <= lo <= hi <= MAX_CODE_POINT:
+            raise ContractError(f"{where}[{j}]", f"need 0 <= lo <= hi <= 0x10FFFF, got {r!r}")
+        out.append((lo, hi))
+    return out
+
+
+def _check_literal(v: Any, lower: bool, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ContractError(where, f"must be a non-empty string, got {v!r}")
+    if as_text(v) != v:
+        raise ContractError(where, "must be valid Unicode (no lone surrogates): it could never match")
+    if lower and ascii_lower(v) != v:
+        raise ContractError(where, f"contains A-Z but ascii_lower is true, so it could never match: {v!r}")
+    return v
+
+
+def _check_bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise ContractError(where, f"must be true or false, got {v!r}")
+    return v
+
+
+def _validate(features: tuple[Feature, ...]) -> None:
+    """Raise ContractError (or a subclass) naming the first field that breaks the contract."""
+    kinds: dict[str, int] = {}  # feature name -> number of outputs
+    outputs: set[str] = set()
+    for i, f in enumerate(features):
+        at = f"features[{i}]"
+        if not isinstance(f, Feature):
+            raise ContractError(at, f"must be a Feature, got {type(f).__name__}")
+        if not isinstance(f.name, str) or not _NAME.fullmatch(f.name):
+            raise ContractError(f"{at}.name", f"must match [a-z0-9_]+, got {f.name!r}")
+        if f.name in kinds:
+            raise ContractError(f"{at}.name", f"duplicate feature name {f.name!r}")
+        if not isinstance(f.op, str) or f.op not in OPS:
+            raise UnknownOpError(f"{at}.op", f"feature {f.name!r} uses unknown op {f.op!r}; known: {sorted(OPS)}")
+        p = f.params
+        if not isinstance(p, dict):
+            raise ContractError(f"{at}.params", f"must be an object, got {type(p).__name__}")
+        want = PARAM_KEYS[f.op]
+        for k in want:
+            if k not in p:
+                raise ContractError(f"{at}.params.{k}", f"missing (op {f.op} needs {list(want)})")
+        for k in p:
+            if k not in want:
+                raise ContractError(f"{at}.params.{k}", f"unexpected param for op {f.op}")
+        pf = f"{at}.params"
+        n_out = 1
+        if f.op in ("count_class", "count_runs"):
+            _check_ranges(p["ranges"], f"{pf}.ranges")
+        elif f.op == "count_literal":
+            lower = _check_bool(p["ascii_lower"], f"{pf}.ascii_lower")
+            _check_literal(p["literal"], lower, f"{pf}.literal")
+        elif f.op == "contains_any":
+            lower = _check_bool(p["ascii_lower"], f"{pf}.ascii_lower")
+            lits = p["literals"]
+            if not isinstance(lits, (list, tuple)) or not lits:
+                raise ContractError(f"{pf}.literals", f"must be a non-empty list of strings, got {lits!r}")
+            for j, lit in enumerate(lits):
+                _check_literal(lit, lower, f"{pf}.literals[{j}]")
+        elif f.op == "token_buckets":
+            n = p["n_buckets"]
+            if not _is_int(n) or n < 1:
+                raise ContractError(f"{pf}.n_buckets", f"must be an int >= 1, got {n!r}")
+            vocab = p["vocab"]
+            if vocab is not None:
+                if not isinstance(vocab, dict):
+                    raise ContractError(f"{pf}.vocab", f"must be an object or null, got {type(vocab).__name__}")
+                for tok, bucket in vocab.items():
+                    if not isinstance(tok, str) or not _TOKEN.fullmatch(tok):
+                        raise ContractError(f"{pf}.vocab", f"token {tok!r} does not match [a-z0-9_]+")
+                    if not _is_int(bucket) or not 0 <= bucket < n:
+                        raise ContractError(f"{pf}.vocab.{tok}", f"bucket must be an int in [0, {n}), got {bucket!r}")
+            n_out = n
+        elif f.op in ("ratio", "log1p"):
+            for k in want:
+                ref = p[k]
+                if not isinstance(ref, str):
+                    raise ContractError(f"{pf}.{k}", f"must be a feature name, got {ref!r}")
+                if ref not in kinds:
+                    raise ContractError(f"{pf}.{k}", f"refers to {ref!r}, which is not an earlier feature")
+                if kinds[ref] != 1:
+                    raise ContractError(f"{pf}.{k}", f"refers to {ref!r}, which has several outputs")
+        kinds[f.name] = n_out
+        for o in _output_names(f, n_out):
+            if o in outputs:
+                raise ContractError(f"{at}.name", f"output name {o!r} is produced twice")
+            outputs.add(o)
+
+
+def _output_names(f: Feature, n_out: int) -> list[str]:
+    return [f.name] if f.op != "token_buckets" else [f"{f.name}__{i}" for i in range(n_out)]
+
+
+def _canonical(params: dict, where: str) -> dict:
+    """A private JSON-shaped deep copy: later mutation of the caller's dict cannot desync the plan."""
+    try:
+        return json.loads(json.dumps(params, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ContractError(where, f"must be JSON-able: {e}") from None
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
+def _py_class(ranges: list[tuple[int, int]]) -> str:
+    return "[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges) + "]"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the compiled plan: one closure per feature, each appending its outputs to ``vals``.
+# Step signature: (t, b, lb, extra, toks, vals) with t the text, b its UTF-8 bytes, lb the
+# lower-cased bytes, extra the per-class counts of non-ASCII code points (None for ASCII text),
+# toks the token list (bytes).
+
+Step = Callable[..., None]
+
+
+class _Plan:
+    def __init__(self, features: tuple[Feature, ...]):
+        self.steps: list[Step] = []
+        self.need_lower = False
+        self.need_tokens = False
+        self.unfitted: str | None = None  # field of the first token_buckets feature without a vocab
+        self.class_ranges: list[list[tuple[int, int]]] = []  # non-ASCII parts of count_class features
+        self._member_cache: dict[str, tuple[int, ...]] = {}
+        index: dict[str, int] = {}  # single-output feature name -> position in vals
+        pos = 0
+        for i, f in enumerate(features):
+            build = PYTHON_OPS[f.op]
+            self.steps.append(build(self, i, f.params, index))
+            if f.op == "token_buckets":
+                pos += f.params["n_buckets"]
+            else:
+                index[f.name] = pos
+                pos += 1
+        self.n_out = pos
+
+    def non_ascii_counts(self, t: str) -> list[int]:
+        """Per count_class slot, how many non-ASCII code points of t fall in its ranges."""
+        extra = [0] * len(self.class_ranges)
+        cache = self._member_cache
+        for ch, n in Counter("".join(_NON_ASCII_RUNS.findall(t))).items():
+            slots = cache.get(ch)
+            if slots is None:
+                cp = ord(ch)
+                slots = tuple(k for k, rs in enumerate(self.class_ranges) if _in_ranges(cp, rs))
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[ch] = slots
+            for k in slots:
+                extra[k] += n
+        return extra
+
+
+def _in_ranges(cp: int, merged: list[tuple[int, int]]) -> bool:
+    i = bisect_right(merged, (cp, MAX_CODE_POINT + 1)) - 1
+    return i >= 0 and merged[i][0] <= cp <= merged[i][1]
+
+
+def _ascii_table(merged: list[tuple[int, int]]) -> bytes:
+    """Byte table: ASCII members -> b'a', every other byte (incl. all >= 0x80) -> b' '."""
+    return bytes(97 if c < 128 and _in_ranges(c, merged) else 32 for c in range(256))
+
+
+def _py_char_count(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    def step(t, b, lb, extra, toks, vals):
+        vals.append(float(len(t)))
+
+    return step
+
+
+def _py_byte_count(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    def step(t, b, lb, extra, toks, vals):
+        vals.append(float(len(b)))
+
+    return step
+
+
+def _py_count_class(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    merged = _merge([tuple(r) for r in p["ranges"]])
+    table = _ascii_table(merged)
+    has_ascii = b"a" in table
+    non_ascii = [(max(lo, 128), hi) for lo, hi in merged if hi >= 128]
+    slot = -1
+    if non_ascii:
+        slot = len(plan.class_ranges)
+        plan.class_ranges.append(non_ascii)
+
+    def step(t, b, lb, extra, toks, vals):
+        n = b.translate(table).count(b"a") if has_ascii else 0
+        if extra is not None and slot >= 0:
+            n += extra[slot]
+        vals.append(float(n))
+
+    return step
+
+
+def _py_count_runs(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    merged = _merge([tuple(r) for r in p["ranges"]])
+    table = _ascii_table(merged)
+    # Non-ASCII members only matter for non-ASCII text; then an explicit-class regex (which Python
+    # and Rust agree on) does it.  Multi-byte characters map to spaces in ``table``: separators.
+    rx = re.compile(_py_class(merged) + "+") if merged[-1][1] >= 128 else None
+
+    def step(t, b, lb, extra, toks, vals):
+        if rx is not None and len(b) != len(t):
+            vals.append(float(len(rx.findall(t))))
+        else:
+            x = b.translate(table)
+            vals.append(float(x.count(b" a") + x.startswith(b"a")))
+
+    return step
+
+
+def _py_count_literal(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    lit = p["literal"].encode("utf-8")
+    if p["ascii_lower"]:
+        plan.need_lower = True
+
+        def step(t, b, lb, extra, toks, vals):
+            vals.append(float(lb.count(lit)))
+    else:
+
+        def step(t, b, lb, extra, toks, vals):
+            vals.append(float(b.count(lit)))
+
+    return step
+
+
+def _py_contains_any(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    lits = tuple(dict.fromkeys(s.encode("utf-8") for s in p["literals"]))
+    lower = p["ascii_lower"]
+    plan.need_lower = plan.need_lower or lower
+
+    def step(t, b, lb, extra, toks, vals):
+        hay = lb if lower else b
+        for lit in lits:
+            if lit in hay:
+                vals.append(1.0)
+                return
+        vals.append(0.0)
+
+    return step
+
+
+def _py_token_buckets(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    n = p["n_buckets"]
+    vocab = p["vocab"]
+    plan.need_tokens = True
+    if vocab is None:
+        plan.unfitted = plan.unfitted or f"features[{i}].params.vocab"
+        return lambda *args: None  # never runs: extract refuses an unfitted spec
+    get = {tok.encode("ascii"): k for tok, k in vocab.items()}.get
+
+    def step(t, b, lb, extra, toks, vals):
+        out = [0.0] * n
+        for k, c in Counter(map(get, toks)).items():
+            if k is not None:
+                out[k] = float(c)
+        vals.extend(out)
+
+    return step
+
+
+def _py_ratio(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    a, d = index[p["num"]], index[p["den"]]
+
+    def step(t, b, lb, extra, toks, vals):
+        num, den = vals[a], vals[d]
+        if num != num or den != den:
+            vals.append(_NAN)
+        elif den == 0:
+            vals.append(0.0)
+        else:
+            vals.append(num / den)
+
+    return step
+
+
+def _py_log1p(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    a = index[p["of"]]
+    log1p = math.log1p
+
+    def step(t, b, lb, extra, toks, vals):
+        vals.append(log1p(vals[a]))
+
+    return step
+
+
+# The Python interpreter's registry; tests check its keys == OPS == the Polars registry's keys.
+PYTHON_OPS: dict[str, Callable[[_Plan, int, dict, dict], Step]] = {
+    "char_count": _py_char_count,
+    "byte_count": _py_byte_count,
+    "count_class": _py_count_class,
+    "count_runs": _py_count_runs,
+    "count_literal": _py_count_literal,
+    "contains_any": _py_contains_any,
+    "token_buckets": _py_token_buckets,
+    "ratio": _py_ratio,
+    "log1p": _py_log1p,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the spec
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """An ordered, validated feature list.  Construction validates and precompiles; extraction is pure."""
+
+    features: tuple[Feature, ...]
+    max_chars: int = 65536
+    version: int = FEATURE_SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.version) or self.version != FEATURE_SPEC_VERSION:
+            raise SchemaVersionError(
+                "version", f"feature spec version {self.version!r} is not supported (expected {FEATURE_SPEC_VERSION})"
+            )
+        if not _is_int(self.max_chars) or self.max_chars < 1:
+            raise ContractError("max_chars", f"must be an int >= 1, got {self.max_chars!r}")
+        if not isinstance(self.features, (list, tuple)):
+            raise ContractError("features", f"must be a list of features, got {type(self.features).__name__}")
+        feats = tuple(self.features)
+        _validate(feats)
+        feats = tuple(Feature(f.name, f.op, _canonical(f.params, f"features[{i}].params")) for i, f in enumerate(feats))
+        object.__setattr__(self, "features", feats)
+        plan = _Plan(feats)
+        object.__setattr__(self, "_plan", plan)
+        names: list[str] = []
+        for f in feats:
+            names += _output_names(f, f.params["n_buckets"] if f.op == "token_buckets" else 1)
+        object.__setattr__(self, "_output_names", tuple(names))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names  # type: ignore[attr-defined]
+
+    @property
+    def needs_fit(self) -> bool:
+        """True while some token_buckets feature has no vocab."""
+        return self._plan.unfitted is not None  # type: ignore[attr-defined]
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "max_chars": self.max_chars,
+            "features": [{"name": f.name, "op": f.op, "params": _canonical(f.params, "params")} for f in self.features],
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> "FeatureSpec":
+        if not isinstance(d, dict):
+            raise ContractError("feature_spec", f"must be an object, got {type(d).__name__}")
+        for k in d:
+            if k not in ("version", "max_chars", "features"):
+                raise ContractError(str(k), "unexpected key in feature spec")
+        if "version" not in d:
+            raise SchemaVersionError("version", "missing")
+        version = d["version"]
+        if not _is_int(version) or version != FEATURE_SPEC_VERSION:
+            raise SchemaVersionError(
+                "version", f"feature spec version {version!r} is not supported (expected {FEATURE_SPEC_VERSION})"
+            )
+        if "features" not in d:
+            raise ContractError("features", "missing")
+        raw = d["features"]
+        if not isinstance(raw, list):
+            raise ContractError("features", f"must be a list, got {type(raw).__name__}")
+        feats = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise ContractError(f"features[{i}]", f"must be an object, got {type(item).__name__}")
+            for k in ("name", "op", "params"):
+                if k not in item:
+                    raise ContractError(f"features[{i}].{k}", "missing")
+            for k in item:
+                if k not in ("name", "op", "params"):
+                    raise ContractError(f"features[{i}].{k}", "unexpected key")
+            feats.append(Feature(item["name"], item["op"], item["params"]))
+        if "max_chars" not in d:
+            raise ContractError("max_chars", "missing")
+        return cls(tuple(feats), max_chars=d["max_chars"], version=version)
+
+    def extract(self, query: str | bytes | None) -> list[float]:
+        """The feature vector of one query, in ``output_names`` order (pure Python, no allocation-heavy work)."""
+        plan: _Plan = self._plan  # type: ignore[attr-defined]
+        if plan.unfitted is not None:
+            raise ContractError(plan.unfitted, "token_buckets feature is not fitted (vocab is null): fit the spec first")
+        t = as_text(query)
+        if t is None:
+            return [_NAN] * plan.n_out
+        if len(t) > self.max_chars:
+            t = t[: self.max_chars]
+        b = t.encode("utf-8")
+        lb = b.translate(_LOWER_BYTES) if plan.need_lower else b
+        extra = plan.non_ascii_counts(t) if plan.class_ranges and len(b) != len(t) else None
+        toks = b.translate(_TOKEN_BYTES).split() if plan.need_tokens else ()
+        vals: list[float] = []
+        for step in plan.steps:
+            step(t, b, lb, extra, toks, vals)
+        return vals
+
+
+# ---------------------------------------------------------------------------------------------------
+# the default (unfitted) feature set
+
+
+def _chars(s: str) -> list[list[int]]:
+    return [[ord(c), ord(c)] for c in s]
+
+
+def _f(name: str, op: str, **params: Any) -> Feature:
+    return Feature(name, op, params)
+
+
+_WORD = [[48, 57], [65, 90], [95, 95], [97, 122]]
+_SCRIPTS = {
+    "latin_ext": [[0x00C0, 0x024F]],
+    "greek": [[0x0370, 0x03FF]],
+    "cyrillic": [[0x0400, 0x04FF]],
+    "arabic": [[0x0600, 0x06FF]],
+    "devanagari": [[0x0900, 0x097F]],
+    "cjk": [[0x3040, 0x30FF], [0x3400, 0x4DBF], [0x4E00, 0x9FFF], [0xAC00, 0xD7AF]],
+    "emoji": [[0x1F300, 0x1FAFF]],
+}
+_CUES = {
+    "mc": ["a)", "(a)", "a.", "options:", "choices:", "answer choices"],
+    "code": ["def ", "function", "class ", "import ", "return ", "#include", "public static", "console.log",
+             "python", "write a program", "implement"],
+    "math": ["solve", "calculate", "how many", "how much", "equation", "sum of", "probability", "percent", "total"],
+    "logic": ["clue", "puzzle", "if and only if", "lives directly", "step by step"],
+    "qa": ["who ", "when ", "where ", "which ", "what year", "capital of"],
+    "write": ["write", "essay", "story", "poem", "summarize", "translate"],
+    "embed": ["embed", "embedding", "vector", "similarity"],
+}
+
+
+def default_feature_spec(n_buckets: int = 64, max_chars: int = 65536) -> FeatureSpec:
+    """The default feature set, UNFITTED: fit its ``tok`` vocab with ``flows.features.fit_feature_spec``."""
+    fs = [
+        # lengths
+        _f("chars", "char_count"),
+        _f("bytes", "byte_count"),
+        _f("words", "count_runs", ranges=_WORD),
+        _f("lines", "count_literal", literal="\n", ascii_lower=False),
+        _f("paragraphs", "count_literal", literal="\n\n", ascii_lower=False),
+        _f("digits", "count_class", ranges=[[48, 57]]),
+        _f("upper", "count_class", ranges=[[65, 90]]),
+        _f("spaces", "count_class", ranges=[[9, 10], [13, 13], [32, 32]]),
+        _f("non_ascii", "count_class", ranges=[[0x80, MAX_CODE_POINT]]),
+        _f("punct", "count_class", ranges=_chars(".,;:!")),
+        # code shape
+        _f("code_syms", "count_class", ranges=_chars("{}[]();=<>")),
+        _f("underscores", "count_literal", literal="_", ascii_lower=False),
+        _f("fences", "count_literal", literal="```", ascii_lower=False),
+        _f("indents", "count_literal", literal="\n    ", ascii_lower=False),
+        # math shape
+        _f("math_ops", "count_class", ranges=_chars("+-*/^=%")),
+        _f("latex_frac", "count_literal", literal="\\frac", ascii_lower=False),
+        _f("dollars", "count_literal", literal="$", ascii_lower=False),
+        _f("qmarks", "count_literal", literal="?", ascii_lower=False),
+    ]
+    fs += [_f(f"cue_{k}", "contains_any", literals=v, ascii_lower=True) for k, v in _CUES.items()]
+    fs += [_f(f"script_{k}", "count_class", ranges=v) for k, v in _SCRIPTS.items()]
+    fs.append(_f("control", "count_class", ranges=[[0x00, 0x08], [0x0B, 0x1F], [0x7F, 0x7F]]))
+    for num in ("digits", "upper", "spaces", "non_ascii", "punct", "code_syms", "math_ops"):
+        fs.append(_f(f"{num}_ratio", "ratio", num=num, den="chars"))
+    fs += [_f(f"script_{k}_ratio", "ratio", num=f"script_{k}", den="chars") for k in _SCRIPTS]
+    fs += [
+        _f("chars_per_word", "ratio", num="chars", den="words"),
+        _f("bytes_per_char", "ratio", num="bytes", den="chars"),
+        _f("log_chars", "log1p", of="chars"),
+        _f("log_words", "log1p", of="words"),
+        _f("log_lines", "log1p", of="lines"),
+        _f("tok", "token_buckets", n_buckets=n_buckets, vocab=None),
+    ]
+    return FeatureSpec(tuple(fs), max_chars=max_chars)

@@ -1,0 +1,77 @@
+"""Append-only outcome log: OutcomeRecord lines in JSONL files, rotated by size and age.
+
+Each logger writes its own files, ``outcomes-<UTC start>-<pid>-<n>.jsonl``, inside one directory, so
+several processes can log into the same directory without sharing a file.  Inside a process, a lock
+serialises writers and every line goes out in one ``os.write`` on an ``O_APPEND`` descriptor: a crash
+loses at most the line being written, and a torn last line is quarantined by ingestion, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .records import OutcomeRecord
+
+__all__ = ["OutcomeLogger"]
+
+
+class OutcomeLogger:
+    def __init__(self, directory: str | os.PathLike, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0,
+                 fsync: bool = False):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._opened_at = 0.0
+        self._size = 0
+        self._n = 0
+
+    @property
+    def path(self) -> Path | None:
+        """The file currently written to (None before the first record)."""
+        return self._path
+
+    def _open(self) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self._n += 1
+        self._path = self.directory / f"outcomes-{stamp}-{os.getpid()}-{self._n}.jsonl"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._opened_at = time.monotonic()
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, record: OutcomeRecord) -> None:
+        data = record.to_line().encode("utf-8")
+        with self._lock:
+            if self._fd is not None and (self._size + len(data) > self.max_bytes
+                                         or time.monotonic() - self._opened_at > self.max_age_s):
+                os.close(self._fd)
+                self._fd = None
+            if self._fd is None:
+                self._open()
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (signals, full disks)
+                n = os.write(self._fd, view)
+                view = view[n:]
+            self._size += len(data)
+            if self.fsync:
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> "OutcomeLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,280 @@
+"""OutcomeRecord: what happened after one routing decision.  One JSON object per line (JSONL).
+
+Schema version 1 (``OUTCOME_SCHEMA_VERSION``).  Fields, in the order they are written:
+
+=================  ==============================  ==========================================================
+field              type                            meaning and constraints
+=================  ==============================  ==========================================================
+schema_version     int, required                   1.  Any other value is refused (SchemaVersionError).
+decision_id        str, required                   unique id of the decision (1..128 chars); ingestion dedupes on it
+ts                 str, required                   RFC 3339 timestamp in UTC (``Z`` or ``+00:00``)
+artifact_version   str or null                     artifact that made the decision; null = rule-based fallback
+query              str or null                     the query text (non-empty); null when text logging is off ...
+query_sha256       str or null                     ... then the sha256 hex of the UTF-8 query; one of the two is required
+request_kind       str, default "chat"             chat | code | embed | reason | any other capability name
+candidates         list[str], required             the models the router could choose from; contains ``model``
+model              str, required                   the model that answered (after any fallback)
+propensity         float, required                 probability that the logging policy picked ``model``: in (0, 1]
+scores             {model: float or null}, {}      per-candidate predicted quality at decision time
+explored           bool, default false             the choice was an exploration draw
+fallback_from      str or null                     the model that failed before ``model`` answered
+latency_ms         float >= 0 or null              wall time of the request
+ttft_ms            float >= 0 or null              time to first token
+prompt_tokens      int >= 0 or null
+completion_tokens  int >= 0 or null
+success            bool, required                  the model returned a usable answer
+error              str or null                     what went wrong when success is false
+quality            float in [0, 1] or null         observed quality; null when unknown
+quality_source     str or null                     judge | user | check | benchmark; required when quality is set
+features           list[float] or null             the query's feature vector, logged when text logging is off
+cost               float >= 0 or null              cost of the call in the pool's cost unit, when known
+=================  ==============================  ==========================================================
+
+Evolution rules: a new field is added with a default, so old lines stay valid; an existing field never
+changes meaning or type; readers ignore fields they do not know (kept in ``extra``), so an old reader
+can ingest lines from a newer writer of the same schema_version.  A change that breaks any of this is a
+new schema_version, and the reader for the old one is kept.  Numbers must be finite (no NaN/Infinity).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from .errors import ContractError, SchemaVersionError
+
+__all__ = [
+    "OUTCOME_SCHEMA_VERSION",
+    "QUALITY_SOURCES",
+    "MAX_LINE_BYTES",
+    "OutcomeRecord",
+    "parse_outcome",
+    "parse_outcome_line",
+]
+
+OUTCOME_SCHEMA_VERSION = 1
+QUALITY_SOURCES = frozenset({"judge", "user", "check", "benchmark"})
+MAX_LINE_BYTES = 1 << 20  # a line above this is refused whole rather than half-parsed
+_SHA256 = re.compile("[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    decision_id: str
+    ts: str
+    candidates: tuple[str, ...]
+    model: str
+    propensity: float
+    success: bool
+    artifact_version: str | None = None
+    query: str | None = None
+    query_sha256: str | None = None
+    request_kind: str = "chat"
+    scores: Mapping[str, float | None] = field(default_factory=dict)
+    explored: bool = False
+    fallback_from: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    quality: float | None = None
+    quality_source: str | None = None
+    features: tuple[float, ...] | None = None
+    cost: float | None = None
+    schema_version: int = OUTCOME_SCHEMA_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # Records built in code are checked exactly like parsed ones: one validator, one truth.
+        parse_outcome(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"schema_version": self.schema_version}
+        for f in fields(self):
+            if f.name in ("schema_version", "extra"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                v = list(v)
+            elif f.name == "scores":
+                v = dict(v)
+            d[f.name] = v
+        for k, v in self.extra.items():
+            d.setdefault(k, v)
+        return d
+
+    def to_line(self) -> str:
+        """One JSONL line (with the newline).  Non-ASCII stays readable; NaN is impossible here."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _reject_constant(name: str):
+    raise ContractError("line", f"non-finite number {name} is not valid JSON here")
+
+
+def parse_outcome_line(line: bytes | str, *, known_models: frozenset[str] | set[str] | None = None) -> OutcomeRecord:
+    """Parse and validate one raw log line; every problem is a ContractError naming the field."""
+    if isinstance(line, str):
+        raw = line.encode("utf-8", errors="surrogatepass")
+    else:
+        raw = bytes(line)
+    if len(raw) > MAX_LINE_BYTES:
+        raise ContractError("line", f"oversized: {len(raw)} bytes > {MAX_LINE_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError("line", f"invalid UTF-8 at byte {exc.start}") from None
+    if not text.strip():
+        raise ContractError("line", "empty line")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        problem = "torn or truncated JSON" if not text.rstrip().endswith("}") else "invalid JSON"
+        raise ContractError("line", f"{problem}: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise ContractError("line", f"must be a JSON object, got {type(obj).__name__}")
+    return parse_outcome(obj, known_models=known_models)
+
+
+def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[str] | None = None) -> OutcomeRecord:
+    """Validate a decoded record and return it as an OutcomeRecord."""
+    if "schema_version" not in obj:
+        raise ContractError("schema_version", "missing")
+    version = obj["schema_version"]
+    if version != OUTCOME_SCHEMA_VERSION or isinstance(version, bool):
+        raise SchemaVersionError(
+            "schema_version", f"unknown version {version!r}; this reader knows {OUTCOME_SCHEMA_VERSION}")
+
+    out: dict[str, Any] = {}
+    out["decision_id"] = _str(obj, "decision_id", required=True, max_len=128)
+    out["ts"] = _ts(obj)
+    out["artifact_version"] = _str(obj, "artifact_version")
+    out["query"] = _str(obj, "query")
+    if out["query"] is not None and not out["query"].strip():
+        raise ContractError("query", "empty query")
+    out["query_sha256"] = _str(obj, "query_sha256")
+    if out["query_sha256"] is not None and not _SHA256.fullmatch(out["query_sha256"]):
+        raise ContractError("query_sha256", "must be 64 lower-case hex characters")
+    if out["query"] is None and out["query_sha256"] is None:
+        raise ContractError("query", "one of query or query_sha256 is required")
+    out["request_kind"] = _str(obj, "request_kind", default="chat")
+    if not out["request_kind"]:
+        raise ContractError("request_kind", "must not be empty")
+    cands = obj.get("candidates")
+    if not isinstance(cands, list) or not cands or not all(isinstance(c, str) and c for c in cands):
+        raise ContractError("candidates", "must be a non-empty list of model names")
+    out["candidates"] = tuple(cands)
+    out["model"] = _str(obj, "model", required=True)
+    if out["model"] not in out["candidates"]:
+        raise ContractError("model", f"{out['model']!r} is not among the candidates")
+    if known_models is not None and out["model"] not in known_models:
+        raise ContractError("model", f"unknown model {out['model']!r}")
+    p = _num(obj, "propensity", required=True)
+    if not 0.0 < p <= 1.0:
+        raise ContractError("propensity", f"must be in (0, 1], got {p!r}")
+    out["propensity"] = float(p)
+    scores = obj.get("scores", {})
+    if scores is None:
+        scores = {}
+    if not isinstance(scores, dict):
+        raise ContractError("scores", "must be an object of model -> number or null")
+    for k, v in scores.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ContractError(f"scores.{k}", f"must be a finite number or null, got {v!r}")
+    out["scores"] = dict(scores)
+    out["explored"] = _bool(obj, "explored", default=False)
+    out["fallback_from"] = _str(obj, "fallback_from")
+    for name in ("latency_ms", "ttft_ms", "cost"):
+        v = _num(obj, name)
+        if v is not None and v < 0:
+            raise ContractError(name, f"must be >= 0, got {v!r}")
+        out[name] = None if v is None else float(v)
+    for name in ("prompt_tokens", "completion_tokens"):
+        v = obj.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ContractError(name, f"must be an integer >= 0 or null, got {v!r}")
+        out[name] = v
+    out["success"] = _bool(obj, "success", required=True)
+    out["error"] = _str(obj, "error")
+    q = _num(obj, "quality")
+    if q is not None and not 0.0 <= q <= 1.0:
+        raise ContractError("quality", f"must be in [0, 1], got {q!r}")
+    out["quality"] = None if q is None else float(q)
+    src = _str(obj, "quality_source")
+    if src is not None and src not in QUALITY_SOURCES:
+        raise ContractError("quality_source", f"must be one of {sorted(QUALITY_SOURCES)}, got {src!r}")
+    if q is not None and src is None:
+        raise ContractError("quality_source", "required when quality is set")
+    out["quality_source"] = src
+    feats = obj.get("features")
+    if feats is not None:
+        if not isinstance(feats, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in feats):
+            raise ContractError("features", "must be a list of finite numbers or null")
+        feats = tuple(float(v) for v in feats)
+    out["features"] = feats
+    known = {f.name for f in fields(OutcomeRecord)}
+    extra = {k: v for k, v in obj.items() if k not in known}
+    rec = OutcomeRecord.__new__(OutcomeRecord)  # already validated: skip __post_init__'s second pass
+    for k, v in out.items():
+        object.__setattr__(rec, k, v)
+    object.__setattr__(rec, "schema_version", OUTCOME_SCHEMA_VERSION)
+    object.__setattr__(rec, "extra", extra)
+    return rec
+
+
+def _str(obj, name, *, required=False, default=None, max_len=None):
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ContractError(name, "missing" if name not in obj else "must not be null")
+        return default
+    v = obj[name]
+    if not isinstance(v, str):
+        raise ContractError(name, f"must be a string, got {type(v).__name__}")
+    if required and not v:
+        raise ContractError(name, "must not be empty")
+    if max_len is not None and len(v) > max_len:
+        raise ContractError(name, f"longer than {max_len} characters")
+    return v
+
+
+def _num(obj, name, *, required=False):
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ContractError(name, "missing" if name not in obj else "must not be null")
+        return None
+    v = obj[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ContractError(name, f"must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ContractError(name, f"must be finite, got {v!r}")
+    return v
+
+
+def _bool(obj, name, *, required=False, default=None):
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ContractError(name, "missing" if name not in obj else "must not be null")
+        return default
+    v = obj[name]
+    if not isinstance(v, bool):
+        raise ContractError(name, f"must be true or false, got {v!r}")
+    return v
+
+
+def _ts(obj) -> str:
+    v = _str(obj, "ts", required=True)
+    try:
+        parsed = datetime.fromisoformat(v)
+    except ValueError:
+        raise ContractError("ts", f"not an RFC 3339 timestamp: {v!r}") from None
+    if "T" not in v and "t" not in v:
+        raise ContractError("ts", f"not an RFC 3339 timestamp (no time part): {v!r}")
+    if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
+        raise ContractError("ts", f"must be in UTC (Z or +00:00), got {v!r}")
+    return v

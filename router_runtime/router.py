@@ -1,0 +1,353 @@
+"""The Router: one decision per request, from an artifact when there is a usable one, by rules otherwise.
+
+``decide`` never raises into its host for an operational problem (no artifact, a corrupt one, a model
+missing from the pool, a bug in scoring): it falls back to simple rules and says why in
+``Decision.reason``.  Invalid *arguments* (a negative cost weight, an unknown candidate type) are the
+caller's bug and raise ``ContractError``.
+
+Thread safety: all state a decision reads is one immutable snapshot (``_State``) read once per call;
+replacing it (``swap``) is a single reference assignment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from .artifact import Artifact, load_artifact
+from .errors import ContractError, MissingDependencyError, ZetaError
+from .pool import CHARS_PER_TOKEN, ModelInfo
+from .records import OutcomeRecord
+from .text import as_text, ascii_lower
+
+__all__ = ["Router", "Decision", "CandidateScore", "Outcome"]
+
+_CODE_CUES = ("```", "def ", "class ", "import ", "function", "#include", "public static", "console.log",
+              "write a program", "write code", "python", "javascript", "sql")
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    model: str
+    quality: float | None       # predicted quality in [0, 1]; None when not predicted (rules, embed)
+    cost: float                 # expected cost of the call, in the pool's cost unit
+    latency_ms: float | None    # expected latency, when the pool knows it
+    utility: float              # what the decision maximised
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "quality": self.quality, "cost": self.cost,
+                "latency_ms": self.latency_ms, "utility": self.utility}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    model: str | None           # None only when no model in the pool can serve the request kind
+    kind: str
+    scores: tuple[CandidateScore, ...]
+    propensity: float
+    explored: bool
+    reason: str
+    artifact_version: str | None
+    cost_weight: float
+    excluded: Mapping[str, str]  # model -> why it was not a candidate
+    ts: str
+    query: str | None = field(default=None, repr=False)
+    features: tuple[float, ...] | None = field(default=None, repr=False)
+
+    @property
+    def fallback(self) -> bool:
+        """True when rules, not a learned artifact, made this decision."""
+        return self.artifact_version is None
+
+    def score(self, model: str) -> CandidateScore | None:
+        return next((s for s in self.scores if s.model == model), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id, "model": self.model, "kind": self.kind,
+            "reason": self.reason, "artifact_version": self.artifact_version,
+            "cost_weight": self.cost_weight, "propensity": self.propensity, "explored": self.explored,
+            "scores": [s.to_dict() for s in self.scores], "excluded": dict(self.excluded), "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the host observed after calling the model: the input of ``Router.record``."""
+
+    success: bool
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    quality: float | None = None
+    quality_source: str | None = None
+    model: str | None = None          # the model that finally answered, when a fallback changed it
+    fallback_from: str | None = None
+    cost: float | None = None         # the call's cost in the pool's unit, when the host knows it
+
+
+@dataclass(frozen=True)
+class _State:
+    artifact: Artifact | None
+    pool: tuple[ModelInfo, ...]
+    problem: str | None   # why there is no usable artifact
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Router:
+    """Routes queries among a pool of models.
+
+    >>> router = Router.load("artifacts")            # registry root, version dir or router.json
+    >>> d = router.decide("Write a SQL query ...", kind="code", cost_weight=0.2)
+    >>> d.model, d.reason
+    """
+
+    def __init__(self, artifact: Artifact | None = None, *, pool: Sequence[ModelInfo] | None = None,
+                 use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
+                 problem: str | None = None):
+        self._use_numpy = _resolve_numpy(use_numpy)
+        self._logger = logger
+        self._log_query_text = log_query_text
+        self._state = self._make_state(artifact, pool, problem)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike | None, *, pool: Sequence[ModelInfo] | None = None,
+             use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True) -> "Router":
+        """A Router from an artifact path; a missing or bad artifact gives a rule-based Router, not an error."""
+        artifact, problem = None, None
+        if path is None:
+            problem = "no artifact configured"
+        else:
+            try:
+                artifact = load_artifact(path)
+            except (ZetaError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        return cls(artifact, pool=pool, use_numpy=use_numpy, logger=logger,
+                   log_query_text=log_query_text, problem=problem)
+
+    @staticmethod
+    def _make_state(artifact, pool, problem) -> _State:
+        if pool is None:
+            pool = artifact.pool if artifact is not None else ()
+        return _State(artifact=artifact, pool=tuple(pool), problem=problem)
+
+    def swap(self, artifact: Artifact) -> None:
+        """Replace the artifact atomically; decisions in flight finish on the one they started with."""
+        self._state = _State(artifact=artifact, pool=artifact.pool, problem=None)
+
+    @property
+    def artifact(self) -> Artifact | None:
+        return self._state.artifact
+
+    @property
+    def artifact_version(self) -> str | None:
+        a = self._state.artifact
+        return a.version if a is not None else None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the router is on rules, or None when a learned artifact is in use."""
+        return self._state.problem
+
+    @property
+    def pool(self) -> tuple[ModelInfo, ...]:
+        return self._state.pool
+
+    # -- deciding -----------------------------------------------------------------------------
+    def decide(self, query: str | bytes | None, *, kind: str = "chat", candidates: Iterable[str] | None = None,
+               cost_weight: float | None = None, max_latency_ms: float | None = None) -> Decision:
+        """Choose a model for ``query``.  Deterministic for the same inputs and artifact."""
+        if not isinstance(kind, str) or not kind:
+            raise ContractError("kind", f"must be a non-empty string, got {kind!r}")
+        if cost_weight is not None and (isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float))
+                                        or not math.isfinite(cost_weight) or cost_weight < 0):
+            raise ContractError("cost_weight", f"must be a finite number >= 0, got {cost_weight!r}")
+        if max_latency_ms is not None and (not isinstance(max_latency_ms, (int, float)) or max_latency_ms <= 0):
+            raise ContractError("max_latency_ms", f"must be a positive number, got {max_latency_ms!r}")
+        if candidates is not None:
+            candidates = list(candidates)
+            if not all(isinstance(c, str) for c in candidates):
+                raise ContractError("candidates", "must be model names")
+        try:
+            text = as_text(query)
+        except TypeError as exc:
+            raise ContractError("query", str(exc)) from None
+
+        state = self._state
+        if state.artifact is not None:
+            try:
+                return self._decide_learned(state, text, kind, candidates, cost_weight, max_latency_ms)
+            except Exception as exc:  # never take the host down: fall back and say why
+                return self._decide_rules(state, text, kind, candidates, cost_weight, max_latency_ms,
+                                          why=f"scoring failed ({type(exc).__name__}: {exc})")
+        return self._decide_rules(state, text, kind, candidates, cost_weight, max_latency_ms,
+                                  why=state.problem or "no artifact")
+
+    def _eligible(self, pool, text, kind, candidates, max_latency_ms):
+        chars = len(text) if text is not None else 0
+        prompt_tokens = chars / CHARS_PER_TOKEN
+        by_name = {m.name: m for m in pool}
+        excluded: dict[str, str] = {}
+        names = candidates if candidates is not None else [m.name for m in pool]
+        models = []
+        for n in dict.fromkeys(names):
+            m = by_name.get(n)
+            if m is None:
+                excluded[n] = "not in the pool"
+            elif m.context_length is not None and prompt_tokens > m.context_length:
+                excluded[n] = f"prompt ~{int(prompt_tokens)} tokens exceeds context {m.context_length}"
+            else:
+                models.append(m)
+        capable = [m for m in models if m.can(kind)]
+        note = ""
+        if not capable and kind != "embed":
+            capable = [m for m in models if m.can("chat")]
+            note = f"no {kind}-capable candidate, using chat-capable ones; "
+        for m in models:
+            if m not in capable:
+                excluded[m.name] = f"cannot serve {kind!r}"
+        if max_latency_ms is not None:
+            fast = [m for m in capable if m.latency_ms is None or m.latency_ms.at(chars) <= max_latency_ms]
+            for m in capable:
+                if m not in fast:
+                    excluded[m.name] = f"expected latency above {max_latency_ms:g} ms"
+            if not fast and capable:
+                fastest = min(capable, key=lambda m: m.latency_ms.at(chars))
+                excluded.pop(fastest.name, None)
+                fast = [fastest]
+                note += f"no candidate meets {max_latency_ms:g} ms, taking the fastest; "
+            capable = fast
+        return capable, excluded, chars, note
+
+    def _decide_learned(self, state, text, kind, candidates, cost_weight, max_latency_ms) -> Decision:
+        art = state.artifact
+        lam = art.policy.cost_weight if cost_weight is None else float(cost_weight)
+        models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
+        if not models:
+            return self._no_model(art.version, kind, lam, excluded, text)
+        feats = art.feature_spec.extract(text)
+        scale = art.policy.cost_scale
+        if kind == "embed":
+            # The quality model learned generation quality; for embeddings only cost separates models.
+            scores = [CandidateScore(m.name, None, m.expected_cost(chars), _lat(m, chars),
+                                     -m.expected_cost(chars) / scale) for m in models]
+            how = "embed request: cheapest embed-capable model"
+        else:
+            q = _predict_quality(art, feats, models, self._use_numpy)
+            lo, hi = art.clip_quality
+            scores = []
+            for m, raw in zip(models, q):
+                qual = min(hi, max(lo, raw))
+                cost = m.expected_cost(chars)
+                scores.append(CandidateScore(m.name, qual, cost, _lat(m, chars), qual - lam * cost / scale))
+            how = f"highest predicted quality - {lam:g} x relative cost"
+        best = _argmax(scores)
+        reason = (f"{note}{how}: {best.model} (utility {best.utility:.3f}"
+                  + (f", quality {best.quality:.3f}" if best.quality is not None else "")
+                  + f", cost {best.cost:.3g}) among {len(scores)}")
+        if len(scores) > 1:
+            runner = _argmax([s for s in scores if s is not best])
+            reason += f"; runner-up {runner.model} ({runner.utility:.3f})"
+        return Decision(
+            decision_id=uuid.uuid4().hex, model=best.model, kind=kind, scores=tuple(scores), propensity=1.0,
+            explored=False, reason=reason, artifact_version=art.version, cost_weight=lam,
+            excluded=excluded, ts=_now(), query=text, features=tuple(feats))
+
+    def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
+        lam = 0.0 if cost_weight is None else float(cost_weight)
+        models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
+        if not models:
+            return self._no_model(None, kind, lam, excluded, text, why=why)
+        lowered = ascii_lower(text or "")
+        wants_code = kind == "code" or any(c in lowered for c in _CODE_CUES)
+        pick = models
+        rule = "cheapest capable model"
+        if kind == "reason":
+            pick = sorted(models, key=lambda m: -(m.size_b or 0.0))[:1]
+            rule = "largest reason-capable model"
+        elif wants_code and any(m.can("code") for m in models):
+            pick = [m for m in models if m.can("code")]
+            rule = "cheapest code-capable model (code cues in the query)"
+        scores = tuple(CandidateScore(m.name, None, m.expected_cost(chars), _lat(m, chars),
+                                      -m.expected_cost(chars)) for m in models)
+        best = min(pick, key=lambda m: (m.expected_cost(chars), m.name))
+        return Decision(
+            decision_id=uuid.uuid4().hex, model=best.name, kind=kind, scores=scores, propensity=1.0,
+            explored=False, reason=f"rule-based ({why}): {note}{rule}: {best.name}", artifact_version=None,
+            cost_weight=lam, excluded=excluded, ts=_now(), query=text)
+
+    def _no_model(self, version, kind, lam, excluded, text, why=None) -> Decision:
+        why = f" ({why})" if why else ""
+        return Decision(
+            decision_id=uuid.uuid4().hex, model=None, kind=kind, scores=(), propensity=1.0, explored=False,
+            reason=f"no model in the pool can serve {kind!r}{why}", artifact_version=version,
+            cost_weight=lam, excluded=excluded, ts=_now(), query=text)
+
+    # -- recording ----------------------------------------------------------------------------
+    def record(self, decision: Decision, outcome: Outcome) -> OutcomeRecord:
+        """Turn a decision and its outcome into an OutcomeRecord and append it to the logger, if any."""
+        if decision.model is None:
+            raise ContractError("decision.model", "a decision that chose no model has no outcome to record")
+        model = outcome.model or decision.model
+        candidates = [s.model for s in decision.scores] or [decision.model]
+        if model not in candidates:
+            candidates.append(model)
+        text = decision.query if decision.query is not None and decision.query.strip() else None
+        rec = OutcomeRecord(
+            decision_id=decision.decision_id, ts=_now(), artifact_version=decision.artifact_version,
+            query=text if self._log_query_text else None,
+            query_sha256=None if (self._log_query_text and text) else hashlib.sha256(
+                (decision.query or "").encode("utf-8")).hexdigest(),
+            request_kind=decision.kind, candidates=tuple(candidates), model=model,
+            propensity=decision.propensity if model == decision.model else 1.0,
+            scores={s.model: s.quality for s in decision.scores}, explored=decision.explored,
+            fallback_from=outcome.fallback_from, latency_ms=outcome.latency_ms, ttft_ms=outcome.ttft_ms,
+            prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
+            success=outcome.success, error=outcome.error, quality=outcome.quality,
+            quality_source=outcome.quality_source,
+            features=None if self._log_query_text else decision.features, cost=outcome.cost,
+        )
+        if self._logger is not None:
+            self._logger.write(rec)
+        return rec
+
+
+def _lat(m: ModelInfo, chars: int) -> float | None:
+    return m.latency_ms.at(chars) if m.latency_ms is not None else None
+
+
+def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
+    # Ties go to the cheaper model, then to the name: deterministic whatever the candidate order.
+    return min(scores, key=lambda s: (-s.utility, s.cost, s.model))
+
+
+def _predict_quality(art: Artifact, feats: Sequence[float], models: Sequence[ModelInfo], use_numpy: bool):
+    rows = []
+    for m in models:
+        cand = art.candidate_vector(m)
+        rows.append([feats[i] if src == "q" else cand[i] for src, i in art.input_plan])
+    return art.ensemble.predict_many(rows, use_numpy=use_numpy)
+
+
+def _resolve_numpy(use_numpy: bool | None) -> bool:
+    if use_numpy is False:
+        return False
+    try:
+        import numpy  # noqa: F401  (imported here, never at package import)
+    except ImportError:
+        if use_numpy:
+            raise MissingDependencyError("use_numpy=True but numpy is not installed: pip install zeta-router[fast]")
+        return False
+    return True

@@ -1,0 +1,219 @@
+"""Oblivious-tree ensembles as plain data, and the one small function family that evaluates them.
+
+The shape follows CatBoost's standalone applier: an ensemble is arrays (per-tree depth, split feature,
+split border, leaf values, scale, bias) that one generic evaluator walks.  Unlike that applier, inputs
+are matched by *name* (``inputs``), and bad data raises a precise ``ContractError``.
+
+Exactness (GUIDE §7): CatBoost compares ``float32(x) > border`` with float32 borders.  Rather than
+rounding every input at run time, each border is turned once into a float64 threshold ``t`` such that
+``x > t`` holds exactly when ``float32(x) > border`` does, for every float64 ``x``.  Missing values
+follow the training's nan treatment: ``AsTrue`` sends NaN to the "greater" side, everything else to
+the other.  Leaf values are summed with ``math.fsum`` (correctly rounded, order-free), so the
+pure-Python and numpy paths give bit-identical results, and both match CatBoost's raw prediction to
+within the 1e-9 the exporter checks.
+
+Ensemble JSON (inside ``router.json``)::
+
+    {"kind": "oblivious_trees", "inputs": [name, ...],
+     "tree_depth": [d0, d1, ...],                # one per tree
+     "split_input": [...], "split_border": [...], # sum(tree_depth) each; bit j of a tree's leaf index
+                                                  # is its split j (first split = lowest bit)
+     "leaf_values": [...],                        # sum(2 ** d) values, tree after tree
+     "nan_as_true": [name, ...],                  # inputs whose NaN goes to the "greater" side
+     "scale": 1.0, "bias": 0.0}
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .errors import ContractError, MissingDependencyError
+
+__all__ = ["ObliviousEnsemble", "float32_threshold"]
+
+_F32 = struct.Struct("<f")
+_U32 = struct.Struct("<I")
+_NEG_INF = float("-inf")
+_POS_INF = float("inf")
+
+
+def _round_f32(x: float) -> float:
+    try:
+        return _F32.unpack(_F32.pack(x))[0]
+    except OverflowError:  # beyond float32's range: rounds to +-inf like a C cast
+        return math.copysign(_POS_INF, x)
+
+
+def _next_f32_up(b: float) -> float:
+    if b == 0.0:
+        return _U32_to_f32(1)  # smallest positive subnormal, for both +0.0 and -0.0
+    bits = _U32.unpack(_F32.pack(b))[0]
+    return _U32_to_f32(bits + 1 if b > 0 else bits - 1)
+
+
+def _U32_to_f32(bits: int) -> float:
+    return _F32.unpack(_U32.pack(bits))[0]
+
+
+def float32_threshold(border: float) -> float:
+    """The float64 ``t`` with ``x > t  <=>  float32(x) > float32(border)`` for every float64 x."""
+    b = _round_f32(border)
+    if math.isinf(b) or math.isnan(b):
+        raise ContractError("split_border", f"must be a finite float32, got {border!r}")
+    up = _next_f32_up(b)
+    if math.isinf(up):
+        return b  # nothing finite rounds above the largest float32 except overflow, which is > b
+    mid = (b + up) / 2.0  # exact in float64: two float32 neighbours differ in 24 bits at most
+    # Round-half-even decides which neighbour the midpoint itself goes to.
+    return math.nextafter(mid, _NEG_INF) if _round_f32(mid) == up else mid
+
+
+@dataclass(frozen=True)
+class _Plan:
+    thresholds: tuple[float, ...]   # one per unique (input, border) split
+    split_inputs: tuple[int, ...]   # input position of each unique split
+    trees: tuple[tuple[int, tuple[int, ...]], ...]  # (leaf offset, unique-split ids, lowest bit first)
+
+
+class ObliviousEnsemble:
+    """A validated, ready-to-evaluate oblivious-tree ensemble."""
+
+    def __init__(self, spec: Mapping[str, Any]):
+        self.inputs: tuple[str, ...] = tuple(_req(spec, "inputs", list))
+        depths = [int(d) for d in _req(spec, "tree_depth", list)]
+        split_input = _req(spec, "split_input", list)
+        split_border = _req(spec, "split_border", list)
+        leaves = _req(spec, "leaf_values", list)
+        self.scale = float(_req(spec, "scale", (int, float)))
+        self.bias = float(_req(spec, "bias", (int, float)))
+        nan_true = set(spec.get("nan_as_true", []))
+
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ContractError("inputs", "duplicate input names")
+        if any(d < 0 or d > 16 for d in depths):
+            raise ContractError("tree_depth", "each depth must be in 0..16")
+        if len(split_input) != sum(depths) or len(split_border) != sum(depths):
+            raise ContractError(
+                "split_input", f"expected sum(tree_depth) = {sum(depths)} splits, got "
+                f"{len(split_input)} inputs and {len(split_border)} borders")
+        if len(leaves) != sum(2 ** d for d in depths):
+            raise ContractError(
+                "leaf_values", f"expected {sum(2 ** d for d in depths)} values, got {len(leaves)}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in leaves):
+            raise ContractError("leaf_values", "must all be finite numbers")
+        if not (math.isfinite(self.scale) and math.isfinite(self.bias)):
+            raise ContractError("scale", "scale and bias must be finite")
+        unknown = nan_true - set(self.inputs)
+        if unknown:
+            raise ContractError("nan_as_true", f"names unknown inputs {sorted(unknown)}")
+
+        self.tree_depth = tuple(depths)
+        self.leaf_values = tuple(float(v) for v in leaves)
+        self._nan_fill = tuple(_POS_INF if n in nan_true else _NEG_INF for n in self.inputs)
+
+        unique: dict[tuple[int, float], int] = {}
+        trees = []
+        pos = offset = 0
+        for d in depths:
+            ids = []
+            for j in range(pos, pos + d):
+                i = split_input[j]
+                if not isinstance(i, int) or not 0 <= i < len(self.inputs):
+                    raise ContractError(f"split_input[{j}]", f"must index inputs, got {i!r}")
+                key = (i, float32_threshold(float(split_border[j])))
+                ids.append(unique.setdefault(key, len(unique)))
+            trees.append((offset, tuple(ids)))
+            pos += d
+            offset += 2 ** d
+        self._plan = _Plan(
+            thresholds=tuple(k[1] for k in unique),
+            split_inputs=tuple(k[0] for k in unique),
+            trees=tuple(trees),
+        )
+        self._np = None  # numpy arrays, built on first use of the numpy path
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.tree_depth)
+
+    # -- pure Python --------------------------------------------------------------------------
+    def predict(self, x: Sequence[float]) -> float:
+        """Raw prediction for one input vector ordered like ``inputs``."""
+        if len(x) != len(self.inputs):
+            raise ContractError("x", f"expected {len(self.inputs)} values, got {len(x)}")
+        fill = self._nan_fill
+        xs = [v if v == v else fill[i] for i, v in enumerate(x)]
+        plan = self._plan
+        bits = [xs[i] > t for i, t in zip(plan.split_inputs, plan.thresholds)]
+        leaves = self.leaf_values
+        picked = []
+        for offset, ids in plan.trees:
+            idx = 0
+            for j, s in enumerate(ids):
+                if bits[s]:
+                    idx |= 1 << j
+            picked.append(leaves[offset + idx])
+        return math.fsum(picked) * self.scale + self.bias
+
+    def predict_many(self, rows: Sequence[Sequence[float]], *, use_numpy: bool = False) -> list[float]:
+        """Raw predictions for several vectors; ``use_numpy`` gives identical numbers, faster."""
+        if not use_numpy:
+            return [self.predict(r) for r in rows]
+        return self._predict_numpy(rows)
+
+    # -- numpy ---------------------------------------------------------------------------------
+    def _numpy_arrays(self):
+        if self._np is None:
+            np = _numpy()
+            plan = self._plan
+            depth = max(self.tree_depth, default=0)
+            n_unique = len(plan.thresholds)
+            # Shallower trees are padded with a split on a constant-False column (index n_unique).
+            ids = np.full((len(plan.trees), depth), n_unique, dtype=np.intp)
+            for t, (_, tree_ids) in enumerate(plan.trees):
+                ids[t, : len(tree_ids)] = tree_ids
+            self._np = (
+                np,
+                np.asarray(plan.split_inputs, dtype=np.intp),
+                np.asarray(plan.thresholds, dtype=np.float64),
+                ids,
+                (1 << np.arange(depth, dtype=np.intp)),
+                np.asarray([o for o, _ in plan.trees], dtype=np.intp),
+                np.asarray(self.leaf_values, dtype=np.float64),
+                np.asarray(self._nan_fill, dtype=np.float64),
+            )
+        return self._np
+
+    def _predict_numpy(self, rows) -> list[float]:
+        np, split_inputs, thresholds, ids, weights, offsets, leaves, fill = self._numpy_arrays()
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.inputs):
+            raise ContractError("x", f"expected rows of {len(self.inputs)} values, got shape {x.shape}")
+        x = np.where(np.isnan(x), fill, x)
+        bits = x[:, split_inputs] > thresholds
+        bits = np.concatenate([bits, np.zeros((len(x), 1), dtype=bool)], axis=1)
+        idx = (bits[:, ids] * weights).sum(axis=2) + offsets
+        picked = leaves[idx]
+        return [math.fsum(r) * self.scale + self.bias for r in picked.tolist()]
+
+
+def _req(spec: Mapping[str, Any], key: str, typ):
+    if key not in spec:
+        raise ContractError(key, "missing")
+    value = spec[key]
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise ContractError(key, f"wrong type {type(value).__name__}")
+    return value
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "numpy is not installed: `pip install zeta-router[fast]`, or use the pure-Python path"
+        ) from exc
+    return numpy

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Set up the project's virtual environment if needed, then run one job.  Standard library only.
+
+    python3 run.py demo     the main job: train on data/sample with Prefect, write artifacts/, route examples
+    python3 run.py test     the whole test suite (what CI runs)
+    python3 run.py bench    decision-latency benchmarks, printed as a comparison table
+    python3 run.py zeta ... any `zeta` command inside the environment
+
+The environment lives in .venv/ and is rebuilt when pyproject.toml changes (a stamp file holds its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".zeta-installed"
+EXTRAS = "pipeline,dev"
+
+
+def _python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _want() -> str:
+    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    h.update(EXTRAS.encode())
+    return h.hexdigest()
+
+
+def ensure_env() -> Path:
+    if sys.version_info < (3, 11):
+        sys.exit(f"run.py: Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
+    py = _python()
+    if STAMP.exists() and py.exists() and STAMP.read_text().strip() == _want():
+        return py
+    if not py.exists():
+        print(f"run.py: creating virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print(f"run.py: installing zeta-router[{EXTRAS}] (first run takes about a minute)", flush=True)
+    pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
+    quiet = [] if os.environ.get("ZETA_VERBOSE_INSTALL") else ["-q"]
+    subprocess.run([*pip, "install", *quiet, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", *quiet, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    STAMP.write_text(_want())
+    return py
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "bench", "zeta"):
+        print(__doc__)
+        return 2
+    job, rest = argv[0], argv[1:]
+    py = ensure_env()
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if job == "demo":
+        cmd = [str(py), "-m", "flows.cli", "demo", *rest]
+    elif job == "zeta":
+        cmd = [str(py), "-m", "flows.cli", *rest]
+    elif job == "test":
+        cmd = [str(py), "-m", "pytest", *rest]
+    else:
+        cmd = [str(py), "-m", "pytest", "tests/benchmarks", "--benchmark-enable", "--benchmark-only",
+               "--benchmark-columns=min,median,mean,max,rounds", "--benchmark-sort=name", *rest]
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
