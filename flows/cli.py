@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["main"]
 
 DEMO_QUERIES = [
-    ("code", "chat", "Write a Python function that returns the n-th Fibonacci number using memoization, "
+    ("code", "code", "Write a Python function that returns the n-th Fibonacci number using memoization, "
                      "with a docstring and a unit test."),
     ("math", "chat", "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
                      "in May. How many clips did Natalia sell altogether in April and May?"),

@@ -12,9 +12,14 @@ and why that way (Rust ``regex`` and Python ``re`` differ, see GUIDE section 7):
   surrogates are cut out of the ranges (Rust rejects them; valid text never contains them);
 - literals: ``str.count_matches(literal=True)`` (non-overlapping, leftmost first) and
   ``str.contains_any`` (plain Aho-Corasick, case-sensitive);
-- token buckets: ``str.extract_all("[a-z0-9_]+")`` on the lower-cased text, mapped through the vocab
-  with ``replace_strict`` and counted per bucket with ``list.count_matches``;
+- token buckets: string ops only (see ``_pl_token_buckets``) so that common-subexpression
+  elimination shares the work between the n_buckets outputs;
+- ratio: ``when/then`` (NaN if either side is NaN, 0.0 when den == 0); log1p: ``Expr.log1p``;
 - nulls propagate through every expression and become NaN at the very end.
+
+Performance: Polars only eliminates common subexpressions (the lower-cased text, the token
+markers) in the lazy engine, so ``add_features`` and ``feature_matrix`` always go through it; an
+eager ``df.with_columns(feature_exprs(spec))`` gives the same values, several times slower.
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ _TOKEN_BYTES = bytes(
     c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57 or c == 95) else 32 for c in range(256)
 )
 _NON_ASCII_RUNS = re.compile("[^\x00-\x7f]+")
-_CACHE_LIMIT = 1 << 16
+_NOT_LEAD = bytes(range(0xC0))  # ASCII and continuation bytes
+_COMMON = frozenset("abcdefghijklmnopqrstuvwxyz .,")
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,8 @@ def _py_class(ranges: list[tuple[int, int]]) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # the compiled plan: one closure per feature, each appending its outputs to ``vals``.
-# Step signature: (t, b, lb, extra, toks, vals) with t the text, b its UTF-8 bytes, lb the
-# lower-cased bytes, extra the per-class counts of non-ASCII code points (None for ASCII text),
-# toks the token list (bytes).
+# Step signature: (t, lt, b, cc, toks, vals): t the text, lt its ASCII lower-case form, b the UTF-8
+# bytes of t, cc the counts of every count_class feature (by slot), toks the tokens (bytes).
 
 Step = Callable[..., None]
 
@@ -258,35 +258,73 @@ class _Plan:
         self.need_lower = False
         self.need_tokens = False
         self.unfitted: str | None = None  # field of the first token_buckets feature without a vocab
-        self.class_ranges: list[list[tuple[int, int]]] = []  # non-ASCII parts of count_class features
-        self._member_cache: dict[str, tuple[int, ...]] = {}
+        self.classes: list[list[tuple[int, int]]] = []  # merged ranges of each count_class slot
         index: dict[str, int] = {}  # single-output feature name -> position in vals
         pos = 0
         for i, f in enumerate(features):
-            build = PYTHON_OPS[f.op]
-            self.steps.append(build(self, i, f.params, index))
+            self.steps.append(PYTHON_OPS[f.op](self, i, f.params, index))
             if f.op == "token_buckets":
                 pos += f.params["n_buckets"]
             else:
                 index[f.name] = pos
                 pos += 1
         self.n_out = pos
+        self._compile_classes()
 
-    def non_ascii_counts(self, t: str) -> list[int]:
-        """Per count_class slot, how many non-ASCII code points of t fall in its ranges."""
-        extra = [0] * len(self.class_ranges)
-        cache = self._member_cache
-        for ch, n in Counter("".join(_NON_ASCII_RUNS.findall(t))).items():
-            slots = cache.get(ch)
-            if slots is None:
-                cp = ord(ch)
-                slots = tuple(k for k, rs in enumerate(self.class_ranges) if _in_ranges(cp, rs))
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[ch] = slots
-            for k in slots:
-                extra[k] += n
-        return extra
+    def _compile_classes(self) -> None:
+        # All count_class features share one pass over the bytes: ASCII code points are grouped into
+        # "atoms" (same set of classes); one translate maps each member byte to its atom and deletes
+        # the rest (every byte of a multi-byte character too), then one bytes.count per atom.
+        sig: dict[tuple[int, ...], list[int]] = {}
+        for c in range(128):
+            key = tuple(k for k, rs in enumerate(self.classes) if _in_ranges(c, rs))
+            if key:
+                sig.setdefault(key, []).append(c)
+        table = bytearray([255] * 256)
+        self._atom_slots: list[tuple[int, ...]] = []
+        for atom, (slots, members) in enumerate(sig.items()):
+            for c in members:
+                table[c] = atom
+            self._atom_slots.append(slots)
+        self._atom_table = bytes(table)
+        self._atom_drop = bytes(c for c in range(256) if table[c] == 255)
+        # Non-ASCII parts: per slot, the UTF-8 lead bytes its code points can start with (a cheap
+        # "can it occur at all" test), whether it covers all of non-ASCII, a regex for runs of it.
+        self._na_slots = []
+        for k, rs in enumerate(self.classes):
+            na = [(max(lo, 128), hi) for lo, hi in rs if hi >= 128]
+            if na:
+                leads = {x for lo, hi in na for x in range(_lead_byte(lo), _lead_byte(hi) + 1)}
+                drop = bytes(x for x in range(256) if x not in leads)
+                everything = na == [(128, MAX_CODE_POINT)]
+                self._na_slots.append((k, drop, everything, re.compile(_py_class(na) + "+").findall))
+
+    def class_counts(self, t: str, b: bytes) -> list[int]:
+        """The count of every count_class slot over t (b = t as UTF-8)."""
+        cc = [0] * len(self.classes)
+        if self._atom_slots:
+            x = b.translate(self._atom_table, self._atom_drop)
+            for atom, slots in enumerate(self._atom_slots):
+                n = x.count(atom)
+                if n:
+                    for k in slots:
+                        cc[k] += n
+        if self._na_slots and len(b) != len(t):
+            leads = b.translate(None, _NOT_LEAD)  # one byte per non-ASCII code point
+            na = None
+            for k, drop, everything, findall in self._na_slots:
+                if everything:
+                    cc[k] += len(leads)
+                elif leads.translate(None, drop):
+                    if na is None:  # only the non-ASCII code points: usually a handful
+                        na = "".join(_NON_ASCII_RUNS.findall(t))
+                    cc[k] += sum(map(len, findall(na)))  # run lengths: no object per character
+        return cc
+
+
+def _lead_byte(cp: int) -> int:
+    """First UTF-8 byte of a non-ASCII code point (non-decreasing in cp)."""
+    return 0xC0 | cp >> 6 if cp < 0x800 else 0xE0 | cp >> 12 if cp < 0x10000 else 0xF0 | cp >> 18
 
 
 def _in_ranges(cp: int, merged: list[tuple[int, int]]) -> bool:
@@ -294,52 +332,39 @@ def _in_ranges(cp: int, merged: list[tuple[int, int]]) -> bool:
     return i >= 0 and merged[i][0] <= cp <= merged[i][1]
 
 
-def _ascii_table(merged: list[tuple[int, int]]) -> bytes:
-    """Byte table: ASCII members -> b'a', every other byte (incl. all >= 0x80) -> b' '."""
-    return bytes(97 if c < 128 and _in_ranges(c, merged) else 32 for c in range(256))
-
-
 def _py_char_count(plan: _Plan, i: int, p: dict, index: dict) -> Step:
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         vals.append(float(len(t)))
 
     return step
 
 
 def _py_byte_count(plan: _Plan, i: int, p: dict, index: dict) -> Step:
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         vals.append(float(len(b)))
 
     return step
 
 
 def _py_count_class(plan: _Plan, i: int, p: dict, index: dict) -> Step:
-    merged = _merge([tuple(r) for r in p["ranges"]])
-    table = _ascii_table(merged)
-    has_ascii = b"a" in table
-    non_ascii = [(max(lo, 128), hi) for lo, hi in merged if hi >= 128]
-    slot = -1
-    if non_ascii:
-        slot = len(plan.class_ranges)
-        plan.class_ranges.append(non_ascii)
+    slot = len(plan.classes)
+    plan.classes.append(_merge([tuple(r) for r in p["ranges"]]))
 
-    def step(t, b, lb, extra, toks, vals):
-        n = b.translate(table).count(b"a") if has_ascii else 0
-        if extra is not None and slot >= 0:
-            n += extra[slot]
-        vals.append(float(n))
+    def step(t, lt, b, cc, toks, vals):
+        vals.append(float(cc[slot]))
 
     return step
 
 
 def _py_count_runs(plan: _Plan, i: int, p: dict, index: dict) -> Step:
     merged = _merge([tuple(r) for r in p["ranges"]])
-    table = _ascii_table(merged)
+    # ASCII members -> b"a", every other byte (all bytes of multi-byte characters too) -> b" ".
+    table = bytes(97 if c < 128 and _in_ranges(c, merged) else 32 for c in range(256))
     # Non-ASCII members only matter for non-ASCII text; then an explicit-class regex (which Python
     # and Rust agree on) does it.  Multi-byte characters map to spaces in ``table``: separators.
     rx = re.compile(_py_class(merged) + "+") if merged[-1][1] >= 128 else None
 
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         if rx is not None and len(b) != len(t):
             vals.append(float(len(rx.findall(t))))
         else:
@@ -350,29 +375,34 @@ def _py_count_runs(plan: _Plan, i: int, p: dict, index: dict) -> Step:
 
 
 def _py_count_literal(plan: _Plan, i: int, p: dict, index: dict) -> Step:
-    lit = p["literal"].encode("utf-8")
+    lit = p["literal"]
     if p["ascii_lower"]:
         plan.need_lower = True
 
-        def step(t, b, lb, extra, toks, vals):
-            vals.append(float(lb.count(lit)))
+        def step(t, lt, b, cc, toks, vals):
+            vals.append(float(lt.count(lit)))
     else:
 
-        def step(t, b, lb, extra, toks, vals):
-            vals.append(float(b.count(lit)))
+        def step(t, lt, b, cc, toks, vals):
+            vals.append(float(t.count(lit)))
 
     return step
 
 
 def _py_contains_any(plan: _Plan, i: int, p: dict, index: dict) -> Step:
-    lits = tuple(dict.fromkeys(s.encode("utf-8") for s in p["literals"]))
+    lits = list(dict.fromkeys(p["literals"]))
+    # A literal that contains another one of the list adds nothing to "any": drop it.
+    lits = [a for a in lits if not any(o != a and o in a for o in lits)]
+    # Prefilter: a literal with a rare character (not a-z, space, '.', ',') is absent whenever
+    # that character is; ``ch in s`` runs at memchr speed, a full substring search does not.
+    checks = [(next((c for c in a if c not in _COMMON), None), a) for a in lits]
     lower = p["ascii_lower"]
     plan.need_lower = plan.need_lower or lower
 
-    def step(t, b, lb, extra, toks, vals):
-        hay = lb if lower else b
-        for lit in lits:
-            if lit in hay:
+    def step(t, lt, b, cc, toks, vals):
+        hay = lt if lower else t
+        for rare, lit in checks:
+            if (rare is None or rare in hay) and lit in hay:
                 vals.append(1.0)
                 return
         vals.append(0.0)
@@ -389,7 +419,7 @@ def _py_token_buckets(plan: _Plan, i: int, p: dict, index: dict) -> Step:
         return lambda *args: None  # never runs: extract refuses an unfitted spec
     get = {tok.encode("ascii"): k for tok, k in vocab.items()}.get
 
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         out = [0.0] * n
         for k, c in Counter(map(get, toks)).items():
             if k is not None:
@@ -402,7 +432,7 @@ def _py_token_buckets(plan: _Plan, i: int, p: dict, index: dict) -> Step:
 def _py_ratio(plan: _Plan, i: int, p: dict, index: dict) -> Step:
     a, d = index[p["num"]], index[p["den"]]
 
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         num, den = vals[a], vals[d]
         if num != num or den != den:
             vals.append(_NAN)
@@ -418,7 +448,7 @@ def _py_log1p(plan: _Plan, i: int, p: dict, index: dict) -> Step:
     a = index[p["of"]]
     log1p = math.log1p
 
-    def step(t, b, lb, extra, toks, vals):
+    def step(t, lt, b, cc, toks, vals):
         vals.append(log1p(vals[a]))
 
     return step
@@ -531,12 +561,14 @@ class FeatureSpec:
         if len(t) > self.max_chars:
             t = t[: self.max_chars]
         b = t.encode("utf-8")
-        lb = b.translate(_LOWER_BYTES) if plan.need_lower else b
-        extra = plan.non_ascii_counts(t) if plan.class_ranges and len(b) != len(t) else None
+        # Lower-casing the UTF-8 bytes then decoding is exact (a byte in A-Z is always the letter)
+        # and much faster than str.translate on non-ASCII text.
+        lt = b.translate(_LOWER_BYTES).decode("utf-8") if plan.need_lower else t
+        cc = plan.class_counts(t, b) if plan.classes else None
         toks = b.translate(_TOKEN_BYTES).split() if plan.need_tokens else ()
         vals: list[float] = []
         for step in plan.steps:
-            step(t, b, lb, extra, toks, vals)
+            step(t, lt, b, cc, toks, vals)
         return vals
 
 

@@ -1,14 +1,19 @@
 """Append-only outcome log: OutcomeRecord lines in JSONL files, rotated by size and age.
 
-Each logger writes its own files, ``outcomes-<UTC start>-<pid>-<n>.jsonl``, inside one directory, so
-several processes can log into the same directory without sharing a file.  Inside a process, a lock
+Each logger writes its own files, ``outcomes-<UTC start>-<pid>-<random>-<n>.jsonl``, inside one
+directory, so several processes (or several loggers in one process) can log into the same directory
+without sharing a file: the random part tells same-pid loggers apart, and files are created with
+``O_EXCL``, so a logger never appends to a file it did not create.  Inside a process, a lock
 serialises writers and every line goes out in one ``os.write`` on an ``O_APPEND`` descriptor: a crash
 loses at most the line being written, and a torn last line is quarantined by ingestion, never fatal.
+A write that fails half-way (a full disk) closes the file, so the next line starts a fresh one
+instead of being glued onto the torn half.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from datetime import datetime, timezone
@@ -33,6 +38,9 @@ class OutcomeLogger:
         self._opened_at = 0.0
         self._size = 0
         self._n = 0
+        # pid + second + counter is not unique: two loggers in one process (or a pid reused within
+        # the same second) would otherwise pick the same name and interleave their files.
+        self._token = secrets.token_hex(4)
 
     @property
     def path(self) -> Path | None:
@@ -41,11 +49,17 @@ class OutcomeLogger:
 
     def _open(self) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        self._n += 1
-        self._path = self.directory / f"outcomes-{stamp}-{os.getpid()}-{self._n}.jsonl"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        while True:
+            self._n += 1
+            path = self.directory / f"outcomes-{stamp}-{os.getpid()}-{self._token}-{self._n}.jsonl"
+            try:  # O_EXCL: never continue a file someone else (or a crashed run) may be writing
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            break
+        self._path = path
         self._opened_at = time.monotonic()
-        self._size = os.fstat(self._fd).st_size
+        self._size = 0
 
     def write(self, record: OutcomeRecord) -> None:
         data = record.to_line().encode("utf-8")
@@ -57,12 +71,22 @@ class OutcomeLogger:
             if self._fd is None:
                 self._open()
             view = memoryview(data)
-            while view:  # os.write may write less than asked (signals, full disks)
-                n = os.write(self._fd, view)
-                view = view[n:]
+            try:
+                while view:  # os.write may write less than asked (signals, full disks)
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+                if self.fsync:
+                    os.fsync(self._fd)
+            except BaseException:
+                # Part of the line may be on disk: appending the next line to it would make that
+                # one unparseable too.  Drop this file; the next write opens a new one.
+                fd, self._fd = self._fd, None
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
             self._size += len(data)
-            if self.fsync:
-                os.fsync(self._fd)
 
     def close(self) -> None:
         with self._lock:

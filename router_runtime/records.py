@@ -90,8 +90,12 @@ class OutcomeRecord:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        # Records built in code are checked exactly like parsed ones: one validator, one truth.
-        parse_outcome(self.to_dict())
+        # Records built in code are checked exactly like parsed ones: one validator, one truth.  They
+        # are also normalised the same way (lists -> tuples, numbers -> float), so a record built with
+        # lists equals its own round trip through ``to_line`` / ``parse_outcome_line``.
+        parsed = parse_outcome(self.to_dict())
+        for f in fields(self):
+            object.__setattr__(self, f.name, getattr(parsed, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         d = {"schema_version": self.schema_version}
@@ -113,8 +117,30 @@ class OutcomeRecord:
         return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
 
 
-def _reject_constant(name: str):
-    raise ContractError("line", f"non-finite number {name} is not valid JSON here")
+_JSON_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _check_json_values(v: Any, path: str) -> None:
+    """Refuse what ``to_line`` could never write back: a non-finite number (``NaN``/``Infinity`` in the
+    text, or a literal like 1e400 that overflows to inf) or a lone surrogate (a ``\\ud800`` escape,
+    which is valid JSON but not encodable as UTF-8).  Walks unknown fields too, naming the exact path."""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ContractError(path, f"non-finite number {_JSON_NAMES[repr(v)]} is not allowed (must be finite)")
+    elif isinstance(v, str):
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ContractError(path, f"lone surrogate at index {exc.start}: not encodable as UTF-8") from None
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            sub = f"{path}.{k}" if path else str(k)
+            _check_json_values(k, sub)
+            _check_json_values(x, sub)
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _check_json_values(x, f"{path}[{i}]")
 
 
 def parse_outcome_line(line: bytes | str, *, known_models: frozenset[str] | set[str] | None = None) -> OutcomeRecord:
@@ -132,23 +158,32 @@ def parse_outcome_line(line: bytes | str, *, known_models: frozenset[str] | set[
     if not text.strip():
         raise ContractError("line", "empty line")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        # NaN/Infinity parse to floats here; parse_outcome refuses them naming the field they are in.
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         problem = "torn or truncated JSON" if not text.rstrip().endswith("}") else "invalid JSON"
         raise ContractError("line", f"{problem}: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:  # e.g. a line of 100k '[': must be quarantined, not crash the reader
+        raise ContractError("line", "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise ContractError("line", f"must be a JSON object, got {type(obj).__name__}")
-    return parse_outcome(obj, known_models=known_models)
+    try:
+        return parse_outcome(obj, known_models=known_models)
+    except RecursionError:  # nesting json.loads accepted but the value walk could not follow
+        raise ContractError("line", "JSON nested too deeply") from None
 
 
 def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[str] | None = None) -> OutcomeRecord:
     """Validate a decoded record and return it as an OutcomeRecord."""
     if "schema_version" not in obj:
-        raise ContractError("schema_version", "missing")
+        # A line without a version is not known to be v1: a version problem, like any other value.
+        raise SchemaVersionError("schema_version", f"missing; this reader knows {OUTCOME_SCHEMA_VERSION}")
     version = obj["schema_version"]
-    if version != OUTCOME_SCHEMA_VERSION or isinstance(version, bool):
+    # Exactly the int 1: True == 1 and 1.0 == 1 in Python, but neither is the documented int.
+    if type(version) is not int or version != OUTCOME_SCHEMA_VERSION:
         raise SchemaVersionError(
             "schema_version", f"unknown version {version!r}; this reader knows {OUTCOME_SCHEMA_VERSION}")
+    _check_json_values(dict(obj), "")
 
     out: dict[str, Any] = {}
     out["decision_id"] = _str(obj, "decision_id", required=True, max_len=128)
@@ -165,6 +200,8 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
     out["request_kind"] = _str(obj, "request_kind", default="chat")
     if not out["request_kind"]:
         raise ContractError("request_kind", "must not be empty")
+    if "candidates" not in obj:
+        raise ContractError("candidates", "missing")
     cands = obj.get("candidates")
     if not isinstance(cands, list) or not cands or not all(isinstance(c, str) and c for c in cands):
         raise ContractError("candidates", "must be a non-empty list of model names")

@@ -290,9 +290,12 @@ class Router:
 
     def _no_model(self, version, kind, lam, excluded, text, why=None) -> Decision:
         why = f" ({why})" if why else ""
+        detail = "; ".join(f"{m}: {w}" for m, w in list(excluded.items())[:3])
+        more = f" (+{len(excluded) - 3} more)" if len(excluded) > 3 else ""
         return Decision(
             decision_id=uuid.uuid4().hex, model=None, kind=kind, scores=(), propensity=1.0, explored=False,
-            reason=f"no model in the pool can serve {kind!r}{why}", artifact_version=version,
+            reason=f"no model in the pool can serve this {kind!r} request{why}: {detail or 'empty pool'}{more}",
+            artifact_version=version,
             cost_weight=lam, excluded=excluded, ts=_now(), query=text)
 
     # -- recording ----------------------------------------------------------------------------

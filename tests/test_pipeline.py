@@ -1,0 +1,152 @@
+"""The Prefect training flow under prefect_test_harness: real Polars features, real CatBoost, real artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import SAMPLE
+from flows.logs import read_outcome_logs, simulate_logs
+from flows.pipeline import train_router
+from flows.tables import write_table
+from flows.training import check_parity, ensemble_from_catboost, split_query_ids
+from router_runtime import (
+    ArtifactParityError,
+    ContractError,
+    Router,
+    current_version,
+    list_versions,
+    load_artifact,
+)
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _router_json(path):
+    doc = json.loads((path / "router.json").read_text())
+    doc.pop("version")
+    return doc
+
+
+def test_train_on_raw_benchmark_writes_current_artifact(tmp_path):
+    reg = tmp_path / "reg"
+    s = train_router(source=str(SAMPLE / "routeprofile"), source_format="routeprofile", registry=str(reg),
+                     pool=str(SAMPLE / "pool.toml"), iterations=80)
+    assert s["promoted"] and current_version(reg) == s["version"]
+    art = load_artifact(reg)
+    assert art.version == s["version"] and art.ensemble.n_trees == 80
+    assert s["parity_max_abs_diff"] <= 1e-9
+    m = art.manifest
+    assert m["files"]["router.json"]["sha256"] and m["parent_version"] is None
+    assert m["training"]["format"] == "routeprofile" and m["training"]["models"] == sorted(
+        {mm.name for mm in art.pool} - {"nomic-embed-text-v1.5"})
+    assert m["training"]["train_queries"] + m["training"]["test_queries"] == 600
+    assert m["training"]["rows"] == 8 * m["training"]["train_queries"]
+    h = m["metrics"]["holdout"]
+    assert h["n_test_queries"] == m["training"]["test_queries"]
+    # The oracle bounds every policy from above on the same queries.
+    for key in ("router", "best_single", "cheapest"):
+        assert h[key]["quality"] <= h["oracle"]["quality"] + 1e-12
+    assert [p["cost_weight"] for p in h["router_sweep"]] == [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert m["code_version"]["catboost"] and m["code_version"]["polars"]
+    # A second run is the child of the first.
+    s2 = train_router(source=str(SAMPLE / "routeprofile"), source_format="routeprofile", registry=str(reg),
+                      iterations=20, promote=False)
+    assert s2["parent_version"] == s["version"] and current_version(reg) == s["version"]
+    assert len(list_versions(reg)) == 2
+
+
+def test_seeded_training_reproduces_exactly(tmp_path, sample_table):
+    table_path = tmp_path / "table.parquet"
+    write_table(sample_table, table_path)
+    a = train_router(source=str(table_path), registry=str(tmp_path / "a"), iterations=40, seed=3)
+    b = train_router(source=str(table_path), registry=str(tmp_path / "b"), iterations=40, seed=3)
+    assert _router_json(tmp_path / "a" / "versions" / a["version"]) == _router_json(
+        tmp_path / "b" / "versions" / b["version"])
+    c = train_router(source=str(table_path), registry=str(tmp_path / "c"), iterations=40, seed=4)
+    assert _router_json(tmp_path / "c" / "versions" / c["version"]) != _router_json(
+        tmp_path / "a" / "versions" / a["version"])
+
+
+def test_hand_made_table_in_every_format(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        is_code = i % 2 == 0
+        q = f"def f{i}(x): return x * {i}  # fix this python code" if is_code else f"What year did event {i} happen?"
+        for model, good_at_code, cost in (("coder", True, 0.2), ("talker", False, 0.1), ("big", None, 1.0)):
+            quality = 0.9 if good_at_code is None else (0.8 if good_at_code == is_code else 0.2)
+            rows.append({"query_id": f"q{i}", "query": q, "model": model,
+                         "quality": float(np.clip(quality + rng.normal(0, 0.05), 0, 1)), "cost": cost})
+    table = pl.DataFrame(rows)
+    for ext in ("csv", "jsonl", "parquet"):
+        path = tmp_path / f"t.{ext}"
+        write_table(table, path)
+        s = train_router(source=str(path), registry=str(tmp_path / ext), iterations=50, test_fraction=0.25)
+        art = load_artifact(tmp_path / ext)
+        assert {m.name for m in art.pool} == {"coder", "talker", "big"}
+        router = Router(art, use_numpy=False)
+        # With cost mattering, the cheap specialist wins its own kind of query.
+        assert router.decide("def g(x): return x + 1  # fix this python code", cost_weight=1.0).model == "coder"
+        assert router.decide("What year did event 7 happen?", cost_weight=1.0).model == "talker"
+        assert s["metrics"]["holdout"]["n_test_queries"] > 0
+
+
+def test_train_from_simulated_logs(tmp_path):
+    from flows.importers import import_dcrouter
+
+    table = import_dcrouter(SAMPLE / "dcrouter")
+    logs = tmp_path / "logs"
+    simulate_logs(table.filter(pl.col("split") == "train"), logs, seed=0)
+    with open(logs / "simulated-uniform-seed0.jsonl", "ab") as f:  # one torn line must not stop training
+        f.write(b'{"schema_version": 1, "decision_id": "torn", "ts": "2026-')
+    read = read_outcome_logs(logs)
+    assert len(read.records) == 1200 and len(read.quarantined) == 1
+    s = train_router(source=str(logs), source_format="logs", registry=str(tmp_path / "reg"), iterations=60)
+    art = load_artifact(tmp_path / "reg")
+    t = art.manifest["training"]
+    assert t["format"] == "logs" and t["records"] == 1200 and t["quarantined"] == 1
+    assert t["window"]["start"] < t["window"]["end"]
+    assert s["metrics"]["holdout"] is None
+    assert (logs / "quarantine" / "train-quarantine.jsonl").exists()
+    d = Router(art).decide("Which planet is the largest in the solar system?")
+    assert d.model in set(table["model"].unique().to_list())
+
+
+def test_bad_table_fails_the_flow_and_writes_nothing(tmp_path, sample_table):
+    bad = sample_table.with_columns(pl.when(pl.arange(0, pl.len()) == 5).then(1.5).otherwise(pl.col("quality"))
+                                    .alias("quality"))
+    path = tmp_path / "bad.parquet"
+    write_table(bad, path)
+    with pytest.raises(ContractError, match="quality"):
+        train_router(source=str(path), registry=str(tmp_path / "reg"), iterations=10)
+    assert list_versions(tmp_path / "reg") == []
+
+
+def test_export_refuses_an_ensemble_that_disagrees_with_catboost():
+    from catboost import CatBoostRegressor
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 3))
+    y = x[:, 0] + rng.normal(size=300) * 0.1
+    model = CatBoostRegressor(iterations=20, depth=3, verbose=0, random_seed=0, allow_writing_files=False)
+    model.fit(x, y)
+    ens = ensemble_from_catboost(model, ["a", "b", "c"])
+    assert check_parity(ens, model, x) <= 1e-9
+    first_tree = 2 ** ens["tree_depth"][0]
+    ens["leaf_values"][:first_tree] = [v + 1e-6 for v in ens["leaf_values"][:first_tree]]
+    with pytest.raises(ArtifactParityError, match="differ from CatBoost"):
+        check_parity(ens, model, x)
+
+
+def test_split_is_seeded_and_stable():
+    ids = [f"q{i}" for i in range(1000)]
+    a = split_query_ids(ids, 0.3, seed=0)
+    assert a == split_query_ids(list(reversed(ids)), 0.3, seed=0)
+    assert a != split_query_ids(ids, 0.3, seed=1)
+    assert 250 < len(a) < 350
+    with pytest.raises(ContractError, match="test_fraction"):
+        split_query_ids(ids, 1.0, seed=0)

@@ -1,0 +1,194 @@
+"""The Router: decisions from a real trained artifact, determinism, thread safety, and fallbacks."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from router_runtime import ContractError, Outcome, Router, load_artifact, parse_outcome_line
+from router_runtime.logger import OutcomeLogger
+
+QUERIES = [
+    "Write a Python function that merges two sorted lists.",
+    "What is the capital of Australia?",
+    "Solve for x: 3x + 7 = 22. Show your steps.",
+    "Q: There are 3 houses in a row ... Clue(s): 1. The person who ate pizza lives directly left of ...",
+    "Traduisez en anglais : « Le chat dort sur le canapé. »",
+    "素数とは何ですか？簡単に説明してください。",
+]
+
+
+@pytest.fixture(scope="module")
+def router(trained_registry):
+    return Router.load(trained_registry, use_numpy=False)
+
+
+def test_decision_shape(router):
+    d = router.decide(QUERIES[0])
+    art = router.artifact
+    assert d.model in {m.name for m in art.pool}
+    assert d.artifact_version == art.version and not d.fallback
+    assert d.propensity == 1.0 and d.explored is False
+    assert len(d.decision_id) == 32
+    # Every chat-capable model of the pool is scored; the embedder cannot serve chat and is excluded.
+    assert {s.model for s in d.scores} == {m.name for m in art.pool if m.can("chat")}
+    assert d.excluded == {"nomic-embed-text-v1.5": "cannot serve 'chat'"}
+    best = d.score(d.model)
+    assert best.utility == max(s.utility for s in d.scores)
+    for s in d.scores:
+        assert 0.0 <= s.quality <= 1.0 and s.cost >= 0.0
+        assert s.utility == pytest.approx(s.quality - d.cost_weight * s.cost / art.policy.cost_scale, abs=1e-12)
+    assert d.model in d.reason and "utility" in d.reason
+    assert d.to_dict()["model"] == d.model
+
+
+def test_numpy_and_python_paths_identical(trained_registry):
+    py = Router.load(trained_registry, use_numpy=False)
+    npr = Router.load(trained_registry, use_numpy=True)
+    for q in QUERIES:
+        a, b = py.decide(q), npr.decide(q)
+        assert a.model == b.model
+        assert [s.quality for s in a.scores] == [s.quality for s in b.scores]
+
+
+def test_deterministic_and_order_independent(router):
+    names = [m.name for m in router.artifact.pool if m.can("chat")]
+    first = router.decide(QUERIES[2], candidates=names)
+    again = router.decide(QUERIES[2], candidates=list(reversed(names)))
+    assert first.model == again.model
+    assert {s.model: s.utility for s in first.scores} == {s.model: s.utility for s in again.scores}
+
+
+def test_cost_weight_moves_choice_to_cheaper_models(router):
+    cheap = router.decide(QUERIES[1], cost_weight=100.0)
+    costs = {s.model: s.cost for s in cheap.scores}
+    assert cheap.model == min(costs, key=costs.get)
+    free = router.decide(QUERIES[1], cost_weight=0.0)
+    qual = {s.model: s.quality for s in free.scores}
+    assert qual[free.model] == max(qual.values())
+
+
+def test_kinds_and_candidates(router):
+    d = router.decide("embed this sentence", kind="embed")
+    assert d.model == "nomic-embed-text-v1.5" and "embed" in d.reason
+    code = router.decide(QUERIES[0], kind="code")
+    assert all(router.artifact.model(s.model).can("code") for s in code.scores)
+    assert "gemma-2-9b-it" in code.excluded
+    only = router.decide(QUERIES[1], candidates=["gemma-2-9b-it", "no-such-model"])
+    assert only.model == "gemma-2-9b-it" and only.excluded["no-such-model"] == "not in the pool"
+    none = router.decide(QUERIES[1], kind="embed", candidates=["gemma-2-9b-it"])
+    assert none.model is None and "no model" in none.reason
+
+
+def test_context_length_routes_long_prompts_away(router):
+    long = "word " * 40_000  # ~50k tokens by the 4-chars estimate: above the 8k/32k contexts
+    d = router.decide(long)
+    assert "exceeds context" in d.excluded["gemma-2-9b-it"]
+    assert d.model in {"llama-3.1-8b-instruct", "llama-3.2-3b-instruct", "llama-3.3-70b-instruct",
+                       "mixtral-8x22b-instruct-v0.1"}
+
+
+@pytest.mark.parametrize("query", [
+    "", None, b"\xff\xfe invalid utf-8 \xc3", "\ud800 lone surrogate", "x" * 100_000, "\x00\x01\x1f",
+    "🙂" * 1000, "İstanbul ıı ß",
+])
+def test_odd_queries_never_raise(router, query):
+    d = router.decide(query)
+    assert d.model is not None and not d.fallback
+
+
+def test_a_prompt_no_context_can_hold_gets_no_model_and_a_reason(router):
+    d = router.decide("x" * 1_000_000)  # ~250k tokens: above every context in the pool
+    assert d.model is None and "no model" in d.reason
+    assert all("exceeds context" in why for why in d.excluded.values())
+
+
+def test_bad_arguments_are_the_callers_bug(router):
+    with pytest.raises(ContractError, match="cost_weight"):
+        router.decide("q", cost_weight=-1)
+    with pytest.raises(ContractError, match="cost_weight"):
+        router.decide("q", cost_weight=float("nan"))
+    with pytest.raises(ContractError, match="query"):
+        router.decide(12345)
+    with pytest.raises(ContractError, match="kind"):
+        router.decide("q", kind="")
+
+
+def test_threads_get_the_same_decisions(router):
+    expected = {q: router.decide(q).model for q in QUERIES}
+    errors, mismatches = [], []
+
+    def work():
+        try:
+            for _ in range(50):
+                for q in QUERIES:
+                    if router.decide(q).model != expected[q]:
+                        mismatches.append(q)
+        except Exception as exc:  # pragma: no cover - only on failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not mismatches
+
+
+def test_no_artifact_routes_by_rules_and_says_why(tmp_path, demo_pool):
+    r = Router.load(tmp_path / "nothing-here", pool=demo_pool)
+    assert r.artifact is None and "ArtifactNotFoundError" in r.problem
+    d = r.decide("Write a function in python that reverses a string", kind="chat")
+    assert d.fallback and d.artifact_version is None
+    assert "rule-based" in d.reason and "ArtifactNotFoundError" in d.reason
+    assert r.artifact is None and d.model in {m.name for m in demo_pool if m.can("code")}
+    assert r.decide("hello").model  # plain chat: cheapest chat-capable model
+    assert r.decide("embed me", kind="embed").model == "nomic-embed-text-v1.5"
+    assert Router.load(None).decide("hi").model is None  # no artifact and no pool: says so, no raise
+
+
+def test_corrupt_artifact_falls_back(tmp_path, trained_registry, demo_pool):
+    reg = tmp_path / "reg"
+    shutil.copytree(trained_registry, reg)
+    version_dir = reg / "versions" / load_artifact(reg).version
+    data = (version_dir / "router.json").read_bytes()
+    (version_dir / "router.json").write_bytes(data.replace(b'"leaf_values": [', b'"leaf_values": [1.0, ', 1))
+    r = Router.load(reg, pool=demo_pool)
+    d = r.decide("What is 2 + 2?")
+    assert d.fallback and "ArtifactIntegrityError" in d.reason and d.model is not None
+
+
+def test_scoring_failure_falls_back_instead_of_raising(trained_registry):
+    r = Router.load(trained_registry, use_numpy=False)
+    art = r.artifact
+    object.__setattr__(art.ensemble, "leaf_values", ())  # simulate a bug deep in scoring
+    try:
+        d = r.decide("What is the capital of France?")
+    finally:
+        object.__delattr__(art.ensemble, "leaf_values")
+    assert d.fallback is True and "scoring failed" in d.reason and d.model is not None
+
+
+def test_record_writes_a_valid_outcome_line(tmp_path, trained_registry):
+    logger = OutcomeLogger(tmp_path / "logs")
+    r = Router.load(trained_registry, logger=logger)
+    d = r.decide(QUERIES[3])
+    rec = r.record(d, Outcome(success=True, latency_ms=812.5, prompt_tokens=120, completion_tokens=40,
+                              quality=1.0, quality_source="check"))
+    logger.close()
+    line = logger.path.read_bytes()
+    parsed = parse_outcome_line(line.rstrip(b"\n"))
+    assert parsed == rec
+    assert parsed.model == d.model and parsed.artifact_version == d.artifact_version
+    assert parsed.propensity == 1.0 and parsed.query == QUERIES[3]
+    assert set(parsed.scores) == {s.model for s in d.scores}
+
+
+def test_record_without_query_text_logs_hash_and_features(tmp_path, trained_registry):
+    r = Router.load(trained_registry, log_query_text=False)
+    d = r.decide("secret customer text")
+    rec = r.record(d, Outcome(success=False, error="timeout", latency_ms=30000.0))
+    assert rec.query is None and len(rec.query_sha256) == 64
+    assert rec.features is not None and len(rec.features) == len(r.artifact.feature_spec.output_names)
