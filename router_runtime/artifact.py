@@ -27,6 +27,9 @@ import hashlib
 import json
 import math
 import os
+import re
+import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,6 +68,10 @@ MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files before reading them into memory
+# A version name is one plain path component: it is joined under versions/ and written into CURRENT,
+# so "..", "a/b", a leading dot (temp dirs), NUL or whitespace would escape the registry or break it.
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_MANIFEST_OWNED = ("manifest_version", "artifact_version", "format_version", "files")
 
 
 @dataclass(frozen=True)
@@ -128,15 +135,44 @@ def _read_capped(path: Path) -> bytes:
 
 
 def _loads(data: bytes, path: Path) -> Any:
-    def reject(name):
-        raise ArtifactError(f"{path.name}: non-finite number {name}", path=str(path))
-
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=reject)
+        obj = json.loads(data.decode("utf-8"))
+        # NaN/Infinity (and literals like 1e400 that overflow) parse to floats; refuse them naming where.
+        where = _non_finite_at(obj, "")
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{path.name}: invalid UTF-8 at byte {exc.start}", path=str(path)) from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path.name}: invalid JSON ({exc.msg} at char {exc.pos})", path=str(path)) from None
+    except RecursionError:
+        raise ArtifactError(f"{path.name}: JSON nested too deeply", path=str(path)) from None
+    if where is not None:
+        at, v = where
+        name = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(v)]
+        raise ArtifactError(f"{path.name}: non-finite number {name} at {at or '<top>'}", path=str(path))
+    return obj
+
+
+def _non_finite_at(v: Any, at: str) -> tuple[str, float] | None:
+    if isinstance(v, float):
+        return None if math.isfinite(v) else (at, v)
+    if isinstance(v, dict):
+        items = ((f"{at}.{k}" if at else str(k), x) for k, x in v.items())
+    elif isinstance(v, list):
+        items = ((f"{at}[{i}]", x) for i, x in enumerate(v))
+    else:
+        return None
+    for sub, x in items:
+        found = _non_finite_at(x, sub)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_version_name(version: Any, where: str) -> str:
+    if not isinstance(version, str) or not _VERSION_NAME.fullmatch(version):
+        raise ContractError(where, f"must be a plain version name ([A-Za-z0-9][A-Za-z0-9._-]*, "
+                                   f"at most 128 characters), got {version!r}")
+    return version
 
 
 def resolve_artifact_dir(path: str | os.PathLike) -> Path:
@@ -162,7 +198,7 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     if not isinstance(manifest, dict):
         raise ArtifactError("manifest.json must be a JSON object", path=str(manifest_path))
     mv = manifest.get("manifest_version")
-    if mv != MANIFEST_VERSION:
+    if type(mv) is not int or mv != MANIFEST_VERSION:  # True == 1 in Python, but is not the int 1
         raise SchemaVersionError("manifest_version", f"unknown version {mv!r}; this runtime reads {MANIFEST_VERSION}",
                                  source=str(manifest_path))
     files = manifest.get("files")
@@ -172,7 +208,8 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     for name, meta in files.items():
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
             raise ArtifactError(f"manifest entry for {name!r} has no sha256", path=str(manifest_path))
-        if "/" in name or "\\" in name or name.startswith("."):
+        # Only plain file names: no path, no hidden names, and nothing that ``stat`` chokes on.
+        if not name or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
             raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", path=str(manifest_path))
         data = _read_capped(d / name)
         digest = _sha256(data)
@@ -196,7 +233,8 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
     if not isinstance(router, dict):
         raise ContractError("router", "must be a JSON object")
     fv = router.get("format_version")
-    if fv not in SUPPORTED_FORMAT_VERSIONS or isinstance(fv, bool):
+    # Type first: an unhashable value (a list) would make the ``in`` test raise TypeError.
+    if type(fv) is not int or fv not in SUPPORTED_FORMAT_VERSIONS:
         raise SchemaVersionError(
             "format_version", f"unknown format {fv!r}; this runtime reads {sorted(SUPPORTED_FORMAT_VERSIONS)}")
     version = router.get("version")
@@ -223,11 +261,17 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         ensemble = ObliviousEnsemble(qm)
     except ContractError as exc:
         raise ContractError(f"quality_model.{exc.field}", exc.problem) from None
+    except (TypeError, ValueError) as exc:
+        # The evaluator converts with int()/float()/set(): a string depth, a null border or a list
+        # in nan_as_true surfaces as TypeError/ValueError.  Loading promises nothing vaguer.
+        raise ContractError("quality_model", f"malformed ensemble: {exc}") from None
 
     qindex = {n: i for i, n in enumerate(spec.output_names)}
     cand_inputs: list[str] = []
     plan = []
     for name in ensemble.inputs:
+        if not isinstance(name, str):
+            raise ContractError("quality_model.inputs", f"input names must be strings, got {name!r}")
         if name in qindex:
             plan.append(("q", qindex[name]))
         elif name.startswith("model__") or name in CANDIDATE_DESCRIPTORS:
@@ -307,15 +351,19 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
     """
     root = Path(root)
     versions = root / VERSIONS_DIR
-    versions.mkdir(parents=True, exist_ok=True)
+    # Everything is checked and serialised before the first byte hits the disk, so a refusal
+    # leaves the registry exactly as it was (not even an empty versions/ directory).
+    router_bytes = _json_bytes(dict(router, version=""), "router")
     if not router.get("version"):
-        router = dict(router, version=new_version_name(_dumps(dict(router, version=""))))
-    version = router["version"]
-    parse_router(json.loads(_dumps(router)))  # refuse to write what the runtime could not load
-    router_bytes = _dumps(router)
-    final = versions / version
-    if final.exists():
-        raise ArtifactError(f"version {version} already exists", path=str(final))
+        router = dict(router, version=new_version_name(router_bytes))
+    version = _check_version_name(router["version"], "version")
+    router_bytes = _json_bytes(router, "router")
+    parse_router(json.loads(router_bytes))  # refuse to write what the runtime could not load
+    owned = [k for k in _MANIFEST_OWNED if k in manifest]
+    if owned:
+        # These describe the files written here; a caller's value would make the artifact lie
+        # (or, for manifest_version, unloadable).
+        raise ContractError(f"manifest.{owned[0]}", "is written by write_artifact; do not pass it")
     full_manifest = {
         "manifest_version": MANIFEST_VERSION,
         "artifact_version": version,
@@ -324,16 +372,41 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
         **manifest,
         "files": {ROUTER_FILE: {"sha256": _sha256(router_bytes), "bytes": len(router_bytes)}},
     }
+    manifest_bytes = _json_bytes(full_manifest, "manifest")
+    final = versions / version
+    if final.exists():
+        raise ArtifactError(f"version {version} already exists", path=str(final))
+    versions.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
-    for name, data in ((ROUTER_FILE, router_bytes), (MANIFEST_FILE, _dumps(full_manifest))):
-        with open(tmp / name, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    _fsync_dir(tmp)
-    os.rename(tmp, final)
+    try:
+        for name, data in ((ROUTER_FILE, router_bytes), (MANIFEST_FILE, manifest_bytes)):
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if final.exists():  # another writer created the same version since the check above
+                raise ArtifactError(f"version {version} already exists", path=str(final)) from None
+            raise
+    except BaseException:
+        # A half-written temp dir is invisible to list_versions but would pile up forever.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _fsync_dir(versions)
     return final
+
+
+def _json_bytes(obj: Any, where: str) -> bytes:
+    try:
+        return _dumps(obj)
+    except (TypeError, ValueError) as exc:  # NaN/Infinity (allow_nan=False) or a non-JSON type
+        bad = _non_finite_at(obj, "")
+        if bad is not None:  # name the field: json's own message does not say where
+            raise ContractError(f"{where}.{bad[0]}", f"non-finite number {bad[1]!r} cannot be written as JSON") from None
+        raise ContractError(where, f"not writable as JSON: {exc}") from None
 
 
 def current_version(root: str | os.PathLike) -> str | None:
@@ -345,7 +418,7 @@ def current_version(root: str | os.PathLike) -> str | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"unreadable CURRENT pointer: {exc}", path=str(p)) from None
-    if not text or "/" in text or text.startswith("."):
+    if not _VERSION_NAME.fullmatch(text):  # also refuses NUL bytes, which would crash stat()
         raise ArtifactError(f"CURRENT holds an invalid version name {text!r}", path=str(p))
     return text
 
@@ -353,13 +426,25 @@ def current_version(root: str | os.PathLike) -> str | None:
 def set_current(root: str | os.PathLike, version: str) -> None:
     """Point CURRENT at ``version`` atomically, after checking the version loads."""
     root = Path(root)
+    # A name current_version() would refuse ("..", "a/b") must never be written into CURRENT;
+    # "..", joined under versions/, would even resolve to the registry root and "load".
+    _check_version_name(version, "version")
     load_artifact(root / VERSIONS_DIR / version)  # never point at something unloadable
-    tmp = root / f".{CURRENT_FILE}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(version + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / CURRENT_FILE)
+    # A random part, not the pid alone: two threads promoting at once must not share the temp file.
+    # (Not mkstemp: its 0600 mode would hide CURRENT from a runtime running as another user.)
+    tmp_name = root / f".{CURRENT_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp_name, "x", encoding="utf-8") as f:
+            f.write(version + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, root / CURRENT_FILE)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
     _fsync_dir(root)
 
 

@@ -144,6 +144,8 @@ def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ContractError("pool", f"invalid TOML: {exc}", source=str(path)) from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the bytes itself and lets this through
+        raise ContractError("pool", f"invalid TOML: not UTF-8 at byte {exc.start}", source=str(path)) from None
     models = doc.get("models")
     if not isinstance(models, list) or not models:
         raise ContractError("models", "a pool needs at least one [[models]] table", source=str(path))

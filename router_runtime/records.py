@@ -5,7 +5,7 @@ Schema version 1 (``OUTCOME_SCHEMA_VERSION``).  Fields, in the order they are wr
 =================  ==============================  ==========================================================
 field              type                            meaning and constraints
 =================  ==============================  ==========================================================
-schema_version     int, required                   1.  Any other value is refused (SchemaVersionError).
+schema_version     int, required                   1.  Absent or any other value is refused (SchemaVersionError).
 decision_id        str, required                   unique id of the decision (1..128 chars); ingestion dedupes on it
 ts                 str, required                   RFC 3339 timestamp in UTC (``Z`` or ``+00:00``)
 artifact_version   str or null                     artifact that made the decision; null = rule-based fallback
@@ -33,7 +33,8 @@ cost               float >= 0 or null              cost of the call in the pool'
 Evolution rules: a new field is added with a default, so old lines stay valid; an existing field never
 changes meaning or type; readers ignore fields they do not know (kept in ``extra``), so an old reader
 can ingest lines from a newer writer of the same schema_version.  A change that breaks any of this is a
-new schema_version, and the reader for the old one is kept.  Numbers must be finite (no NaN/Infinity).
+new schema_version, and the reader for the old one is kept.  Numbers must be finite (no NaN/Infinity)
+and strings valid Unicode (no lone surrogates), in unknown fields too: every record can be written back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ OUTCOME_SCHEMA_VERSION = 1
 QUALITY_SOURCES = frozenset({"judge", "user", "check", "benchmark"})
 MAX_LINE_BYTES = 1 << 20  # a line above this is refused whole rather than half-parsed
 _SHA256 = re.compile("[0-9a-f]{64}")
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|\+00:00)")
 
 
 @dataclass(frozen=True)
@@ -314,4 +316,8 @@ def _ts(obj) -> str:
         raise ContractError("ts", f"not an RFC 3339 timestamp (no time part): {v!r}")
     if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
         raise ContractError("ts", f"must be in UTC (Z or +00:00), got {v!r}")
+    # fromisoformat (3.11) also takes ISO 8601 forms RFC 3339 does not: basic "20260102T030405Z",
+    # week dates "2026-W01-1T...", hour-only "T03Z", comma fractions.  Other readers (Polars) may not.
+    if not _RFC3339_UTC.fullmatch(v):
+        raise ContractError("ts", f"not an RFC 3339 timestamp (want YYYY-MM-DDTHH:MM:SS[.frac]Z): {v!r}")
     return v

@@ -135,14 +135,14 @@ def test_line_bigger_than_max_bytes_goes_alone_into_its_own_file(tmp_path):
 
 
 def test_rotation_by_age(tmp_path):
-    with OutcomeLogger(tmp_path, max_age_s=0.05) as log:
+    with OutcomeLogger(tmp_path, max_age_s=0.15) as log:
         log.write(rec(1))
         log.write(rec(2))  # well inside the age: same file
         first = log.path
-        time.sleep(0.12)
+        time.sleep(0.25)
         log.write(rec(3))
         second = log.path
-        time.sleep(0.12)
+        time.sleep(0.25)
         log.write(rec(4))
         third = log.path
     assert len({first, second, third}) == 3

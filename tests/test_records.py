@@ -167,7 +167,8 @@ def test_propensity_one_and_edges_are_accepted():
     assert parse_outcome(base(quality=0, quality_source="check")).quality == 0.0
     assert parse_outcome(base(quality=1.0, quality_source="user")).quality == 1.0
     assert parse_outcome(base(latency_ms=0, ttft_ms=0.0, cost=0, prompt_tokens=0)).latency_ms == 0.0
-    assert parse_outcome(base(ts="2026-01-02T03:04:05+00:00")).ts == "2026-01-02T03:04:05+00:00"
+    for ts in ("2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05.123456Z", "2026-01-02T03:04:05.5Z"):
+        assert parse_outcome(base(ts=ts)).ts == ts
 
 
 def test_known_models_accepts_known():
@@ -346,6 +347,12 @@ def test_empty_request_kind():
     ("yesterday", ("RFC 3339",)),                            # garbage
     ("2026-13-02T03:04:05Z", ("RFC 3339",)),                 # impossible month
     ("2026-01-02", ("no time part",)),                       # a date is not a timestamp
+    ("20260102T030405Z", ("RFC 3339",)),                     # ISO 8601 basic format
+    ("2026-W01-1T00:00:00Z", ("RFC 3339",)),                 # ISO week date
+    ("2026-01-02T03Z", ("RFC 3339",)),                       # no minutes/seconds
+    ("2026-01-02T03:04Z", ("RFC 3339",)),                    # no seconds
+    ("2026-01-02T03:04:05,5Z", ("RFC 3339",)),               # comma fraction
+    ("2026-01-02T24:00:00Z", ("RFC 3339",)),                 # hour out of range
     ("", ("empty",)),
 ])
 def test_bad_timestamps(ts, words):

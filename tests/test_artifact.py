@@ -1,0 +1,681 @@
+"""Artifacts and the registry (router_runtime.artifact) and the model pool (router_runtime.pool).
+
+Every refusal checks the exact exception class and that the message names the field and the problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import router_runtime.artifact as artifact_mod
+from router_runtime.artifact import (
+    current_version,
+    list_versions,
+    load_artifact,
+    new_version_name,
+    parse_router,
+    set_current,
+    write_artifact,
+)
+from router_runtime.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ContractError,
+    SchemaVersionError,
+    UnknownOpError,
+)
+from router_runtime.features import FeatureSpec, default_feature_spec
+from router_runtime.pool import CHARS_PER_TOKEN, LinearCost, load_pool, parse_model
+
+VERSION_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+WORD = [[48, 57], [65, 90], [95, 95], [97, 122]]
+
+
+def small_spec() -> FeatureSpec:
+    """Single-output ops only: nothing to fit."""
+    spec = FeatureSpec.from_json({"version": 1, "max_chars": 4096, "features": [
+        {"name": "chars", "op": "char_count", "params": {}},
+        {"name": "words", "op": "count_runs", "params": {"ranges": WORD}},
+        {"name": "cue_code", "op": "contains_any", "params": {"literals": ["def ", "import "], "ascii_lower": True}},
+        {"name": "log_chars", "op": "log1p", "params": {"of": "chars"}},
+    ]})
+    assert not spec.needs_fit
+    return spec
+
+
+def make_doc(spec: FeatureSpec | None = None) -> dict:
+    spec = spec or small_spec()
+    inputs = [spec.output_names[0], "model__a", "model__b"]
+    return {
+        "format_version": 1,
+        "version": "",
+        "feature_spec": spec.to_json(),
+        "pool": [
+            {"name": "a", "capabilities": ["chat"], "cost": {"intercept": 0.0, "per_char": 1e-6}},
+            {"name": "b", "capabilities": ["chat", "code"], "size_b": 7,
+             "cost": {"intercept": 0.001, "per_char": 2e-6}},
+        ],
+        "quality_model": {"kind": "oblivious_trees", "inputs": inputs, "tree_depth": [1],
+                          "split_input": [inputs.index("model__a")], "split_border": [0.5],
+                          "leaf_values": [0.2, 0.8], "scale": 1.0, "bias": 0.0},
+        "calibration": {"kind": "clip", "low": 0.0, "high": 1.0},
+        "policy": {"cost_weight": 0.1, "cost_scale": 1e-3},
+    }
+
+
+def raises(cls, fn, *words):
+    with pytest.raises((ArtifactError, ContractError)) as ei:
+        fn()
+    exc = ei.value
+    assert type(exc) is cls, f"expected {cls.__name__}, got {type(exc).__name__}: {exc}"
+    msg = str(exc)
+    for w in words:
+        assert w.lower() in msg.lower(), f"{w!r} not in {msg!r}"
+    return exc
+
+
+def rewrite_router(vdir: Path, new_text: str | bytes) -> None:
+    """Replace router.json and fix the manifest's hash, so only the content check can fail."""
+    data = new_text.encode() if isinstance(new_text, str) else new_text
+    (vdir / "router.json").write_bytes(data)
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["files"]["router.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (vdir / "manifest.json").write_text(json.dumps(man))
+
+
+def edit_router(vdir: Path, fn) -> None:
+    doc = json.loads((vdir / "router.json").read_text())
+    fn(doc)
+    rewrite_router(vdir, json.dumps(doc))
+
+
+def registry_snapshot(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture
+def reg(tmp_path) -> Path:
+    return tmp_path / "registry"
+
+
+@pytest.fixture
+def vdir(reg) -> Path:
+    return write_artifact(reg, make_doc(), {})
+
+
+# -- write and load -----------------------------------------------------------------------------------
+
+def test_write_then_load_round_trip(reg):
+    doc = make_doc()
+    before = copy.deepcopy(doc)
+    path = write_artifact(reg, doc, {"training": {"rows": 12}, "parent_version": None, "note": "ü"})
+    assert doc == before  # the caller's dict is not mutated
+    version = path.name
+    assert VERSION_RE.fullmatch(version), version
+    assert path == reg / "versions" / version
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "router.json"]
+
+    router_bytes = (path / "router.json").read_bytes()
+    man = json.loads((path / "manifest.json").read_text())
+    assert man["files"] == {"router.json": {"sha256": hashlib.sha256(router_bytes).hexdigest(),
+                                            "bytes": len(router_bytes)}}
+    assert man["manifest_version"] == 1 and man["format_version"] == 1 and man["artifact_version"] == version
+    created = datetime.fromisoformat(man["created_at"])
+    assert man["created_at"].endswith("Z") and created.utcoffset().total_seconds() == 0
+    assert man["training"] == {"rows": 12} and man["parent_version"] is None and man["note"] == "ü"
+
+    stored = json.loads(router_bytes)
+    assert stored["version"] == version
+    # the 8 hex digits are the sha256 of the document with an empty version
+    assert version.endswith("-" + hashlib.sha256(artifact_mod._dumps(dict(doc, version=""))).hexdigest()[:8])
+
+    art = load_artifact(path)
+    assert art.version == version and art.path == str(path)
+    assert [m.name for m in art.pool] == ["a", "b"]
+    assert art.pool[1].size_b == 7.0 and art.pool[1].capabilities == ("chat", "code")
+    assert art.policy.cost_weight == 0.1 and art.policy.cost_scale == 1e-3 and art.policy.quality_floor == 0.0
+    assert art.clip_quality == (0.0, 1.0)
+    assert art.candidate_inputs == ("model__a", "model__b")
+    assert art.input_plan == (("q", 0), ("c", 0), ("c", 1))
+    assert art.feature_spec.to_json() == make_doc()["feature_spec"]
+    assert art.manifest["training"] == {"rows": 12}
+    # the ensemble is live: model a's one-hot goes right (0.8), b's left (0.2)
+    feats = art.feature_spec.extract("def f(): pass")
+    for m, want in (("a", 0.8), ("b", 0.2)):
+        row = [feats[i] if src == "q" else art.candidate_vector(art.model(m))[i] for src, i in art.input_plan]
+        assert art.ensemble.predict(row) == want
+    assert list_versions(reg) == [version]
+
+
+def test_version_name_format():
+    name = new_version_name(b"abc", datetime(2026, 2, 3, 4, 5, 6, tzinfo=__import__("datetime").timezone.utc))
+    assert name == "20260203T040506Z-" + hashlib.sha256(b"abc").hexdigest()[:8]
+
+
+def test_explicit_version_is_kept(reg):
+    path = write_artifact(reg, dict(make_doc(), version="v1.2-fixture"), {})
+    assert path.name == "v1.2-fixture" and load_artifact(path).version == "v1.2-fixture"
+
+
+def test_load_via_registry_root_version_dir_and_router_json(reg, vdir):
+    set_current(reg, vdir.name)
+    assert current_version(reg) == vdir.name
+    assert (reg / "CURRENT").read_text() == vdir.name + "\n"
+    for p in (reg, str(reg), vdir, vdir / "router.json"):
+        art = load_artifact(p)
+        assert art.version == vdir.name and art.path == str(vdir)
+
+
+def test_set_current_moves_the_pointer(reg):
+    v1 = write_artifact(reg, dict(make_doc(), version="20260101T000000Z-00000001"), {}).name
+    v2 = write_artifact(reg, dict(make_doc(), version="20260102T000000Z-00000002"), {}).name
+    set_current(reg, v1)
+    assert load_artifact(reg).version == v1
+    set_current(reg, v2)
+    assert load_artifact(reg).version == v2
+    assert list_versions(reg) == [v1, v2]
+    assert [p.name for p in reg.iterdir() if p.name.startswith(".")] == []  # no temp pointer left
+
+
+def test_fitted_default_spec_round_trips(reg):
+    from flows.features import fit_feature_spec
+    import polars as pl
+
+    spec = fit_feature_spec(default_feature_spec(n_buckets=8),
+                            pl.Series(["def add(a, b): return a + b", "what is the capital of France?",
+                                       "def mul(a, b): return a * b", "capital of Spain?"]))
+    assert not spec.needs_fit
+    path = write_artifact(reg, make_doc(spec), {})
+    art = load_artifact(path)
+    assert art.feature_spec.to_json() == spec.to_json()
+    assert art.feature_spec.extract("def x(): return 1") == spec.extract("def x(): return 1")
+
+
+# -- integrity ---------------------------------------------------------------------------------------
+
+def test_tampered_router_json(vdir):
+    data = bytearray((vdir / "router.json").read_bytes())
+    i = data.index(b"0.8")
+    data[i + 2] = ord("9")  # 0.8 -> 0.9: still valid JSON, still a valid router
+    (vdir / "router.json").write_bytes(bytes(data))
+    raises(ArtifactIntegrityError, lambda: load_artifact(vdir), "router.json", "sha256", "does not match")
+
+
+def test_truncated_router_json(vdir):
+    data = (vdir / "router.json").read_bytes()
+    (vdir / "router.json").write_bytes(data[: len(data) // 2])
+    raises(ArtifactIntegrityError, lambda: load_artifact(vdir), "router.json", "sha256")
+
+
+def test_router_json_missing(vdir):
+    (vdir / "router.json").unlink()
+    raises(ArtifactNotFoundError, lambda: load_artifact(vdir), "router.json", "missing")
+
+
+def test_manifest_missing(vdir):
+    (vdir / "manifest.json").unlink()
+    raises(ArtifactNotFoundError, lambda: load_artifact(vdir), "manifest.json", "missing")
+
+
+def test_manifest_invalid_json(vdir):
+    (vdir / "manifest.json").write_text('{"manifest_version": 1, "files": ')
+    raises(ArtifactError, lambda: load_artifact(vdir), "manifest.json", "invalid JSON")
+
+
+def test_manifest_not_an_object(vdir):
+    (vdir / "manifest.json").write_text("[1]")
+    raises(ArtifactError, lambda: load_artifact(vdir), "manifest.json", "JSON object")
+
+
+@pytest.mark.parametrize("mv", [2, 0, "1", None, True, [1]])
+def test_manifest_version_unknown(vdir, mv):
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["manifest_version"] = mv
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    raises(SchemaVersionError, lambda: load_artifact(vdir), "manifest_version", "unknown version")
+
+
+def test_manifest_without_router_entry(vdir):
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["files"] = {}
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    raises(ArtifactError, lambda: load_artifact(vdir), "manifest.json", "router.json", "files")
+
+
+@pytest.mark.parametrize("name", ["../x", "./router.json", "sub/x", "..\\x", ".hidden", "", "a\x00b"])
+def test_manifest_naming_a_file_outside_the_artifact(vdir, name):
+    (vdir.parent / "x").write_text("{}")
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["files"][name] = {"sha256": hashlib.sha256(b"{}").hexdigest(), "bytes": 2}
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    raises(ArtifactError, lambda: load_artifact(vdir), "outside the artifact")
+
+
+def test_manifest_entry_without_sha(vdir):
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["files"]["router.json"] = {"bytes": 3}
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    raises(ArtifactError, lambda: load_artifact(vdir), "router.json", "no sha256")
+
+
+def test_extra_listed_file_is_verified_too(vdir):
+    (vdir / "notes.txt").write_text("hello")
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["files"]["notes.txt"] = {"sha256": hashlib.sha256(b"hello").hexdigest(), "bytes": 5}
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    load_artifact(vdir)
+    (vdir / "notes.txt").write_text("hellO")
+    raises(ArtifactIntegrityError, lambda: load_artifact(vdir), "notes.txt", "sha256")
+
+
+# -- content of router.json (hash fixed, so only the content check can fail) -------------------------
+
+@pytest.mark.parametrize("fv", [2, 0, "1", None, True, [1], {"v": 1}])
+def test_format_version_unknown(vdir, fv):
+    edit_router(vdir, lambda d: d.update(format_version=fv))
+    raises(SchemaVersionError, lambda: load_artifact(vdir), "format_version", "unknown format")
+
+
+def test_router_json_invalid_json_with_matching_hash(vdir):
+    rewrite_router(vdir, '{"format_version": 1,')
+    raises(ArtifactError, lambda: load_artifact(vdir), "router.json", "invalid JSON")
+
+
+def test_router_json_not_an_object(vdir):
+    rewrite_router(vdir, "[]")
+    raises(ContractError, lambda: load_artifact(vdir), "router", "JSON object")
+
+
+def test_unknown_feature_op(vdir):
+    edit_router(vdir, lambda d: d["feature_spec"]["features"][0].update(op="regex_count"))
+    exc = raises(UnknownOpError, lambda: load_artifact(vdir), "features[0].op", "unknown op", "regex_count")
+    assert "router.json" in str(exc)  # the loader says which file
+
+
+def test_unfitted_spec_is_refused(reg):
+    raises(ContractError, lambda: parse_router(dict(make_doc(default_feature_spec()), version="v")),
+           "feature_spec", "unfitted")
+
+
+def test_quality_model_input_neither_feature_nor_candidate(vdir):
+    edit_router(vdir, lambda d: d["quality_model"]["inputs"].__setitem__(0, "not_a_feature"))
+    raises(ContractError, lambda: load_artifact(vdir), "quality_model.inputs", "not_a_feature",
+           "neither a feature of the spec nor a candidate input")
+
+
+def test_quality_model_input_not_a_string(vdir):
+    edit_router(vdir, lambda d: d["quality_model"]["inputs"].__setitem__(0, 7))
+    raises(ContractError, lambda: load_artifact(vdir), "quality_model.inputs", "7")
+
+
+def test_leaf_values_wrong_length(vdir):
+    edit_router(vdir, lambda d: d["quality_model"].update(leaf_values=[0.2, 0.8, 0.5]))
+    raises(ContractError, lambda: load_artifact(vdir), "quality_model.leaf_values", "expected 2 values, got 3")
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_leaf_value_in_json_text(vdir, token):
+    text = (vdir / "router.json").read_text()
+    assert text.count("0.8") == 1
+    rewrite_router(vdir, text.replace("0.8", token))
+    raises(ArtifactError, lambda: load_artifact(vdir), "router.json", "non-finite", token,
+           "quality_model.leaf_values[1]")
+
+
+def test_number_overflowing_to_infinity_is_refused(vdir):
+    text = (vdir / "router.json").read_text()
+    rewrite_router(vdir, text.replace("0.8", "1e400"))
+    raises(ArtifactError, lambda: load_artifact(vdir), "non-finite", "quality_model.leaf_values[1]")
+
+
+@pytest.mark.parametrize("key,value,field", [
+    ("tree_depth", ["x"], "quality_model"),
+    ("split_border", [None], "quality_model"),
+    ("nan_as_true", [["a"]], "quality_model"),
+    ("split_input", [5], "quality_model.split_input[0]"),
+    ("scale", "1", "quality_model.scale"),
+])
+def test_malformed_ensemble_is_a_contract_error(vdir, key, value, field):
+    edit_router(vdir, lambda d: d["quality_model"].update({key: value}))
+    raises(ContractError, lambda: load_artifact(vdir), field)
+
+
+def test_negative_cost_weight(vdir):
+    edit_router(vdir, lambda d: d["policy"].update(cost_weight=-0.1))
+    raises(ContractError, lambda: load_artifact(vdir), "policy.cost_weight", ">= 0", "-0.1")
+
+
+@pytest.mark.parametrize("scale", [0, 0.0, -1])
+def test_cost_scale_not_positive(vdir, scale):
+    edit_router(vdir, lambda d: d["policy"].update(cost_scale=scale))
+    raises(ContractError, lambda: load_artifact(vdir), "policy.cost_scale", "> 0")
+
+
+def test_policy_number_of_wrong_type(vdir):
+    edit_router(vdir, lambda d: d["policy"].update(cost_weight=True))
+    raises(ContractError, lambda: load_artifact(vdir), "policy.cost_weight", "finite number")
+
+
+def test_duplicate_pool_names(vdir):
+    edit_router(vdir, lambda d: d["pool"][1].update(name="a"))
+    raises(ContractError, lambda: load_artifact(vdir), "pool", "duplicate model names")
+
+
+def test_calibration_low_above_high(vdir):
+    edit_router(vdir, lambda d: d.update(calibration={"kind": "clip", "low": 0.9, "high": 0.1}))
+    raises(ContractError, lambda: load_artifact(vdir), "calibration", "low 0.9 > high 0.1")
+
+
+@pytest.mark.parametrize("key", ["feature_spec", "pool", "quality_model", "policy"])
+def test_missing_section(vdir, key):
+    edit_router(vdir, lambda d: d.pop(key))
+    raises(ContractError, lambda: load_artifact(vdir), key, "missing")
+
+
+# -- write_artifact refusals ---------------------------------------------------------------------------
+
+def bad_docs():
+    def mutate(fn):
+        d = make_doc()
+        fn(d)
+        return d
+
+    return {
+        "unknown_op": (mutate(lambda d: d["feature_spec"]["features"][0].update(op="nope")), UnknownOpError),
+        "cost_scale_zero": (mutate(lambda d: d["policy"].update(cost_scale=0)), ContractError),
+        "nan_leaf": (mutate(lambda d: d["quality_model"]["leaf_values"].__setitem__(0, float("nan"))),
+                     ContractError),
+        "format_2": (mutate(lambda d: d.update(format_version=2)), SchemaVersionError),
+        "not_json_able": (mutate(lambda d: d["policy"].update(cost_weight={1, 2})), ContractError),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(bad_docs()))
+def test_write_refuses_what_the_runtime_could_not_load(reg, case):
+    doc, cls = bad_docs()[case]
+    with pytest.raises(cls):
+        write_artifact(reg, doc, {})
+    assert registry_snapshot(reg) == []  # nothing written, not even the registry directories
+
+
+def test_write_refuses_into_existing_registry_leaving_it_unchanged(reg, vdir):
+    before = registry_snapshot(reg)
+    doc, _ = bad_docs()["cost_scale_zero"]
+    with pytest.raises(ContractError):
+        write_artifact(reg, doc, {})
+    assert registry_snapshot(reg) == before
+
+
+def test_write_refuses_an_existing_version(reg):
+    doc = dict(make_doc(), version="20260101T000000Z-aaaaaaaa")
+    path = write_artifact(reg, doc, {"n": 1})
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    raises(ArtifactError, lambda: write_artifact(reg, doc, {"n": 2}), "already exists", doc["version"])
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in (reg / "versions").iterdir()] == [path.name]
+
+
+def test_same_document_twice_gets_distinct_or_refused_versions(reg):
+    # Version names carry the second and the content hash: the same document within one second is
+    # the same version, which must be refused rather than overwritten.
+    a = write_artifact(reg, make_doc(), {})
+    try:
+        b = write_artifact(reg, make_doc(), {})
+    except ArtifactError as exc:
+        assert "already exists" in str(exc)
+    else:
+        assert a != b
+    assert all(load_artifact(reg / "versions" / v) for v in list_versions(reg))
+
+
+@pytest.mark.parametrize("version", ["../escape", "a/b", ".hidden", "x\x00y", "with space", "a\\b"])
+def test_write_refuses_a_version_name_that_is_not_a_plain_name(reg, version):
+    raises(ContractError, lambda: write_artifact(reg, dict(make_doc(), version=version), {}), "version")
+    assert registry_snapshot(reg.parent) == []  # nothing anywhere, not even outside the registry
+
+
+@pytest.mark.parametrize("key", ["manifest_version", "artifact_version", "format_version", "files"])
+def test_write_refuses_manifest_keys_it_owns(reg, key):
+    raises(ContractError, lambda: write_artifact(reg, make_doc(), {key: 2}), key)
+    assert registry_snapshot(reg) == []
+
+
+def test_write_refuses_a_manifest_that_is_not_json(reg):
+    raises(ContractError, lambda: write_artifact(reg, make_doc(), {"metrics": {"auc": float("nan")}}),
+           "manifest.metrics.auc", "non-finite number nan")
+    raises(ContractError, lambda: write_artifact(reg, make_doc(), {"when": datetime.now()}), "manifest")
+    assert registry_snapshot(reg) == []
+
+
+def test_a_crash_while_writing_leaves_no_temp_dir(reg, monkeypatch):
+    write_artifact(reg, dict(make_doc(), version="20260101T000000Z-00000001"), {})
+    before = registry_snapshot(reg)
+
+    def failing_fsync(fd):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(artifact_mod.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        write_artifact(reg, make_doc(), {})
+    assert registry_snapshot(reg) == before  # no .tmp-* dir, no half version
+
+
+def test_losing_a_race_for_the_same_version_is_an_artifact_error(reg, monkeypatch):
+    # Another writer creates the same version between the existence check and the rename.
+    doc = dict(make_doc(), version="20260101T000000Z-0000000a")
+    real_rename = os.rename
+
+    def racing_rename(src, dst):
+        os.makedirs(dst)
+        Path(dst, "router.json").write_text("{}")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(artifact_mod.os, "rename", racing_rename)
+    raises(ArtifactError, lambda: write_artifact(reg, doc, {}), "already exists")
+    assert [p.name for p in (reg / "versions").iterdir()] == [doc["version"]]  # the winner's, no temp dir
+
+
+# -- the registry -------------------------------------------------------------------------------------
+
+def test_set_current_refuses_a_version_that_does_not_load_and_keeps_the_old_pointer(reg, vdir):
+    set_current(reg, vdir.name)
+    bad = write_artifact(reg, dict(make_doc(), version="20300101T000000Z-bbbbbbbb"), {})
+    (bad / "router.json").write_bytes((bad / "router.json").read_bytes().replace(b"0.8", b"0.7"))
+    pointer = (reg / "CURRENT").read_bytes()
+    with pytest.raises(ArtifactIntegrityError):
+        set_current(reg, bad.name)
+    with pytest.raises(ArtifactNotFoundError):
+        set_current(reg, "20300101T000000Z-cccccccc")
+    assert (reg / "CURRENT").read_bytes() == pointer
+    assert load_artifact(reg).version == vdir.name
+    assert sorted(p.name for p in reg.iterdir()) == ["CURRENT", "versions"]
+
+
+@pytest.mark.parametrize("name", ["../registry2/versions/x", ".", "..", "a/b", ""])
+def test_set_current_refuses_names_that_are_not_plain(reg, vdir, name):
+    set_current(reg, vdir.name)
+    with pytest.raises((ArtifactError, ContractError)):
+        set_current(reg, name)
+    assert current_version(reg) == vdir.name
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"../../etc", b".tmp-x", b"a/b", b"\xff\xfe\x00",
+                                     b"bad\x00name", b"two\nlines", b"has space"])
+def test_current_with_garbage_content(reg, vdir, content):
+    (reg / "CURRENT").write_bytes(content)
+    raises(ArtifactError, lambda: load_artifact(reg), "CURRENT")
+    raises(ArtifactError, lambda: current_version(reg), "CURRENT")
+
+
+def test_current_pointing_at_a_missing_version(reg, vdir):
+    (reg / "CURRENT").write_text("20990101T000000Z-12345678\n")
+    raises(ArtifactNotFoundError, lambda: load_artifact(reg), "manifest.json", "missing")
+
+
+def test_registry_without_current(reg, vdir):
+    assert current_version(reg) is None
+    raises(ArtifactNotFoundError, lambda: load_artifact(reg), "no CURRENT")
+
+
+def test_empty_or_missing_directory(tmp_path):
+    raises(ArtifactNotFoundError, lambda: load_artifact(tmp_path), "no artifact here")
+    raises(ArtifactNotFoundError, lambda: load_artifact(tmp_path / "nope"), "no artifact here")
+    assert list_versions(tmp_path) == [] and current_version(tmp_path) is None
+
+
+def test_list_versions_ignores_temp_and_hidden_dirs_and_files(reg):
+    a = write_artifact(reg, dict(make_doc(), version="20260102T000000Z-00000002"), {}).name
+    b = write_artifact(reg, dict(make_doc(), version="20260101T000000Z-00000001"), {}).name
+    (reg / "versions" / ".tmp-20260103T000000Z-xyz-abc").mkdir()
+    (reg / "versions" / ".hidden").mkdir()
+    (reg / "versions" / "stray-file").write_text("x")
+    assert list_versions(reg) == [b, a]  # oldest first
+
+
+# -- the pool ----------------------------------------------------------------------------------------
+
+POOL_TOML = """
+[[models]]
+name = "qwen-0.5b"
+capabilities = ["chat", "code"]
+size_b = 0.5
+context_length = 32768
+cost = { intercept = 0.0001, per_char = 2e-7 }
+latency_ms = { intercept = 50.0, per_char = 0.01 }
+gguf = "models/qwen.gguf"
+
+[[models]]
+name = "llama-8b"
+size_b = 8
+input_price = 0.2
+output_price = 0.6
+
+[[models]]
+name = "embedder"
+capabilities = ["embed"]
+input_price = 0.02
+completion_tokens = 0
+"""
+
+
+def write_pool(tmp_path, text) -> Path:
+    p = tmp_path / "pool.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_load_pool(tmp_path):
+    pool = load_pool(write_pool(tmp_path, POOL_TOML))
+    assert [m.name for m in pool] == ["qwen-0.5b", "llama-8b", "embedder"]
+    q, llama, emb = pool
+    assert q.capabilities == ("chat", "code") and q.can("code") and not q.can("embed")
+    assert q.size_b == 0.5 and q.context_length == 32768
+    assert q.cost == LinearCost(0.0001, 2e-7) and q.latency_ms == LinearCost(50.0, 0.01)
+    assert q.extra == {"gguf": "models/qwen.gguf"}
+    assert llama.capabilities == ("chat",) and llama.latency_ms is None
+    assert q.to_json()["gguf"] == "models/qwen.gguf"
+    assert parse_model(q.to_json()) == q
+
+
+def test_prices_derive_the_cost_model_by_hand(tmp_path):
+    llama, emb = load_pool(write_pool(tmp_path, POOL_TOML))[1:]
+    # 0.2 per 1M prompt tokens at 4 chars a token: 0.2 / 1e6 / 4 = 5e-8 per char.
+    # 0.6 per 1M output tokens x 256 expected output tokens = 1.536e-4 per call.
+    assert CHARS_PER_TOKEN == 4.0
+    assert math.isclose(llama.cost.per_char, 5e-8, rel_tol=1e-12)
+    assert math.isclose(llama.cost.intercept, 1.536e-4, rel_tol=1e-12)
+    # a 1,000-char query: 250 prompt tokens -> 250 * 0.2e-6 = 5e-5; plus 1.536e-4 -> 2.036e-4
+    assert math.isclose(llama.expected_cost(1000), 2.036e-4, rel_tol=1e-12)
+    # completion_tokens = 0: no output part; 0.02 / 1e6 / 4 = 5e-9 per char
+    assert emb.cost.intercept == 0.0 and math.isclose(emb.cost.per_char, 5e-9, rel_tol=1e-12)
+    assert math.isclose(emb.expected_cost(4000), 2e-5, rel_tol=1e-12)
+
+
+def test_explicit_cost_wins_over_prices():
+    m = parse_model({"name": "x", "cost": {"intercept": 1.0, "per_char": 0.0}, "input_price": 9.0})
+    assert m.cost == LinearCost(1.0, 0.0)
+
+
+def test_cost_fallbacks_without_a_cost_model():
+    assert parse_model({"name": "x", "size_b": 3}).expected_cost(100) == 3.0
+    assert parse_model({"name": "x"}).expected_cost(100) == 1.0
+    assert LinearCost(-5.0, 0.0).at(10) == 0.0  # never a negative cost
+
+
+def test_pool_invalid_toml(tmp_path):
+    exc = raises(ContractError, lambda: load_pool(write_pool(tmp_path, "[[models]\nname = 'x'")), "pool",
+                 "invalid TOML")
+    assert exc.source and "pool.toml" in str(exc)
+
+
+def test_pool_not_utf8(tmp_path):
+    p = tmp_path / "pool.toml"
+    p.write_bytes(b'[[models]]\nname = "caf\xe9"\n')
+    raises(ContractError, lambda: load_pool(p), "pool", "invalid TOML")
+
+
+@pytest.mark.parametrize("text", ["", "title = 'x'", "models = []", "models = 3"])
+def test_pool_without_models(tmp_path, text):
+    raises(ContractError, lambda: load_pool(write_pool(tmp_path, text)), "models", "at least one")
+
+
+def test_pool_duplicate_names(tmp_path):
+    text = '[[models]]\nname = "a"\n[[models]]\nname = "b"\n[[models]]\nname = "a"\n'
+    raises(ContractError, lambda: load_pool(write_pool(tmp_path, text)), "models", "duplicate", "'a'")
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ('name = "a"\nsize_b = -1', "models[0].size_b", (">= 0", "-1")),
+    ('name = "a"\ncapabilities = "chat"', "models[0].capabilities", ("non-empty list",)),
+    ('name = "a"\ncapabilities = []', "models[0].capabilities", ("non-empty list",)),
+    ('name = "a"\ncapabilities = ["chat", 3]', "models[0].capabilities", ("non-empty list",)),
+    ('name = "a"\ncapabilities = ["chat", ""]', "models[0].capabilities", ("non-empty list",)),
+    ('name = ""', "models[0].name", ("non-empty string",)),
+    ('name = 3', "models[0].name", ("non-empty string",)),
+    ('size_b = 1', "models[0].name", ("non-empty string",)),
+    ('name = "a"\ncontext_length = 0', "models[0].context_length", ("positive integer",)),
+    ('name = "a"\ncontext_length = 1.5', "models[0].context_length", ("positive integer",)),
+    ('name = "a"\ncost = 3', "models[0].cost", ("intercept and per_char",)),
+    ('name = "a"\ncost = { intercept = 1.0 }', "models[0].cost", ("both intercept and per_char",)),
+    ('name = "a"\ninput_price = -0.5', "models[0].input_price", (">= 0",)),
+    ('name = "a"\nsize_b = nan', "models[0].size_b", ("finite number",)),
+    ('name = "a"\nsize_b = true', "models[0].size_b", ("finite number",)),
+])
+def test_pool_model_refusals(tmp_path, body, field, words):
+    exc = raises(ContractError, lambda: load_pool(write_pool(tmp_path, "[[models]]\n" + body + "\n")), field, *words)
+    assert exc.field == field
+
+
+def test_deeply_nested_router_json_is_an_artifact_error(vdir):
+    rewrite_router(vdir, '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    raises(ArtifactError, lambda: load_artifact(vdir), "router.json", "nested too deeply")
+
+
+def test_manifest_non_finite_number_is_named(vdir):
+    man = (vdir / "manifest.json").read_text()
+    (vdir / "manifest.json").write_text(man.rstrip().rstrip("}") + ', "metrics": {"auc": NaN}}')
+    raises(ArtifactError, lambda: load_artifact(vdir), "manifest.json", "non-finite number NaN", "metrics.auc")
+
+
+def test_current_file_is_world_readable_like_any_file(reg, vdir):
+    set_current(reg, vdir.name)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (reg / "CURRENT").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_names_a_non_finite_number_in_the_document(reg):
+    doc = make_doc()
+    doc["quality_model"]["leaf_values"][1] = float("inf")
+    raises(ContractError, lambda: write_artifact(reg, doc, {}), "router.quality_model.leaf_values[1]", "non-finite")
+    assert registry_snapshot(reg) == []
