@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,15 @@ def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str
         return table, {"source": str(source), "format": "logs", "full_information": False,
                        "cost_model": "the logged cost field (0 when absent)", "files": len(result.files),
                        "records": len(result.records), "quarantined": len(result.quarantined),
-                       "duplicates": result.duplicates, "window": {"start": table["ts"].min(),
-                                                                   "end": table["ts"].max()}}
+                       "duplicates": result.duplicates, "window": _window(table["ts"].to_list())}
     raise ContractError("source_format", f"must be one of {SOURCE_FORMATS}, got {source_format!r}")
+
+
+def _window(timestamps: list[str]) -> dict[str, str]:
+    """First and last instant (compared as times: "Z" and "+00:00" forms and fractions may mix)."""
+    parsed = sorted(datetime.fromisoformat(t) for t in timestamps)
+    fmt = lambda t: t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")  # noqa: E731
+    return {"start": fmt(parsed[0]), "end": fmt(parsed[-1])}
 
 
 @_task

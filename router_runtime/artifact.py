@@ -219,6 +219,10 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
                 "(tampered, truncated or half-written)", path=str(d / name))
         blobs[name] = data
     router = _loads(blobs[ROUTER_FILE], d / ROUTER_FILE)
+    if isinstance(router, dict) and manifest.get("artifact_version") != router.get("version"):
+        raise ArtifactIntegrityError(
+            f"manifest is for version {manifest.get('artifact_version')!r} but router.json is "
+            f"{router.get('version')!r}", path=str(manifest_path))
     try:
         return parse_router(router, manifest=manifest, path=str(d))
     except ContractError as exc:

@@ -83,13 +83,18 @@ class ObliviousEnsemble:
 
     def __init__(self, spec: Mapping[str, Any]):
         self.inputs: tuple[str, ...] = tuple(_req(spec, "inputs", list))
-        depths = [int(d) for d in _req(spec, "tree_depth", list)]
+        depths = _req(spec, "tree_depth", list)
+        if not all(type(d) is int for d in depths):  # bool and 1.5 are not depths
+            raise ContractError("tree_depth", "must be a list of integers")
         split_input = _req(spec, "split_input", list)
         split_border = _req(spec, "split_border", list)
         leaves = _req(spec, "leaf_values", list)
         self.scale = float(_req(spec, "scale", (int, float)))
         self.bias = float(_req(spec, "bias", (int, float)))
-        nan_true = set(spec.get("nan_as_true", []))
+        nan_true = spec.get("nan_as_true", [])
+        if not isinstance(nan_true, list) or not all(isinstance(n, str) for n in nan_true):
+            raise ContractError("nan_as_true", "must be a list of input names")
+        nan_true = set(nan_true)
 
         if len(set(self.inputs)) != len(self.inputs):
             raise ContractError("inputs", "duplicate input names")
@@ -102,7 +107,7 @@ class ObliviousEnsemble:
         if len(leaves) != sum(2 ** d for d in depths):
             raise ContractError(
                 "leaf_values", f"expected {sum(2 ** d for d in depths)} values, got {len(leaves)}")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in leaves):
+        if not all(type(v) in (int, float) and math.isfinite(v) for v in leaves):
             raise ContractError("leaf_values", "must all be finite numbers")
         if not (math.isfinite(self.scale) and math.isfinite(self.bias)):
             raise ContractError("scale", "scale and bias must be finite")
@@ -123,7 +128,10 @@ class ObliviousEnsemble:
                 i = split_input[j]
                 if not isinstance(i, int) or not 0 <= i < len(self.inputs):
                     raise ContractError(f"split_input[{j}]", f"must index inputs, got {i!r}")
-                key = (i, float32_threshold(float(split_border[j])))
+                b = split_border[j]
+                if type(b) not in (int, float):
+                    raise ContractError(f"split_border[{j}]", f"must be a number, got {b!r}")
+                key = (i, float32_threshold(float(b)))
                 ids.append(unique.setdefault(key, len(unique)))
             trees.append((offset, tuple(ids)))
             pos += d

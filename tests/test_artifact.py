@@ -339,9 +339,12 @@ def test_number_overflowing_to_infinity_is_refused(vdir):
 
 
 @pytest.mark.parametrize("key,value,field", [
-    ("tree_depth", ["x"], "quality_model"),
-    ("split_border", [None], "quality_model"),
-    ("nan_as_true", [["a"]], "quality_model"),
+    ("tree_depth", ["x"], "quality_model.tree_depth"),
+    ("tree_depth", [1.5], "quality_model.tree_depth"),
+    ("tree_depth", [True], "quality_model.tree_depth"),
+    ("leaf_values", [True, 0.8], "quality_model.leaf_values"),
+    ("split_border", [None], "quality_model.split_border[0]"),
+    ("nan_as_true", [["a"]], "quality_model.nan_as_true"),
     ("split_input", [5], "quality_model.split_input[0]"),
     ("scale", "1", "quality_model.scale"),
 ])
@@ -679,3 +682,10 @@ def test_write_names_a_non_finite_number_in_the_document(reg):
     doc["quality_model"]["leaf_values"][1] = float("inf")
     raises(ContractError, lambda: write_artifact(reg, doc, {}), "router.quality_model.leaf_values[1]", "non-finite")
     assert registry_snapshot(reg) == []
+
+
+def test_manifest_for_another_version_is_refused(vdir):
+    man = json.loads((vdir / "manifest.json").read_text())
+    man["artifact_version"] = "20990101T000000Z-deadbeef"
+    (vdir / "manifest.json").write_text(json.dumps(man))
+    raises(ArtifactIntegrityError, lambda: load_artifact(vdir), "manifest is for version", "20990101T000000Z")
