@@ -61,6 +61,7 @@ def _rust_class(ranges: Sequence[Sequence[int]]) -> str | None:
 
 
 _NON_TOKEN_RUN = _rust_class([[0, 0x2F], [0x3A, 0x5E], [0x60, 0x60], [0x7B, MAX_CODE_POINT]]) + "+"
+_TOKEN_OR_SPACE_RUN = _rust_class([[0x20, 0x20], [0x30, 0x39], [0x5F, 0x5F], [0x61, 0x7A]]) + "+"
 
 
 def _f64(e: pl.Expr) -> pl.Expr:
@@ -104,11 +105,23 @@ def _pl_token_buckets(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:
     # No list.eval: it blocks common-subexpression elimination, and n_buckets copies of a 4096-entry
     # lookup cost ~1 s per 6k rows.  Instead, in plain string ops that CSE computes once: separator
     # runs become two spaces, so every token reads " tok " with no two such patterns overlapping;
-    # one Aho-Corasick pass turns each vocab token into its bucket marker " <i> " (markers hold no
-    # token characters, so nothing else can look like one); each output counts its marker.
+    # one Aho-Corasick pass turns each vocab token into its bucket's marker; deleting the token
+    # characters and spaces leaves only markers, which the n_buckets outputs count.  Markers are
+    # "<" + the bucket number in private-use "digits" + ">": no token characters, nothing in the
+    # spaced text can look like one, and "<x>" never occurs inside another marker.
     spaced = pl.concat_str([pl.lit(" "), ctx.lower.str.replace_all(_NON_TOKEN_RUN, "  "), pl.lit(" ")])
-    marked = spaced.str.replace_many([f" {t} " for t in vocab], [f" <{b}> " for b in vocab.values()])
-    return [_f64(marked.str.count_matches(f"<{i}>", literal=True)) for i in range(p["n_buckets"])]
+    marked = spaced.str.replace_many([f" {t} " for t in vocab], [_marker(b) for b in vocab.values()])
+    markers = marked.str.replace_all(_TOKEN_OR_SPACE_RUN, "")
+    return [_f64(markers.str.count_matches(_marker(i), literal=True)) for i in range(p["n_buckets"])]
+
+
+def _marker(bucket: int) -> str:
+    digits = ""
+    while True:
+        bucket, d = divmod(bucket, 0x1900)  # U+E000..U+F8FF
+        digits = chr(0xE000 + d) + digits
+        if not bucket:
+            return f"<{digits}>"
 
 
 def _pl_ratio(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:

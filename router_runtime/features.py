@@ -62,6 +62,7 @@ from .text import as_text, ascii_lower
 
 __all__ = [
     "FEATURE_SPEC_VERSION",
+    "MAX_CODE_POINT",
     "OPS",
     "PARAM_KEYS",
     "PYTHON_OPS",
@@ -91,9 +92,9 @@ _NAME = re.compile(r"[a-z0-9_]+")
 _TOKEN = re.compile(r"[a-z0-9_]+")
 _NAN = float("nan")
 
-# All work happens on the UTF-8 bytes of t: every byte < 0x80 is one ASCII code point, bytes >= 0x80
-# occur only inside multi-byte characters, and UTF-8 is self-synchronising, so ASCII classes, ASCII
-# lower-casing and literal counts give the same answers on bytes as on code points, at C speed.
+# Much of the work happens on the UTF-8 bytes of t: a byte < 0x80 is always one ASCII code point and
+# bytes >= 0x80 occur only inside multi-byte characters, so ASCII classes, runs of them, tokens and
+# ASCII lower-casing come out the same on bytes as on code points, at C speed (bytes.translate).
 _LOWER_BYTES = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
 _TOKEN_BYTES = bytes(
     c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57 or c == 95) else 32 for c in range(256)
