@@ -70,7 +70,7 @@ def _pick(m: QualityMatrix, cols: np.ndarray) -> dict[str, float]:
 def holdout_report(artifact: Artifact, test: pl.DataFrame, train: pl.DataFrame,
                    cost_weights: Sequence[float] = (0.0,)) -> dict[str, Any]:
     """Router (at the artifact's default cost weight and at ``cost_weights``) vs baselines on ``test``."""
-    trained = [m.name for m in artifact.pool if f"model__{m.name}" in artifact.candidate_inputs]
+    trained = [m.name for m in artifact.pool if artifact.knows(m.name)]
     m = quality_matrix(test, trained)
     pq, pc = predicted_matrix(artifact, m)
     scale = artifact.policy.cost_scale

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
+from router_runtime.candidates import IDENTITY_PREFIX, candidate_input_names, candidate_value, candidate_vector
 from router_runtime.errors import ArtifactParityError, ContractError
 from router_runtime.features import FeatureSpec
 from router_runtime.pool import LinearCost, ModelInfo
@@ -30,7 +31,7 @@ __all__ = [
     "TrainedModel",
     "split_query_ids",
     "build_pool",
-    "candidate_input_names",
+    "with_hidden_identity",
     "training_matrix",
     "train_quality_model",
     "ensemble_from_catboost",
@@ -49,6 +50,7 @@ class TrainParams:
     l2_leaf_reg: float = 3.0
     seed: int = 0
     thread_count: int = 2   # fixed, so a seeded run reproduces exactly on any machine size
+    unknown_model_share: float = 0.25  # rows repeated with the identity hidden (cold-start prior)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -115,40 +117,47 @@ def build_pool(table: pl.DataFrame, declared: Sequence[ModelInfo] = ()) -> tuple
     return tuple(out)
 
 
-def candidate_input_names(trained_models: Sequence[str], pool: Sequence[ModelInfo]) -> list[str]:
-    names = [f"model__{m}" for m in sorted(trained_models)]
-    by_name = {m.name: m for m in pool}
-    if all(by_name.get(m) is not None and by_name[m].size_b is not None for m in trained_models):
-        names.append("model_size_b")
-    return names
-
-
 def training_matrix(table: pl.DataFrame, spec: FeatureSpec, cand_inputs: Sequence[str],
                     pool: Sequence[ModelInfo]) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """Inputs (query features, then candidate inputs), labels and weights for (query, model) rows.
 
     Features are computed once per distinct query and joined back, so a table with 9 models costs
-    one feature pass, not nine.
+    one feature pass, not nine.  Candidate inputs come from ``router_runtime.candidates``, the
+    function the runtime scores with.  A column ``_hide_identity`` (bool) zeroes the identity inputs
+    of its rows.
     """
     queries = table.select("query_id", "query").unique("query_id", keep="first", maintain_order=True)
     feats = add_features(queries, spec).drop("query")
     rows = table.join(feats, on="query_id", how="left", maintain_order="left")
-    size = {m.name: (m.size_b if m.size_b is not None else float("nan")) for m in pool}
+    by_name = {m.name: m for m in pool}
+    missing = sorted(set(rows["model"].unique().to_list()) - set(by_name))
+    if missing:
+        raise ContractError("model", f"models {missing} are not in the pool")
+    hide = pl.col("_hide_identity") if "_hide_identity" in rows.columns else pl.lit(False)
     cand_cols = []
     for name in cand_inputs:
-        if name.startswith("model__"):
-            target = name[len("model__"):]
-            cand_cols.append((pl.col("model") == target).cast(pl.Float64).alias(name))
-        elif name == "model_size_b":
-            cand_cols.append(pl.col("model").replace_strict(size, default=float("nan"),
-                                                            return_dtype=pl.Float64).alias(name))
-        else:
-            raise ContractError("candidate_inputs", f"unknown candidate input {name!r}")
+        known = {m: candidate_value(name, info) for m, info in by_name.items()}
+        value = pl.col("model").replace_strict(known, return_dtype=pl.Float64)
+        if name.startswith(IDENTITY_PREFIX):
+            value = pl.when(hide).then(0.0).otherwise(value)
+        cand_cols.append(value.alias(name))
     rows = rows.with_columns(cand_cols)
     x = rows.select([*spec.output_names, *cand_inputs])
     y = rows["quality"].to_numpy().astype(np.float64)
     w = rows["weight"].to_numpy().astype(np.float64) if "weight" in rows.columns else np.ones(len(rows))
     return x, y, w
+
+
+def with_hidden_identity(table: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
+    """Append a seeded ``share`` of the rows again with the model identity hidden, so the model also
+    learns quality from descriptors alone: the score a model without outcomes (cold start) gets."""
+    base = table.with_columns(pl.lit(False).alias("_hide_identity"))
+    if share <= 0 or table.is_empty():
+        return base
+    n = int(round(len(table) * share))
+    idx = np.sort(np.random.default_rng(seed).choice(len(table), size=min(n, len(table)), replace=False))
+    extra = table[idx.tolist()].with_columns(pl.lit(True).alias("_hide_identity"))
+    return pl.concat([base, extra], how="vertical_relaxed")
 
 
 def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[ModelInfo],
@@ -160,7 +169,8 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     fitted = fit_feature_spec(spec, queries) if spec.needs_fit else spec
     trained_models = sorted(table["model"].unique().to_list())
     cand = candidate_input_names(trained_models, pool)
-    x, y, w = training_matrix(table, fitted, cand, pool)
+    aug = with_hidden_identity(table, params.unknown_model_share, params.seed)
+    x, y, w = training_matrix(aug, fitted, cand, pool)
     inputs = list(x.columns)
     model = CatBoostRegressor(
         loss_function="RMSE", iterations=params.iterations, depth=params.depth,
@@ -170,10 +180,16 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     xn = x.to_numpy().astype(np.float64)
     model.fit(Pool(xn, y, weight=w, feature_names=inputs))
     ensemble = ensemble_from_catboost(model, inputs)
-    sample = xn[np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)]
-    diff = check_parity(ensemble, model, sample)
+    # Parity end to end: the runtime's own feature extraction and candidate inputs on sampled rows
+    # must give CatBoost's predictions on the pipeline's (Polars) matrix for the same rows.
+    idx = np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)
+    by_name = {m.name: m for m in pool}
+    runtime_rows = [list(fitted.extract(r["query"])) + list(candidate_vector(cand, by_name[r["model"]],
+                                                                            known=not r["_hide_identity"]))
+                    for r in aug[idx.tolist()].select("query", "model", "_hide_identity").iter_rows(named=True)]
+    diff = check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
     return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
-                        rows=len(xn), parity_max_abs_diff=diff)
+                        rows=len(table), parity_max_abs_diff=diff)
 
 
 def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:
@@ -191,13 +207,14 @@ def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:
     nan_true = [inputs[f["flat_feature_index"]] for f in floats if f.get("nan_value_treatment") == "AsTrue"]
     depth, split_input, split_border, leaves = [], [], [], []
     for i, tree in enumerate(cb["oblivious_trees"]):
-        depth.append(len(tree["splits"]))
-        for s in tree["splits"]:
+        splits = tree.get("splits") or []  # a tree that found no useful split is exported as null
+        depth.append(len(splits))
+        for s in splits:
             if s.get("split_type") != "FloatFeature":
                 raise ContractError(f"trees[{i}]", f"unsupported split type {s.get('split_type')!r}")
             split_input.append(int(s["float_feature_index"]))
             split_border.append(float(s["border"]))
-        if len(tree["leaf_values"]) != 2 ** len(tree["splits"]):
+        if len(tree["leaf_values"]) != 2 ** len(splits):
             raise ContractError(f"trees[{i}]", "multi-dimensional leaves are not supported")
         leaves.extend(float(v) for v in tree["leaf_values"])
     scale, bias = cb["scale_and_bias"]
@@ -208,11 +225,16 @@ def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def check_parity(ensemble: dict[str, Any], model: Any, x: np.ndarray) -> float:
-    """Max |runtime - CatBoost| raw prediction on ``x``, both runtime paths; raises above the tolerance."""
+def check_parity(ensemble: dict[str, Any], model: Any, x: np.ndarray,
+                 runtime_rows: Sequence[Sequence[float]] | None = None) -> float:
+    """Max |runtime - CatBoost| raw prediction, both runtime paths; raises above the tolerance.
+
+    CatBoost predicts on ``x`` (the pipeline's matrix); the runtime evaluates ``runtime_rows`` (the
+    same rows built by the runtime itself) or, when not given, ``x``.
+    """
     ref = model.predict(x, prediction_type="RawFormulaVal")
     ev = ObliviousEnsemble(ensemble)
-    rows = x.tolist()
+    rows = x.tolist() if runtime_rows is None else [list(r) for r in runtime_rows]
     py = ev.predict_many(rows)
     npv = ev.predict_many(rows, use_numpy=True)
     if py != npv:

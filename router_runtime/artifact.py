@@ -43,6 +43,7 @@ from .errors import (
     ContractError,
     SchemaVersionError,
 )
+from .candidates import IDENTITY_PREFIX, candidate_vector, is_candidate_input
 from .features import FeatureSpec
 from .pool import ModelInfo, parse_model
 from .trees import ObliviousEnsemble
@@ -104,20 +105,13 @@ class Artifact:
                 return m
         return None
 
+    def knows(self, name: str) -> bool:
+        """True when the quality model learned this model's identity (it had outcomes in training)."""
+        return IDENTITY_PREFIX + name in self.candidate_inputs
+
     def candidate_vector(self, model: ModelInfo) -> tuple[float, ...]:
-        """The per-candidate inputs of ``model``: one-hot identity plus its declared descriptors."""
-        out = []
-        for name in self.candidate_inputs:
-            if name.startswith("model__"):
-                out.append(1.0 if name[len("model__"):] == model.name else 0.0)
-            elif name == "model_size_b":
-                out.append(float("nan") if model.size_b is None else float(model.size_b))
-            else:  # guarded at load time
-                raise AssertionError(name)
-        return tuple(out)
-
-
-CANDIDATE_DESCRIPTORS = ("model_size_b",)
+        """The per-candidate inputs of ``model`` (``router_runtime.candidates``)."""
+        return candidate_vector(self.candidate_inputs, model)
 
 
 def _sha256(data: bytes) -> str:
@@ -278,7 +272,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
             raise ContractError("quality_model.inputs", f"input names must be strings, got {name!r}")
         if name in qindex:
             plan.append(("q", qindex[name]))
-        elif name.startswith("model__") or name in CANDIDATE_DESCRIPTORS:
+        elif is_candidate_input(name):
             plan.append(("c", len(cand_inputs)))
             cand_inputs.append(name)
         else:

@@ -65,10 +65,10 @@ def float32_threshold(border: float) -> float:
         raise ContractError("split_border", f"must be a finite float32, got {border!r}")
     up = _next_f32_up(b)
     if math.isinf(up):
-        return b  # nothing finite rounds above the largest float32 except overflow, which is > b
+        up = 2.0 ** 128  # above FLT_MAX, float32 rounding steps to "2^128", i.e. overflows to inf
     mid = (b + up) / 2.0  # exact in float64: two float32 neighbours differ in 24 bits at most
     # Round-half-even decides which neighbour the midpoint itself goes to.
-    return math.nextafter(mid, _NEG_INF) if _round_f32(mid) == up else mid
+    return math.nextafter(mid, _NEG_INF) if _round_f32(mid) > b else mid
 
 
 @dataclass(frozen=True)
