@@ -14,13 +14,18 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import random
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .artifact import Artifact, load_artifact
+from .artifact import CURRENT_FILE, Artifact, load_artifact, resolve_artifact_dir
 from .errors import ContractError, MissingDependencyError, ZetaError
+from .policy import Exploration, choice_probabilities
 from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .text import as_text, ascii_lower
@@ -98,7 +103,27 @@ class Outcome:
 class _State:
     artifact: Artifact | None
     pool: tuple[ModelInfo, ...]
-    problem: str | None   # why there is no usable artifact
+    problem: str | None        # why there is no usable artifact
+    cold: frozenset[str]       # pool models the artifact has no outcomes for
+
+
+def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
+    """The serving pool: the declared models (added or removed without retraining), each completed
+    with what the artifact learned about it (cost, latency, size, context) where the declaration is
+    silent.  Without a declaration, the artifact's pool as trained."""
+    if declared is None:
+        return tuple(learned)
+    by_name = {m.name: m for m in learned}
+    out = []
+    for m in declared:
+        k = by_name.get(m.name)
+        if k is not None:
+            m = ModelInfo(m.name, m.capabilities, m.size_b if m.size_b is not None else k.size_b,
+                          m.context_length if m.context_length is not None else k.context_length,
+                          m.cost if m.cost is not None else k.cost,
+                          m.latency_ms if m.latency_ms is not None else k.latency_ms, {**k.extra, **m.extra})
+        out.append(m)
+    return tuple(out)
 
 
 def _now() -> str:
@@ -115,17 +140,42 @@ class Router:
 
     def __init__(self, artifact: Artifact | None = None, *, pool: Sequence[ModelInfo] | None = None,
                  use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
-                 problem: str | None = None):
+                 problem: str | None = None, exploration: Exploration | None = None, seed: int | None = None,
+                 source: str | os.PathLike | None = None, reload_interval_ms: float | None = None):
         self._use_numpy = _resolve_numpy(use_numpy)
         self._logger = logger
         self._log_query_text = log_query_text
-        self._state = self._make_state(artifact, pool, problem)
+        self._declared_pool = None if pool is None else tuple(pool)
+        self._exploration = exploration or Exploration()
+        self._rng = random.Random(seed)
+        self._state = self._make_state(artifact, problem)
+        # Hot reload: watch <registry>/CURRENT with a stat at most every reload_interval_ms.
+        self._source = None if source is None else Path(source)
+        self._watch = None
+        if reload_interval_ms is not None:
+            if self._source is None:
+                raise ContractError("source", "hot reload needs the registry path the artifact came from")
+            if not reload_interval_ms > 0:
+                raise ContractError("reload_interval_ms", f"must be > 0, got {reload_interval_ms!r}")
+            self._watch = self._source / CURRENT_FILE
+        self._interval = (reload_interval_ms or 0.0) / 1000.0
+        self._next_check = time.monotonic() + self._interval
+        self._signature = _stat_signature(self._watch) if self._watch is not None else None
+        self._reload_lock = threading.Lock()
+        self.reload_error: str | None = None  # why the last reload was refused (old artifact kept)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike | None, *, pool: Sequence[ModelInfo] | None = None,
-             use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True) -> "Router":
-        """A Router from an artifact path; a missing or bad artifact gives a rule-based Router, not an error."""
+             use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
+             exploration: Exploration | None = None, seed: int | None = None,
+             reload_interval_ms: float | None = None) -> "Router":
+        """A Router from an artifact path; a missing or bad artifact gives a rule-based Router, not an error.
+
+        With ``reload_interval_ms`` and a registry root as ``path``, a new CURRENT is picked up by
+        itself: at most one ``stat`` per interval on the decision path, loading and verification in
+        a background thread, and the old artifact kept when the new one does not verify.
+        """
         artifact, problem = None, None
         if path is None:
             problem = "no artifact configured"
@@ -134,18 +184,58 @@ class Router:
                 artifact = load_artifact(path)
             except (ZetaError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-        return cls(artifact, pool=pool, use_numpy=use_numpy, logger=logger,
-                   log_query_text=log_query_text, problem=problem)
+        return cls(artifact, pool=pool, use_numpy=use_numpy, logger=logger, log_query_text=log_query_text,
+                   problem=problem, exploration=exploration, seed=seed,
+                   source=path if reload_interval_ms is not None else None,
+                   reload_interval_ms=reload_interval_ms)
 
-    @staticmethod
-    def _make_state(artifact, pool, problem) -> _State:
-        if pool is None:
-            pool = artifact.pool if artifact is not None else ()
-        return _State(artifact=artifact, pool=tuple(pool), problem=problem)
+    def _make_state(self, artifact: Artifact | None, problem: str | None) -> _State:
+        if artifact is None:
+            pool = self._declared_pool or ()
+            return _State(artifact=None, pool=tuple(pool), problem=problem, cold=frozenset())
+        pool = merge_pool(artifact.pool, self._declared_pool)
+        cold = frozenset(m.name for m in pool if not artifact.knows(m.name))
+        return _State(artifact=artifact, pool=pool, problem=None, cold=cold)
 
     def swap(self, artifact: Artifact) -> None:
         """Replace the artifact atomically; decisions in flight finish on the one they started with."""
-        self._state = _State(artifact=artifact, pool=artifact.pool, problem=None)
+        self._state = self._make_state(artifact, None)
+
+    def reload(self) -> bool:
+        """Load the registry's CURRENT now; swap if it is a new, valid version.  True when swapped.
+
+        A version that fails verification is refused: the old artifact stays and ``reload_error``
+        says why.  Never raises for an operational problem.
+        """
+        if self._source is None:
+            raise ContractError("source", "this router was not loaded from a registry path")
+        with self._reload_lock:
+            try:
+                target = resolve_artifact_dir(self._source)
+                if self.artifact_version is not None and target.name == self.artifact_version:
+                    return False
+                artifact = load_artifact(target)
+            except (ZetaError, OSError) as exc:
+                self.reload_error = f"{type(exc).__name__}: {exc}"
+                return False
+            self.swap(artifact)
+            self.reload_error = None
+            return True
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check or not self._reload_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_check = now + self._interval
+            sig = _stat_signature(self._watch)
+            if sig == self._signature:
+                return
+            self._signature = sig
+        finally:
+            self._reload_lock.release()
+        # Verification reads and hashes the artifact: keep that off the decision path.
+        threading.Thread(target=self.reload, name="zeta-reload", daemon=True).start()
 
     @property
     def artifact(self) -> Artifact | None:
@@ -185,6 +275,8 @@ class Router:
         except TypeError as exc:
             raise ContractError("query", str(exc)) from None
 
+        if self._watch is not None:
+            self._maybe_reload()
         state = self._state
         if state.artifact is not None:
             try:
@@ -254,16 +346,28 @@ class Router:
                 scores.append(CandidateScore(m.name, qual, cost, _lat(m, chars), qual - lam * cost / scale))
             how = f"highest predicted quality - {lam:g} x relative cost"
         best = _argmax(scores)
+        chosen, propensity = best, 1.0
+        if self._exploration.enabled and len(scores) > 1:
+            probs = choice_probabilities({s.model: s.utility for s in scores}, {s.model: s.quality for s in scores},
+                                         best.model, state.cold, self._exploration)
+            chosen = _draw(scores, probs, self._rng.random())
+            propensity = probs[chosen.model]
         reason = (f"{note}{how}: {best.model} (utility {best.utility:.3f}"
                   + (f", quality {best.quality:.3f}" if best.quality is not None else "")
                   + f", cost {best.cost:.3g}) among {len(scores)}")
         if len(scores) > 1:
             runner = _argmax([s for s in scores if s is not best])
             reason += f"; runner-up {runner.model} ({runner.utility:.3f})"
+        cold = [s.model for s in scores if s.model in state.cold]
+        if cold:
+            reason += f"; scored from descriptors (no outcomes yet): {', '.join(cold)}"
+        if chosen is not best:
+            reason = (f"exploring: {chosen.model} with probability {propensity:.3g} "
+                      f"(rate {self._exploration.rate:g}, {self._exploration.method}); greedy was " + reason)
         return Decision(
-            decision_id=uuid.uuid4().hex, model=best.model, kind=kind, scores=tuple(scores), propensity=1.0,
-            explored=False, reason=reason, artifact_version=art.version, cost_weight=lam,
-            excluded=excluded, ts=_now(), query=text, features=tuple(feats))
+            decision_id=uuid.uuid4().hex, model=chosen.model, kind=kind, scores=tuple(scores),
+            propensity=propensity, explored=chosen is not best, reason=reason, artifact_version=art.version,
+            cost_weight=lam, excluded=excluded, ts=_now(), query=text, features=tuple(feats))
 
     def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
         lam = 0.0 if cost_weight is None else float(cost_weight)
@@ -320,7 +424,8 @@ class Router:
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
             success=outcome.success, error=outcome.error, quality=outcome.quality,
             quality_source=outcome.quality_source,
-            features=None if self._log_query_text else decision.features, cost=outcome.cost,
+            features=None if self._log_query_text or decision.features is None
+            or not all(math.isfinite(v) for v in decision.features) else decision.features, cost=outcome.cost,
         )
         if self._logger is not None:
             self._logger.write(rec)
@@ -329,6 +434,23 @@ class Router:
 
 def _lat(m: ModelInfo, chars: int) -> float | None:
     return m.latency_ms.at(chars) if m.latency_ms is not None else None
+
+
+def _stat_signature(path: Path | None) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float) -> CandidateScore:
+    acc = 0.0
+    for s in scores:
+        acc += probs[s.model]
+        if u < acc:
+            return s
+    return next(s for s in reversed(scores) if probs[s.model] > 0)  # u within rounding of 1.0
 
 
 def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
