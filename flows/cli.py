@@ -138,16 +138,126 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def cmd_artifacts(a: argparse.Namespace) -> int:
     from router_runtime import current_version, list_versions, load_artifact
+    from router_runtime.registry import history, promote, rollback
 
     if a.action == "list":
         cur = current_version(a.registry)
         for v in list_versions(a.registry):
             print(("* " if v == cur else "  ") + v)
         return 0
+    if a.action == "promote":
+        if not a.version:
+            raise SystemExit("zeta: artifacts promote needs a VERSION")
+        prev = promote(a.registry, a.version, reason=a.reason or "manual promotion")
+        print(f"CURRENT: {prev} -> {a.version}")
+        return 0
+    if a.action == "rollback":
+        prev = current_version(a.registry)
+        target = rollback(a.registry, reason=a.reason or "manual rollback")
+        print(f"CURRENT: {prev} -> {target} (rollback)")
+        return 0
+    if a.action == "history":
+        for e in history(a.registry):
+            print(f"{e.get('ts')}  {e.get('action', '?'):8s} {e.get('previous')} -> {e['version']}  {e.get('reason', '')}")
+        return 0
     art = load_artifact(Path(a.registry) / "versions" / a.version if a.version else a.registry)
     print(json.dumps({"version": art.version, "models": [m.name for m in art.pool],
                       "features": len(art.feature_spec.output_names), "trees": art.ensemble.n_trees,
                       "policy": art.policy.__dict__, "manifest": art.manifest}, indent=1, default=str))
+    return 0
+
+
+def _load_any_table(source: str, fmt: str):
+    from .importers import import_benchmark
+    from .tables import read_table, validate_benchmark_table
+
+    if fmt == "table":
+        return validate_benchmark_table(read_table(source), source=source)
+    return import_benchmark(source, fmt)
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    _need_pipeline()
+    from .logs import simulate_logs
+
+    table = _load_any_table(a.table, a.format)
+    path = simulate_logs(table, a.out, seed=a.seed, rows=a.rows, policy=a.policy,
+                         artifact=a.artifact if a.policy == "artifact" else None,
+                         exploration_rate=a.exploration_rate)
+    n = sum(1 for _ in open(path, "rb"))
+    print(f"wrote {n} outcome records ({a.policy} logging policy) to {path}")
+    return 0
+
+
+def cmd_pipeline(a: argparse.Namespace) -> int:
+    _need_pipeline()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .production import run_pipeline
+
+    s = run_pipeline(logs=a.logs, registry=a.registry, curated=a.curated, pool=a.pool, margin=a.margin,
+                     min_ess=a.min_ess, holdout_fraction=a.holdout_fraction, iterations=a.iterations,
+                     settle_seconds=a.settle_seconds, seed=a.seed)
+    if a.json:
+        print(json.dumps(s, indent=1, default=str))
+    else:
+        print(f"ingested {s['ingested']}, quarantined {s['quarantined']}, duplicates {s['duplicates']}")
+        print(f"candidate {s['candidate_version']} vs champion {s['champion_version']}: "
+              f"{'PROMOTED' if s['promoted'] else 'kept champion'} ({s['reason']})")
+        if s.get("ope"):
+            o = s["ope"]
+            print(f"candidate value (off-policy): IPS {o['ips']:.4f}  SNIPS {o['snips']:.4f}  "
+                  f"DR {o['dr']:.4f} [{o['ci_low']:.4f}, {o['ci_high']:.4f}]")
+    return 0
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    _need_pipeline()
+    from .deploy import pipeline_deployment, register, serve
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("zeta deploy: PREFECT_API_URL is not set; schedules only fire against a Prefect server "
+              "(prefect server start), not the temporary embedded one", file=sys.stderr)
+    dep = pipeline_deployment(logs=a.logs, registry=a.registry, name=a.name, cron=a.cron, timezone=a.timezone)
+    if a.register_only:
+        print(f"registered deployment {a.name} ({a.cron} {a.timezone}): {register(dep, a.work_pool)}")
+        return 0
+    serve(dep)
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    """The OpenAI-compatible server in front of the pool's llama.cpp models."""
+    from router_runtime.server import build_service, serve
+
+    token = a.token if a.token is not None else os.environ.get("ZETA_TOKEN") or None
+    service = build_service(a.pool, artifact=a.artifact, log_dir=a.log_dir, memory_budget_mb=a.memory_budget_mb,
+                            max_hops=a.max_hops, cooldown_s=a.cooldown_s, timeout_s=a.timeout_s,
+                            n_threads=a.threads)
+    r = service.router
+    print(f"zeta serve: {len(service.pool)} models ({', '.join(m.name for m in service.pool)}); "
+          f"router: {'artifact ' + r.artifact_version if r.artifact is not None else 'rules (' + str(r.problem) + ')'}; "
+          f"outcome log: {a.log_dir or 'off'}; auth: {'bearer token' if token else 'none'}", flush=True)
+    serve(service, host=a.host, port=a.port, token=token, max_body_bytes=a.max_body_bytes, log_level=a.log_level)
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    """Time each model of the pool on this machine and write its cost model back into the pool file."""
+    from router_runtime.calibration import calibrate_pool
+
+    results = calibrate_pool(a.pool, models=a.models.split(",") if a.models else None,
+                             prompt_tokens=a.prompt_tokens, gen_tokens=a.gen_tokens, repeats=a.repeats,
+                             write=not a.dry_run, n_threads=a.threads)
+    if a.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for name, r in results.items():
+            gen = f"{r['ms_per_token']:.3f} ms/generated token" if "ms_per_token" in r else "embed only"
+            print(f"{name:32s} load {r['load_ms']:.1f} ms  {r['ms_per_prompt_token']:.4f} ms/prompt token  {gen}")
+        if not results:
+            print("no model of the pool has a gguf path: nothing to calibrate")
+        elif not a.dry_run:
+            print(f"written to {a.pool}")
     return 0
 
 
@@ -192,11 +302,76 @@ def build_parser() -> argparse.ArgumentParser:
     training_args(p, "routeprofile")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("artifacts", help="list the registry or show one version")
-    p.add_argument("action", choices=["list", "show"])
+    p = sub.add_parser("artifacts", help="list, show, promote, roll back, or show the pointer history")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback", "history"])
     p.add_argument("version", nargs="?")
     p.add_argument("--registry", default="artifacts")
+    p.add_argument("--reason", help="recorded in the registry history")
     p.set_defaults(fn=cmd_artifacts)
+
+    p = sub.add_parser("simulate-logs", help="turn a full-information table into outcome logs of a logging policy")
+    p.add_argument("table", help="benchmark table (.csv/.jsonl/.parquet) or a raw data set with --format")
+    p.add_argument("--format", default="table", choices=["table", "routeprofile", "dcrouter"])
+    p.add_argument("--policy", default="uniform", choices=["uniform", "artifact"])
+    p.add_argument("--artifact", default="artifacts", help="for --policy artifact")
+    p.add_argument("--exploration-rate", type=float, default=0.2)
+    p.add_argument("--out", required=True, help="directory for the JSONL log")
+    p.add_argument("--rows", type=int, default=None, help="default: every query once")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_simulate)
+
+    p = sub.add_parser("pipeline", help="one production cycle: ingest -> train -> evaluate -> promote")
+    p.add_argument("--logs", required=True, help="directory (or glob) of outcome JSONL logs")
+    p.add_argument("--registry", default="artifacts")
+    p.add_argument("--curated", default=None, help="default: <logs>-curated beside the logs")
+    p.add_argument("--pool", default=None)
+    p.add_argument("--margin", type=float, default=0.0, help="required improvement (lower CI bound) to promote")
+    p.add_argument("--min-ess", type=float, default=30.0)
+    p.add_argument("--holdout-fraction", type=float, default=0.2)
+    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--settle-seconds", type=float, default=60.0,
+                   help="a last line without newline waits this long for its writer before quarantine")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("deploy", help="schedule the production loop as a Prefect deployment")
+    p.add_argument("--logs", required=True)
+    p.add_argument("--registry", default="artifacts")
+    p.add_argument("--name", default="zeta-nightly")
+    p.add_argument("--cron", default="0 3 * * *")
+    p.add_argument("--timezone", default="UTC")
+    p.add_argument("--register-only", action="store_true", help="register with the server and exit")
+    p.add_argument("--work-pool", default=None, help="with --register-only: the work pool that runs it")
+    p.set_defaults(fn=cmd_deploy)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible server routing among the pool's llama.cpp models")
+    p.add_argument("pool", help="pool TOML with a gguf path per model")
+    p.add_argument("--artifact", default="artifacts", help="registry root, version dir or router.json "
+                                                          "(missing: route by rules and say so)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (default: $ZETA_TOKEN)")
+    p.add_argument("--log-dir", default="logs", help="outcome log directory (JSONL, rotated)")
+    p.add_argument("--memory-budget-mb", type=float, default=None, help="unload idle models above this")
+    p.add_argument("--max-hops", type=int, default=2, help="fallbacks per request after a failure")
+    p.add_argument("--cooldown-s", type=float, default=30.0, help="how long a failing model rests")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="limit of each attempt")
+    p.add_argument("--max-body-bytes", type=int, default=4 << 20)
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("calibrate", help="measure each model's cost model on this machine, write it to POOL")
+    p.add_argument("pool")
+    p.add_argument("--models", default=None, help="comma-separated names (default: every model with a gguf)")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--gen-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dry-run", action="store_true", help="print, do not write the pool file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_calibrate)
     return ap
 
 

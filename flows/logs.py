@@ -17,7 +17,7 @@ import polars as pl
 from router_runtime.errors import ContractError
 from router_runtime.records import OutcomeRecord, parse_outcome_line
 
-__all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
+__all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs", "write_quarantine"]
 
 
 @dataclass
@@ -91,31 +91,58 @@ def logs_to_table(records: list[OutcomeRecord]) -> pl.DataFrame:
 
 
 def simulate_logs(table: pl.DataFrame, out_dir: str | os.PathLike, *, seed: int = 0, rows: int | None = None,
-                  start: datetime | None = None) -> Path:
-    """Uniform logging policy over a full-information table: per query one model is drawn uniformly,
-    only its outcome is revealed, and its true propensity (1 / number of models) is logged."""
+                  start: datetime | None = None, policy: str = "uniform", artifact: str | os.PathLike | None = None,
+                  exploration_rate: float = 0.2, seconds_per_row: float = 1.0) -> Path:
+    """Simulated production traffic over a full-information table: per query a logging policy picks a
+    model, only that model's outcome is revealed, and the policy's true propensity is logged.
+
+    ``policy="uniform"``: every model with probability 1/K.  ``policy="artifact"``: the router of
+    ``artifact`` with ε-greedy exploration at ``exploration_rate`` (its propensities are exact, so the
+    log supports off-policy evaluation).  ``rows=None`` shows every query once in a seeded random order;
+    ``rows=N`` draws N queries with replacement.  Timestamps advance ``seconds_per_row`` per record.
+    """
+    if policy not in ("uniform", "artifact"):
+        raise ContractError("policy", f"must be 'uniform' or 'artifact', got {policy!r}")
     rng = random.Random(seed)
     models = sorted(table["model"].unique().to_list())
-    by_query = {}
+    router = None
+    if policy == "artifact":
+        if artifact is None:
+            raise ContractError("artifact", "policy 'artifact' needs an artifact path")
+        from router_runtime.policy import Exploration
+        from router_runtime.router import Router
+
+        router = Router.load(artifact, exploration=Exploration(rate=exploration_rate), seed=seed)
+        if router.artifact is None:
+            raise ContractError("artifact", f"cannot load {artifact}: {router.problem}")
+    by_query: dict[str, dict] = {}
     for r in table.iter_rows(named=True):
         by_query.setdefault(r["query_id"], {"query": r["query"], "cells": {}})["cells"][r["model"]] = r
     qids = sorted(by_query)
+    order = qids[:]
+    rng.shuffle(order)  # traffic arrives in no particular order (tables are often sorted by task)
     n = len(qids) if rows is None else rows
     start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"simulated-uniform-seed{seed}.jsonl"
+    path = out / f"simulated-{policy}-seed{seed}.jsonl"
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
-            qid = qids[i % len(qids)] if rows is None else rng.choice(qids)
+            qid = order[i] if rows is None else rng.choice(qids)
             q = by_query[qid]
-            model = rng.choice(models)
+            if router is None:
+                model, propensity, explored, version, scores = rng.choice(models), 1.0 / len(models), False, None, {}
+            else:
+                d = router.decide(q["query"], candidates=models)
+                model, propensity, explored, version = d.model, d.propensity, d.explored, d.artifact_version
+                scores = {s.model: s.quality for s in d.scores}
             cell = q["cells"][model]
             rec = OutcomeRecord(
-                decision_id=f"sim-{seed}-{i}-{qid}", ts=(start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                decision_id=f"sim-{policy}-{seed}-{i}-{qid}",
+                ts=(start + timedelta(seconds=i * seconds_per_row)).isoformat().replace("+00:00", "Z"),
                 query=q["query"], request_kind="chat", candidates=tuple(models), model=model,
-                propensity=1.0 / len(models), success=True, quality=float(cell["quality"]),
-                quality_source="benchmark", cost=float(cell["cost"]),
+                propensity=propensity, explored=explored, artifact_version=version, scores=scores,
+                success=True, quality=float(cell["quality"]), quality_source="benchmark", cost=float(cell["cost"]),
                 prompt_tokens=cell.get("prompt_tokens"), completion_tokens=cell.get("completion_tokens"),
                 extra={"query_id": qid},
             )

@@ -22,10 +22,11 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from router_runtime.artifact import current_version, parse_router, set_current
+from router_runtime.artifact import current_version, parse_router
 from router_runtime.errors import ContractError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import ModelInfo, load_pool
+from router_runtime.registry import promote
 
 from .evaluation import holdout_report
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, router_document
@@ -107,7 +108,7 @@ def export_model(registry: str, model: TrainedModel, pool: tuple[ModelInfo, ...]
 
 @_task
 def promote_version(registry: str, version: str) -> None:
-    set_current(registry, version)
+    promote(registry, version, reason="train_router with promote=True (full-information training run)")
 
 
 @flow(name="zeta-train-router")

@@ -1,0 +1,207 @@
+"""The production loop as one Prefect flow: ingest → train → evaluate → promote.
+
+``run_pipeline`` ingests new outcome logs into curated Parquet, trains a candidate on the older part
+of the curated window (inverse-propensity weighted), estimates off-policy on the most recent part how
+the candidate and the champion (the registry's CURRENT) would have done, reports feature drift, and
+promotes the candidate only when the gate says so:
+
+- no champion yet → promote (something must serve);
+- effective sample size of the candidate's importance weights below ``min_ess`` → keep the champion
+  (too little evidence: the logs rarely took the candidate's choices);
+- otherwise promote only when the lower end of the paired bootstrap CI (``level``) of the DR estimate
+  of V(candidate) − V(champion) exceeds ``margin``.
+
+The reward on which both are judged is the utility the router optimises,
+``quality − λ · cost / cost_scale`` with the candidate's λ and cost scale.  Every decision, promoted or
+not, goes into the candidate's manifest (key ``promotion``) and into ``<registry>/reports/<version>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from router_runtime.artifact import Artifact, current_version, load_artifact
+from router_runtime.errors import ZetaError
+from router_runtime.features import default_feature_spec
+from router_runtime.pool import load_pool
+from router_runtime.registry import annotate_manifest, promote
+from router_runtime.router import Router
+
+from .drift import drift_report
+from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact
+from .ingest import IngestResult, curated_training_table, ingest_logs, read_curated
+from .ope import deterministic_probs, ope_estimates, paired_difference
+from .training import TrainParams, build_pool, train_quality_model
+
+__all__ = ["run_pipeline", "evaluate_on_logs", "default_curated_dir"]
+
+_task = task(cache_policy=NO_CACHE, persist_result=False)
+MIN_TRAIN_ROWS = 50
+
+
+def default_curated_dir(logs: str | os.PathLike) -> Path:
+    """Beside the logs, never inside them (ingestion reads every *.jsonl under a log directory)."""
+    p = Path(logs)
+    return p.parent / f"{p.name}-curated" if p.is_dir() else p.parent / "curated"
+
+
+def _policy_choices(art: Artifact, queries: list[str], candidates: list[list[str]], models: list[str]) -> np.ndarray:
+    """Each query's choice as a column of ``models`` (-1 when it chose a model outside them)."""
+    router = Router(art, use_numpy=True)
+    index = {m: j for j, m in enumerate(models)}
+    chosen = np.empty(len(queries), dtype=np.intp)
+    for i, (q, cands) in enumerate(zip(queries, candidates)):
+        d = router.decide(q, candidates=cands)
+        chosen[i] = index.get(d.model, -1)
+    return chosen
+
+
+def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.DataFrame, *, seed: int = 0,
+                     n_bootstrap: int = 500, level: float = 0.95) -> dict[str, Any]:
+    """Off-policy estimates of candidate and champion on logged rows (full information not needed)."""
+    rows = recent.filter(pl.col("query").is_not_null())
+    models = sorted({m for c in rows["candidates"].to_list() for m in c} | set(rows["model"].to_list()))
+    index = {m: j for j, m in enumerate(models)}
+    lam, scale = candidate.policy.cost_weight, candidate.policy.cost_scale
+    queries, cands = rows["query"].to_list(), rows["candidates"].to_list()
+    actions = np.asarray([index[m] for m in rows["model"].to_list()], dtype=np.intp)
+    quality = rows["quality"].to_numpy().astype(np.float64)
+    cost = rows["cost"].to_numpy().astype(np.float64)
+    rewards = quality - lam * cost / scale
+    props = rows["propensity"].to_numpy().astype(np.float64)
+
+    # The candidate's own predicted utilities are the DR reward model.
+    router = Router(candidate, use_numpy=True)
+    qhat = np.zeros((len(rows), len(models)))
+    cand_choice = np.empty(len(rows), dtype=np.intp)
+    for i, (q, c) in enumerate(zip(queries, cands)):
+        d = router.decide(q, candidates=c)
+        for s in d.scores:
+            qhat[i, index[s.model]] = (s.quality if s.quality is not None else 0.0) - lam * s.cost / scale
+        cand_choice[i] = index[d.model]
+    k = len(models)
+    cand_probs = deterministic_probs(cand_choice, k)
+    est = ope_estimates(actions, rewards, props, cand_probs, qhat, n_bootstrap=n_bootstrap, level=level, seed=seed)
+    out: dict[str, Any] = {"n": len(rows), "models": models, "reward": f"quality - {lam:g} x cost / {scale:.6g}",
+                           "candidate": est.to_json(), "champion": None, "difference": None}
+    if champion is not None:
+        champ_choice = _policy_choices(champion, queries, cands, models)
+        if (champ_choice < 0).any():
+            out["champion_note"] = "the champion chose models outside the logged candidates on some rows"
+            champ_choice = np.where(champ_choice < 0, cand_choice, champ_choice)
+        champ_probs = deterministic_probs(champ_choice, k)
+        out["champion"] = ope_estimates(actions, rewards, props, champ_probs, qhat, n_bootstrap=n_bootstrap,
+                                        level=level, seed=seed).to_json()
+        out["difference"] = paired_difference(actions, rewards, props, cand_probs, champ_probs, qhat,
+                                              n_bootstrap=n_bootstrap, level=level, seed=seed)
+        out["agreement"] = float(np.mean(cand_choice == champ_choice))
+    return out
+
+
+def gate(evaluation: dict[str, Any], champion_version: str | None, *, margin: float, min_ess: float) -> tuple[bool, str]:
+    if champion_version is None:
+        return True, "no champion yet: the first candidate is promoted"
+    ess = evaluation["candidate"]["ess"]
+    if ess < min_ess:
+        return False, f"too little evidence: ESS {ess:.1f} < {min_ess:g} logged rows matching the candidate"
+    diff = evaluation["difference"]
+    lo, hi, d = diff["ci_low"], diff["ci_high"], diff["diff"]
+    if lo > margin:
+        return True, (f"better than champion {champion_version}: {diff['estimator'].upper()} improvement "
+                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] > margin {margin:g}")
+    return False, (f"not better than champion {champion_version} with confidence: improvement {d:+.4f} "
+                   f"[{lo:+.4f}, {hi:+.4f}], lower bound not above margin {margin:g}")
+
+
+@_task
+def ingest(logs: str, curated: str, settle_seconds: float) -> IngestResult:
+    r = ingest_logs(logs, curated, settle_seconds=settle_seconds)
+    get_run_logger().info("ingested %d, quarantined %d, duplicates %d from %d files",
+                          r.ingested, r.quarantined, r.duplicates, r.files)
+    return r
+
+
+@_task
+def load_window(curated: str, holdout_fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    table = curated_training_table(read_curated(curated))
+    n_recent = int(round(len(table) * holdout_fraction))
+    return table.head(len(table) - n_recent), table.tail(n_recent)
+
+
+@_task
+def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, params: TrainParams,
+                    cost_weight: float, parent: str | None) -> str:
+    declared = load_pool(pool_file) if pool_file else ()
+    full_pool = build_pool(train, declared)
+    model = train_quality_model(train, default_feature_spec(), full_pool, params)
+    scale = cost_scale(full_pool, train["model"].unique().to_list(), train["query"].str.len_chars().to_numpy())
+    window = {"start": str(train["ts"].min()), "end": str(train["ts"].max())}
+    manifest = {"training": {"format": "curated logs", "rows": model.rows, "window": window,
+                             "models": sorted(train["model"].unique().to_list()), "params": params.to_json(),
+                             "weighting": "inverse propensity"},
+                "parent_version": parent}
+    return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest))
+
+
+@_task
+def evaluate(candidate_path: str, champion_version: str | None, registry: str, recent: pl.DataFrame,
+             train: pl.DataFrame, seed: int) -> dict[str, Any]:
+    candidate = load_artifact(candidate_path)
+    champion = load_artifact(Path(registry) / "versions" / champion_version) if champion_version else None
+    out = evaluate_on_logs(candidate, champion, recent, seed=seed)
+    sample = lambda s: s.sample(min(len(s), 20_000), seed=seed).to_list() if len(s) else []  # noqa: E731
+    out["drift"] = drift_report(candidate.feature_spec, sample(train["query"]), sample(recent["query"]))
+    return out
+
+
+@flow(name="zeta-pipeline")
+def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = None, pool: str | None = None,
+                 holdout_fraction: float = 0.2, margin: float = 0.0, min_ess: float = 30.0, seed: int = 0,
+                 iterations: int = 300, cost_weight: float = DEFAULT_COST_WEIGHT,
+                 settle_seconds: float = 60.0) -> dict[str, Any]:
+    """One cycle of the production loop; returns the summary ``zeta pipeline`` prints."""
+    curated = curated or str(default_curated_dir(logs))
+    ing = ingest(logs, curated, settle_seconds)
+    summary: dict[str, Any] = {"ingested": ing.ingested, "quarantined": ing.quarantined,
+                               "duplicates": ing.duplicates, "pending_bytes": ing.pending_bytes,
+                               "quarantine_file": ing.quarantine_file, "curated": curated}
+    champion = current_version(registry) if Path(registry).exists() else None
+    summary["champion_version"] = champion
+    train, recent = load_window(curated, holdout_fraction)
+    if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
+        return {**summary, "candidate_version": None, "promoted": False, "ope": None,
+                "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
+    params = TrainParams(iterations=iterations, seed=seed)
+    path = train_candidate(train, registry, pool, params, cost_weight, champion)
+    version = Path(path).name
+    evaluation = evaluate(path, champion, registry, recent, train, seed)
+    promoted, reason = gate(evaluation, champion, margin=margin, min_ess=min_ess)
+    decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
+                "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
+                f"{holdout_fraction:.0%} of the curated logs"}
+    annotate_manifest(path, "promotion", decision)
+    annotate_manifest(path, "evaluation", evaluation)
+    reports = Path(registry) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / f"{version}.json").write_text(json.dumps({"version": version, "ingest": ing.to_json(),
+                                                         "decision": decision, "evaluation": evaluation},
+                                                        indent=1, default=str))
+    if promoted:
+        try:
+            promote(registry, version, reason=reason)
+        except ZetaError as exc:  # the candidate must load to be promoted; say so instead of failing silently
+            promoted, reason = False, f"promotion refused: {exc}"
+    c = evaluation["candidate"]
+    return {**summary, "candidate_version": version, "promoted": promoted, "reason": reason,
+            "ope": {"ips": c["ips"], "snips": c["snips"], "dr": c["dr"], "ci_low": c["ci_low"],
+                    "ci_high": c["ci_high"], "ess": c["ess"]},
+            "difference": evaluation["difference"], "drift_max_psi": evaluation["drift"]["max_psi"],
+            "report": str(reports / f"{version}.json")}
