@@ -95,8 +95,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(summary, indent=1, default=str))
     else:
-        print(f"artifact {summary['version']} written to {summary['path']}"
-              + (" and marked CURRENT" if summary["promoted"] else ""))
+        print(f"artifact {summary['version']} written to {summary['path']}; "
+              + ("marked CURRENT" if summary["promoted"] else "CURRENT unchanged")
+              + f" ({summary['reason']})")
         line = holdout_line(summary["metrics"].get("holdout"))
         if line:
             print(line)
@@ -122,7 +123,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     pool = a.pool or str(root / "data" / "sample" / "pool.toml")  # --pool defaults to the demo pool
     print(f"== training on {source} (Prefect flow zeta-train-router, embedded server) ==", flush=True)
     summary = _train(a, source, a.format, pool)
-    print(f"\n== artifact {summary['version']} -> {summary['path']} (CURRENT) ==")
+    state = "CURRENT" if summary["promoted"] else f"not promoted: {summary['reason']}"
+    print(f"\n== artifact {summary['version']} -> {summary['path']} ({state}) ==")
     print(f"rows {summary['rows']}, CatBoost parity max |diff| {summary['parity_max_abs_diff']:.2e}")
     router = Router.load(a.registry)
     print(f"\n== decisions (cost weight {router.artifact.policy.cost_weight:g}) ==")
@@ -133,6 +135,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
     line = holdout_line(summary["metrics"].get("holdout"))
     if line:
         print("\n" + line)
+    return 0
+
+
+def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:
+    """Router vs baselines on the test part of a benchmark table (Prefect flow zeta-evaluate-benchmark)."""
+    _need_pipeline()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .benchmark_eval import evaluate_benchmark, summary_markdown
+
+    r = evaluate_benchmark(source=a.table, source_format=a.format, split_column=a.split_column,
+                           test_fraction=a.test_fraction, seed=a.seed, bandit=a.bandit, json_out=a.json,
+                           report_dir=a.report, iterations=a.iterations)
+    print(summary_markdown(r))
+    for kind, path in r["outputs"].items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -301,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="default: data/sample/routeprofile")
     training_args(p, "routeprofile")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("evaluate-benchmark", help="train on a benchmark table's train part, compare the router "
+                                                  "with every baseline on its test part")
+    p.add_argument("table", help="benchmark table (.csv/.jsonl/.parquet), or a raw data set directory with --format")
+    p.add_argument("--format", default="table", choices=["table", "routeprofile", "dcrouter"])
+    p.add_argument("--split-column", default=None, help="a column holding train/test (default: split by query_id)")
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bandit", action="store_true",
+                   help="also train a router on a simulated uniform log of the train part only")
+    p.add_argument("--iterations", type=int, default=None, help="CatBoost trees (default: the training default)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the report JSON here")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.json, summary.md and curves.png here")
+    p.set_defaults(fn=cmd_evaluate_benchmark)
 
     p = sub.add_parser("artifacts", help="list, show, promote, roll back, or show the pointer history")
     p.add_argument("action", choices=["list", "show", "promote", "rollback", "history"])

@@ -16,7 +16,7 @@ import polars as pl
 from router_runtime.artifact import Artifact
 from router_runtime.router import Router
 
-__all__ = ["QualityMatrix", "quality_matrix", "predicted_matrix", "route_at", "holdout_report"]
+__all__ = ["QualityMatrix", "quality_matrix", "predicted_matrix", "route_at", "holdout_report", "holdout_comparison"]
 
 
 @dataclass
@@ -93,3 +93,32 @@ def holdout_report(artifact: Artifact, test: pl.DataFrame, train: pl.DataFrame,
         "rmse": float(np.sqrt(np.mean((pq - m.quality) ** 2))),
     }
     return report
+
+
+def holdout_comparison(candidate: Artifact, champion: Artifact, test: pl.DataFrame, *, n_bootstrap: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Candidate vs champion on the same full-information test queries: each decides at its own
+    default cost weight among the table's models; both are judged by the candidate's utility
+    (true quality − λ · true cost / cost_scale); paired bootstrap CI of the mean difference."""
+    m = quality_matrix(test)
+    outside = sorted(info.name for info in champion.pool if champion.knows(info.name) and info.name not in m.models)
+    lam, scale = candidate.policy.cost_weight, candidate.policy.cost_scale
+    util = m.quality - lam * m.cost / scale
+    rows = np.arange(len(m.queries))
+    choices = {}
+    for name, art in (("candidate", candidate), ("champion", champion)):
+        router = Router(art, use_numpy=True)
+        picks = [router.decide(q, candidates=m.models).model for q in m.queries]
+        if any(p not in m.models for p in picks):
+            return {"comparable": False, "reason": f"the {name} chose models outside the table"}
+        choices[name] = np.asarray([m.models.index(p) for p in picks])
+    diff = util[rows, choices["candidate"]] - util[rows, choices["champion"]]
+    rng = np.random.default_rng(seed)
+    boots = np.asarray([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_bootstrap)])
+    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"comparable": True, "n": len(diff), "reward": f"quality - {lam:g} x cost / {scale:.6g}",
+            "candidate": float(util[rows, choices["candidate"]].mean()),
+            "champion": float(util[rows, choices["champion"]].mean()), "diff": float(diff.mean()),
+            "ci_low": float(lo), "ci_high": float(hi), "level": level, "n_bootstrap": n_bootstrap,
+            "agreement": float(np.mean(choices["candidate"] == choices["champion"])),
+            "champion_models_outside_table": outside}

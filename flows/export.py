@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -12,10 +13,11 @@ import numpy as np
 import router_runtime
 from router_runtime.artifact import FORMAT_VERSION, write_artifact
 from router_runtime.pool import ModelInfo
+from router_runtime.registry import annotate_manifest
 
 from .training import TrainedModel
 
-__all__ = ["DEFAULT_COST_WEIGHT", "router_document", "export_artifact", "code_version"]
+__all__ = ["DEFAULT_COST_WEIGHT", "router_document", "export_artifact", "code_version", "record_decision"]
 
 # utility = quality - cost_weight * cost / cost_scale, with cost_scale the mean expected cost of the
 # most expensive trained model: at 0.1, that model must be worth 0.1 more quality than a free one.
@@ -66,3 +68,18 @@ def export_artifact(registry: str | Path, model: TrainedModel, pool: Sequence[Mo
     meta = {"code_version": code_version(), "parity": {"max_abs_diff": model.parity_max_abs_diff,
                                                       "tolerance": 1e-9}, **manifest}
     return write_artifact(registry, doc, meta)
+
+
+def record_decision(registry: str | Path, version_dir: str | Path, decision: dict[str, Any],
+                    evaluation: dict[str, Any], **extra: Any) -> Path:
+    """A promotion decision (promoted or not, and why) into the version's manifest and into
+    ``<registry>/reports/<version>.json``; returns the report path."""
+    annotate_manifest(version_dir, "promotion", decision)
+    annotate_manifest(version_dir, "evaluation", evaluation)
+    reports = Path(registry) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    version = Path(version_dir).name
+    path = reports / f"{version}.json"
+    path.write_text(json.dumps({"version": version, **extra, "decision": decision, "evaluation": evaluation},
+                               indent=1, default=str))
+    return path

@@ -22,14 +22,14 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from router_runtime.artifact import current_version, parse_router
+from router_runtime.artifact import current_version, load_artifact, parse_router
 from router_runtime.errors import ContractError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import ModelInfo, load_pool
-from router_runtime.registry import promote
+from router_runtime.registry import promote as promote_to_current
 
-from .evaluation import holdout_report
-from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, router_document
+from .evaluation import holdout_comparison, holdout_report
+from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document
 from .importers import COST_MODELS, import_benchmark
 from .logs import logs_to_table, read_outcome_logs, write_quarantine
 from .tables import read_table, validate_benchmark_table
@@ -107,16 +107,39 @@ def export_model(registry: str, model: TrainedModel, pool: tuple[ModelInfo, ...]
 
 
 @_task
-def promote_version(registry: str, version: str) -> None:
-    promote(registry, version, reason="train_router with promote=True (full-information training run)")
+def decide_promotion(registry: str, path: str, champion: str | None, test: pl.DataFrame, full_information: bool,
+                     margin: float, seed: int) -> dict[str, Any]:
+    """The gate of a training run: full-information holdout against the champion (see the README)."""
+    if champion is None:
+        return {"promoted": True, "reason": "no champion yet: the first candidate is promoted", "evaluation": None}
+    if not full_information or test.is_empty():
+        return {"promoted": False, "evaluation": None, "reason": "no full-information holdout to compare "
+                "with the champion: use `zeta pipeline` (off-policy gate) or `zeta artifacts promote`"}
+    candidate = load_artifact(path)
+    ev = holdout_comparison(candidate, load_artifact(Path(registry) / "versions" / champion), test, seed=seed)
+    if not ev["comparable"]:
+        return {"promoted": True, "evaluation": ev,
+                "reason": f"champion {champion} cannot be judged on this data ({ev['reason']}): candidate promoted"}
+    d, lo, hi = ev["diff"], ev["ci_low"], ev["ci_high"]
+    if lo > margin:
+        return {"promoted": True, "evaluation": ev, "reason": f"better than champion {champion} on "
+                f"{ev['n']} held-out queries: utility {d:+.4f} [{lo:+.4f}, {hi:+.4f}] > margin {margin:g}"}
+    return {"promoted": False, "evaluation": ev, "reason": f"not better than champion {champion} with "
+            f"confidence: utility {d:+.4f} [{lo:+.4f}, {hi:+.4f}], lower bound not above margin {margin:g}"}
 
 
 @flow(name="zeta-train-router")
 def train_router(source: str, source_format: str = "table", registry: str = "artifacts", pool: str | None = None,
                  seed: int = 0, test_fraction: float = 0.3, iterations: int = 300, depth: int = 6,
                  learning_rate: float = 0.08, cost_weight: float = DEFAULT_COST_WEIGHT,
-                 promote: bool = True) -> dict[str, Any]:
-    """Train a router from ``source`` and write a new artifact version into ``registry``."""
+                 promote: bool = True, margin: float = 0.0) -> dict[str, Any]:
+    """Train a router from ``source`` and write a new artifact version into ``registry``.
+
+    With ``promote``, the new version becomes CURRENT when there is no champion yet, or when on the
+    held-out queries its mean utility beats the champion's with the lower end of a 95% paired
+    bootstrap interval above ``margin``.  The decision and its reason go into the manifest and
+    ``<registry>/reports/<version>.json`` either way.
+    """
     declared = load_pool(pool) if pool else ()
     table, provenance = load_source(source, source_format)
     train, test = split_table(table, test_fraction, seed)
@@ -136,10 +159,16 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     }
     path = export_model(registry, model, full_pool, cost_weight, scale, manifest)
     version = Path(path).name
+    decision = {"promoted": False, "reason": "promote=False: written, CURRENT left alone", "evaluation": None}
     if promote:
-        promote_version(registry, version)
-    return {"version": version, "path": path, "promoted": promote, "parent_version": parent,
-            "metrics": metrics, "rows": model.rows, "parity_max_abs_diff": model.parity_max_abs_diff}
+        decision = decide_promotion(registry, path, parent, test, provenance["full_information"], margin, seed)
+    record_decision(registry, path, {k: v for k, v in decision.items() if k != "evaluation"},
+                    decision["evaluation"] or {})
+    if decision["promoted"]:
+        promote_to_current(registry, version, reason=decision["reason"])
+    return {"version": version, "path": path, "promoted": decision["promoted"], "reason": decision["reason"],
+            "parent_version": parent, "metrics": metrics, "rows": model.rows,
+            "parity_max_abs_diff": model.parity_max_abs_diff}
 
 
 def main(argv: list[str] | None = None) -> None:

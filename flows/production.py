@@ -18,7 +18,6 @@ not, goes into the candidate's manifest (key ``promotion``) and into ``<registry
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,11 @@ from router_runtime.artifact import Artifact, current_version, load_artifact
 from router_runtime.errors import ZetaError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import load_pool
-from router_runtime.registry import annotate_manifest, promote
+from router_runtime.registry import promote
 from router_runtime.router import Router
 
 from .drift import drift_report
-from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact
+from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision
 from .ingest import IngestResult, curated_training_table, ingest_logs, read_curated
 from .ope import deterministic_probs, ope_estimates, paired_difference
 from .training import TrainParams, build_pool, train_quality_model
@@ -187,13 +186,7 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                 "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
                 f"{holdout_fraction:.0%} of the curated logs"}
-    annotate_manifest(path, "promotion", decision)
-    annotate_manifest(path, "evaluation", evaluation)
-    reports = Path(registry) / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / f"{version}.json").write_text(json.dumps({"version": version, "ingest": ing.to_json(),
-                                                         "decision": decision, "evaluation": evaluation},
-                                                        indent=1, default=str))
+    report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json())
     if promoted:
         try:
             promote(registry, version, reason=reason)
@@ -204,4 +197,4 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
             "ope": {"ips": c["ips"], "snips": c["snips"], "dr": c["dr"], "ci_low": c["ci_low"],
                     "ci_high": c["ci_high"], "ess": c["ess"]},
             "difference": evaluation["difference"], "drift_max_psi": evaluation["drift"]["max_psi"],
-            "report": str(reports / f"{version}.json")}
+            "report": str(report)}

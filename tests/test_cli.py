@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,46 @@ def test_main_job_end_to_end_as_a_subprocess(tmp_path):
     assert sum(line.startswith("[") and " -> " in line for line in out.splitlines()) == 5
     assert "held-out (" in out and "best single model (" in out and "oracle" in out
     assert (reg / "CURRENT").read_text().strip() in out
+
+
+def test_simulate_logs_command(tmp_path, capsys, trained_registry):
+    from flows.logs import read_outcome_logs
+
+    out = tmp_path / "logs"
+    assert main(["simulate-logs", str(SAMPLE / "dcrouter"), "--format", "dcrouter", "--out", str(out),
+                 "--rows", "300", "--seed", "3"]) == 0
+    assert "wrote 300 outcome records (uniform" in capsys.readouterr().out
+    read = read_outcome_logs(out)
+    assert len(read.records) == 300 and not read.quarantined
+    assert {r.propensity for r in read.records} == {1 / 9}
+    table = tmp_path / "rp.parquet"
+    main(["import-benchmark", str(SAMPLE / "routeprofile"), "--format", "routeprofile", "--out", str(table)])
+    assert main(["simulate-logs", str(table), "--policy", "artifact", "--artifact", str(trained_registry),
+                 "--exploration-rate", "0.2", "--out", str(tmp_path / "alogs")]) == 0
+    recs = read_outcome_logs(tmp_path / "alogs").records
+    assert len(recs) == 600 and any(r.explored for r in recs) and all(0 < r.propensity <= 1 for r in recs)
+    assert {r.artifact_version for r in recs} == {Path(trained_registry, "CURRENT").read_text().strip()}
+
+
+def test_artifacts_commands(tmp_path, capsys, trained_registry):
+    import shutil
+
+    reg = tmp_path / "reg"
+    shutil.copytree(trained_registry, reg)
+    v1 = (reg / "CURRENT").read_text().strip()
+    doc = json.loads((reg / "versions" / v1 / "router.json").read_text())
+    doc["version"] = ""
+    doc["policy"]["cost_weight"] = 0.33  # a different document, so a different version
+    from router_runtime import write_artifact
+
+    v2 = write_artifact(reg, doc, {}).name
+    assert main(["artifacts", "promote", v2, "--registry", str(reg), "--reason", "try it"]) == 0
+    assert main(["artifacts", "list", "--registry", str(reg)]) == 0
+    assert f"* {v2}" in capsys.readouterr().out
+    assert main(["artifacts", "rollback", "--registry", str(reg)]) == 0
+    assert f"-> {v1} (rollback)" in capsys.readouterr().out
+    assert main(["artifacts", "history", "--registry", str(reg)]) == 0
+    hist = capsys.readouterr().out.splitlines()
+    assert len(hist) == 2 and "try it" in hist[0] and "rollback" in hist[1]
+    assert main(["artifacts", "show", "--registry", str(reg)]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == v1

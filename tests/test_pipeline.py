@@ -56,7 +56,16 @@ def test_train_on_raw_benchmark_writes_current_artifact(tmp_path):
     s2 = train_router(source=str(SAMPLE / "routeprofile"), source_format="routeprofile", registry=str(reg),
                       iterations=20, promote=False)
     assert s2["parent_version"] == s["version"] and current_version(reg) == s["version"]
-    assert len(list_versions(reg)) == 2
+    assert len(list_versions(reg)) == 2 and "promote=False" in s2["reason"]
+    # The same data and seed again: an identical model is not "better", so the champion stays,
+    # and the decision is recorded in the manifest and the report either way.
+    s3 = train_router(source=str(SAMPLE / "routeprofile"), source_format="routeprofile", registry=str(reg),
+                      pool=str(SAMPLE / "pool.toml"), iterations=80)
+    assert not s3["promoted"] and "not better than champion" in s3["reason"]
+    assert current_version(reg) == s["version"]
+    m3 = load_artifact(reg / "versions" / s3["version"]).manifest
+    assert m3["promotion"]["reason"] == s3["reason"] and m3["evaluation"]["diff"] == 0.0
+    assert json.loads((reg / "reports" / f"{s3['version']}.json").read_text())["decision"]["promoted"] is False
 
 
 def test_seeded_training_reproduces_exactly(tmp_path, sample_table):
