@@ -278,6 +278,22 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    _need_pipeline()
+    from .bench import format_table, run_bench
+
+    grid = {} if not a.quick else {"trees": (300,), "candidates": (4,), "query_bytes": (1000,), "calls": 500}
+    progress = None if a.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = run_bench(progress=progress, **grid)
+    if a.json:
+        keys = ("decide_numpy", "decide_python", "catboost_predict", "speedup_p50", "throughput_per_s",
+                "default_case", "machine")
+        print(json.dumps({k: result[k] for k in keys if k in result} | {"cases": result["cases"]}, indent=1))
+    else:
+        print(format_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="zeta", description="Zeta Router: a learned router for local LLMs.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -339,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", default="artifacts")
     p.add_argument("--reason", help="recorded in the registry history")
     p.set_defaults(fn=cmd_artifacts)
+
+    p = sub.add_parser("bench", help="decision latency: runtime (numpy, pure Python) vs CatBoost predict")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="one small case (a smoke run)")
+    p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("simulate-logs", help="turn a full-information table into outcome logs of a logging policy")
     p.add_argument("table", help="benchmark table (.csv/.jsonl/.parquet) or a raw data set with --format")

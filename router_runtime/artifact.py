@@ -46,7 +46,7 @@ from .errors import (
 from .candidates import IDENTITY_PREFIX, candidate_vector, is_candidate_input
 from .features import FeatureSpec
 from .pool import ModelInfo, parse_model
-from .trees import ObliviousEnsemble
+from .trees import CandidateScorer, ObliviousEnsemble
 
 __all__ = [
     "FORMAT_VERSION",
@@ -98,6 +98,7 @@ class Artifact:
     input_plan: tuple[tuple[str, int], ...]   # per ensemble input: ("q", feature index) or ("c", slot)
     candidate_inputs: tuple[str, ...]         # names of the per-candidate inputs, in slot order
     manifest: Mapping[str, Any]
+    scorer: CandidateScorer
 
     def model(self, name: str) -> ModelInfo | None:
         for m in self.pool:
@@ -309,6 +310,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         input_plan=tuple(plan),
         candidate_inputs=tuple(cand_inputs),
         manifest=manifest or {},
+        scorer=CandidateScorer(ensemble, plan),
     )
 
 

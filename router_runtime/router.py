@@ -105,6 +105,9 @@ class _State:
     pool: tuple[ModelInfo, ...]
     problem: str | None        # why there is no usable artifact
     cold: frozenset[str]       # pool models the artifact has no outcomes for
+    bases: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # per model: CandidateScorer base
+    base_rows: Mapping[str, int] = field(default_factory=dict)          # per model: row of base_matrix
+    base_matrix: Any = None    # the bases as a numpy array (numpy path only)
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -195,7 +198,16 @@ class Router:
             return _State(artifact=None, pool=tuple(pool), problem=problem, cold=frozenset())
         pool = merge_pool(artifact.pool, self._declared_pool)
         cold = frozenset(m.name for m in pool if not artifact.knows(m.name))
-        return _State(artifact=artifact, pool=pool, problem=None, cold=cold)
+        # A model's candidate inputs never change: its part of every tree's leaf index is computed
+        # here, once per artifact and pool, not per decision.
+        bases = {m.name: artifact.scorer.candidate_base(artifact.candidate_vector(m)) for m in pool}
+        matrix = None
+        if self._use_numpy and bases:
+            import numpy
+
+            matrix = numpy.asarray(list(bases.values()), dtype=numpy.intp)
+        return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
+                      base_rows={n: i for i, n in enumerate(bases)}, base_matrix=matrix)
 
     def swap(self, artifact: Artifact) -> None:
         """Replace the artifact atomically; decisions in flight finish on the one they started with."""
@@ -337,7 +349,11 @@ class Router:
                                      -m.expected_cost(chars) / scale) for m in models]
             how = "embed request: cheapest embed-capable model"
         else:
-            q = _predict_quality(art, feats, models, self._use_numpy)
+            if self._use_numpy:
+                bases = state.base_matrix[[state.base_rows[m.name] for m in models]]
+            else:
+                bases = [state.bases[m.name] for m in models]
+            q = art.scorer.score(feats, bases, use_numpy=self._use_numpy)
             lo, hi = art.clip_quality
             scores = []
             for m, raw in zip(models, q):
@@ -456,14 +472,6 @@ def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float
 def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
     # Ties go to the cheaper model, then to the name: deterministic whatever the candidate order.
     return min(scores, key=lambda s: (-s.utility, s.cost, s.model))
-
-
-def _predict_quality(art: Artifact, feats: Sequence[float], models: Sequence[ModelInfo], use_numpy: bool):
-    rows = []
-    for m in models:
-        cand = art.candidate_vector(m)
-        rows.append([feats[i] if src == "q" else cand[i] for src, i in art.input_plan])
-    return art.ensemble.predict_many(rows, use_numpy=use_numpy)
 
 
 def _resolve_numpy(use_numpy: bool | None) -> bool:

@@ -8,9 +8,13 @@ Exactness (GUIDE §7): CatBoost compares ``float32(x) > border`` with float32 bo
 rounding every input at run time, each border is turned once into a float64 threshold ``t`` such that
 ``x > t`` holds exactly when ``float32(x) > border`` does, for every float64 ``x``.  Missing values
 follow the training's nan treatment: ``AsTrue`` sends NaN to the "greater" side, everything else to
-the other.  Leaf values are summed with ``math.fsum`` (correctly rounded, order-free), so the
-pure-Python and numpy paths give bit-identical results, and both match CatBoost's raw prediction to
-within the 1e-9 the exporter checks.
+the other.
+
+Leaf values are held as integers in units of 2^-44 (rounded once at load: at most 2^-45 ≈ 2.8e-14
+from the stored value per leaf).  Integer sums are exact in any order, so the pure-Python path (Python
+ints) and the numpy path (int64) give bit-identical results without a compensated float sum, and the
+result stays within 1e-9 of CatBoost's raw prediction for any realistic number of trees (the exporter
+checks that on every artifact).
 
 Ensemble JSON (inside ``router.json``)::
 
@@ -32,8 +36,11 @@ from typing import Any, Mapping, Sequence
 
 from .errors import ContractError, MissingDependencyError
 
-__all__ = ["ObliviousEnsemble", "float32_threshold"]
+__all__ = ["ObliviousEnsemble", "CandidateScorer", "float32_threshold"]
 
+LEAF_UNIT_BITS = 44
+_LEAF_SCALE = float(2 ** LEAF_UNIT_BITS)
+_LEAF_UNIT = 2.0 ** -LEAF_UNIT_BITS
 _F32 = struct.Struct("<f")
 _U32 = struct.Struct("<I")
 _NEG_INF = float("-inf")
@@ -117,6 +124,13 @@ class ObliviousEnsemble:
 
         self.tree_depth = tuple(depths)
         self.leaf_values = tuple(float(v) for v in leaves)
+        self._fixed = tuple(round(v * _LEAF_SCALE) for v in self.leaf_values)
+        bound, off = 0, 0
+        for d in depths:
+            bound += max((abs(v) for v in self._fixed[off: off + 2 ** d]), default=0)
+            off += 2 ** d
+        if bound >= 2 ** 62:  # int64 sums on the numpy path must not overflow
+            raise ContractError("leaf_values", "too large for exact summation (sum of |leaves| >= 2^18)")
         self._nan_fill = tuple(_POS_INF if n in nan_true else _NEG_INF for n in self.inputs)
 
         unique: dict[tuple[int, float], int] = {}
@@ -156,15 +170,15 @@ class ObliviousEnsemble:
         xs = [v if v == v else fill[i] for i, v in enumerate(x)]
         plan = self._plan
         bits = [xs[i] > t for i, t in zip(plan.split_inputs, plan.thresholds)]
-        leaves = self.leaf_values
-        picked = []
+        leaves = self._fixed
+        total = 0
         for offset, ids in plan.trees:
             idx = 0
             for j, s in enumerate(ids):
                 if bits[s]:
                     idx |= 1 << j
-            picked.append(leaves[offset + idx])
-        return math.fsum(picked) * self.scale + self.bias
+            total += leaves[offset + idx]
+        return float(total) * _LEAF_UNIT * self.scale + self.bias
 
     def predict_many(self, rows: Sequence[Sequence[float]], *, use_numpy: bool = False) -> list[float]:
         """Raw predictions for several vectors; ``use_numpy`` gives identical numbers, faster."""
@@ -190,7 +204,7 @@ class ObliviousEnsemble:
                 ids,
                 (1 << np.arange(depth, dtype=np.intp)),
                 np.asarray([o for o, _ in plan.trees], dtype=np.intp),
-                np.asarray(self.leaf_values, dtype=np.float64),
+                np.asarray(self._fixed, dtype=np.int64),
                 np.asarray(self._nan_fill, dtype=np.float64),
             )
         return self._np
@@ -205,7 +219,7 @@ class ObliviousEnsemble:
         bits = np.concatenate([bits, np.zeros((len(x), 1), dtype=bool)], axis=1)
         idx = (bits[:, ids] * weights).sum(axis=2) + offsets
         picked = leaves[idx]
-        return [math.fsum(r) * self.scale + self.bias for r in picked.tolist()]
+        return (picked.sum(axis=1).astype(np.float64) * _LEAF_UNIT * self.scale + self.bias).tolist()
 
 
 def _req(spec: Mapping[str, Any], key: str, typ):
@@ -225,3 +239,104 @@ def _numpy():
             "numpy is not installed: `pip install zeta-router[fast]`, or use the pure-Python path"
         ) from exc
     return numpy
+
+
+class CandidateScorer:
+    """The ensemble specialised for routing: one query, several candidates.
+
+    Every split tests either a query input (the same for all candidates of a decision) or a
+    candidate input (a constant of each model).  So a tree's leaf index splits into a query part,
+    computed once per decision, and a candidate part, computed once per model and cached
+    (``candidate_base``).  Scoring C candidates then costs one pass over the query splits plus C
+    leaf look-ups per tree, instead of C full evaluations.  Results are bit-identical to
+    ``ObliviousEnsemble.predict`` (same leaves, same exact integer sums).
+
+    ``input_plan`` gives, per ensemble input, ``("q", index in the query vector)`` or
+    ``("c", index in the candidate vector)``.
+    """
+
+    def __init__(self, ensemble: ObliviousEnsemble, input_plan: Sequence[tuple[str, int]]):
+        if len(input_plan) != len(ensemble.inputs):
+            raise ContractError("input_plan", f"expected {len(ensemble.inputs)} entries, got {len(input_plan)}")
+        self.ensemble = ensemble
+        plan = ensemble._plan
+        q_splits: dict[int, int] = {}   # unique split id -> position among query splits
+        c_splits: dict[int, int] = {}
+        for u, i in enumerate(plan.split_inputs):
+            side = q_splits if input_plan[i][0] == "q" else c_splits
+            side[u] = len(side)
+        fill = ensemble._nan_fill
+        # Query splits: (query vector index, threshold, NaN replacement).
+        self._q = tuple((input_plan[plan.split_inputs[u]][1], plan.thresholds[u], fill[plan.split_inputs[u]])
+                        for u in q_splits)
+        self._c = tuple((input_plan[plan.split_inputs[u]][1], plan.thresholds[u], fill[plan.split_inputs[u]])
+                        for u in c_splits)
+        # Per query split, the (tree, weight) pairs it sets when true: one pass over true splits
+        # builds every tree's query index.
+        contrib: list[list[tuple[int, int]]] = [[] for _ in q_splits]
+        self._tree_c: list[tuple[tuple[int, int], ...]] = []
+        for t, (_, ids) in enumerate(plan.trees):
+            cs = []
+            for j, u in enumerate(ids):
+                if u in q_splits:
+                    contrib[q_splits[u]].append((t, 1 << j))
+                else:
+                    cs.append((c_splits[u], 1 << j))
+            self._tree_c.append(tuple(cs))
+        self._contrib = tuple(tuple(c) for c in contrib)
+        self._offsets = tuple(o for o, _ in plan.trees)
+        self._leaves = ensemble._fixed
+        self._np = None
+
+    def candidate_base(self, cand: Sequence[float]) -> tuple[int, ...]:
+        """Per tree: leaf offset plus the candidate part of the leaf index, for one model."""
+        bits = []
+        for i, t, f in self._c:
+            v = cand[i]
+            bits.append((v if v == v else f) > t)
+        return tuple(o + sum(w for s, w in cs if bits[s]) for o, cs in zip(self._offsets, self._tree_c))
+
+    def _query_index(self, q: Sequence[float]) -> list[int]:
+        idx = [0] * len(self._offsets)
+        for (i, t, f), contrib in zip(self._q, self._contrib):
+            v = q[i]
+            if (v if v == v else f) > t:
+                for tree, w in contrib:
+                    idx[tree] += w
+        return idx
+
+    def score(self, q: Sequence[float], bases, *, use_numpy: bool = False) -> list[float]:
+        """Raw predictions for one query vector and the candidates whose bases are given
+        (a sequence of ``candidate_base`` tuples; on the numpy path also a 2-D integer array)."""
+        scale, bias = self.ensemble.scale, self.ensemble.bias
+        if use_numpy:
+            np, q_idx, q_thr, q_fill, q_tree_ids, q_w, leaves = self._numpy_arrays()
+            x = np.asarray(q, dtype=np.float64)[q_idx]
+            bits = np.where(np.isnan(x), q_fill, x) > q_thr
+            qidx = (np.append(bits, False)[q_tree_ids] * q_w).sum(axis=1)
+            picked = leaves[np.asarray(bases, dtype=np.intp) + qidx]
+            return (picked.sum(axis=1).astype(np.float64) * _LEAF_UNIT * scale + bias).tolist()
+        qidx = self._query_index(q)
+        leaves = self._leaves
+        return [float(sum([leaves[b + k] for b, k in zip(base, qidx)])) * _LEAF_UNIT * scale + bias
+                for base in bases]
+
+    def _numpy_arrays(self):
+        if self._np is None:
+            np = _numpy()
+            n_q = len(self._q)
+            per_tree: list[list[tuple[int, int]]] = [[] for _ in self._offsets]
+            for s, contrib in enumerate(self._contrib):
+                for tree, w in contrib:
+                    per_tree[tree].append((s, w))
+            depth = max((len(p) for p in per_tree), default=0)
+            ids = np.full((len(per_tree), depth), n_q, dtype=np.intp)  # n_q: a constant-False column
+            ws = np.zeros((len(per_tree), depth), dtype=np.intp)
+            for t, p in enumerate(per_tree):
+                for k, (s, w) in enumerate(p):
+                    ids[t, k], ws[t, k] = s, w
+            self._np = (np, np.asarray([i for i, _, _ in self._q], dtype=np.intp),
+                        np.asarray([t for _, t, _ in self._q], dtype=np.float64),
+                        np.asarray([f for _, _, f in self._q], dtype=np.float64), ids, ws,
+                        np.asarray(self._leaves, dtype=np.int64))
+        return self._np

@@ -163,11 +163,12 @@ def test_corrupt_artifact_falls_back(tmp_path, trained_registry, demo_pool):
 def test_scoring_failure_falls_back_instead_of_raising(trained_registry):
     r = Router.load(trained_registry, use_numpy=False)
     art = r.artifact
-    object.__setattr__(art.ensemble, "leaf_values", ())  # simulate a bug deep in scoring
+    leaves = art.scorer._leaves
+    art.scorer._leaves = ()  # simulate a bug deep in scoring
     try:
         d = r.decide("What is the capital of France?")
     finally:
-        object.__delattr__(art.ensemble, "leaf_values")
+        art.scorer._leaves = leaves
     assert d.fallback is True and "scoring failed" in d.reason and d.model is not None
 
 

@@ -100,3 +100,26 @@ def test_exact_parity_with_catboost(nan_mode):
     edge = np.repeat(borders, 3) + np.tile([-1e-12, 0.0, 1e-12], len(borders))
     probe[: len(edge), 0] = edge
     assert check_parity(ens, model, probe) <= 1e-9
+
+
+def test_candidate_scorer_is_bit_identical_to_full_evaluation(trained_registry):
+    """The routing specialisation (query part once, candidate part cached) changes no bit."""
+    from router_runtime import load_artifact
+
+    art = load_artifact(trained_registry)
+    rng = np.random.default_rng(5)
+    spec = art.feature_spec
+    queries = ["", "What is 2 + 2?", "def f(x):\n    return x  # fix", "日本語のテキスト " * 20, None]
+    for q in queries:
+        feats = spec.extract(q)
+        for noise in range(3):
+            qv = [v + (rng.normal() if noise and v == v else 0.0) for v in feats]
+            bases, rows = [], []
+            for m in art.pool:
+                cand = art.candidate_vector(m)
+                bases.append(art.scorer.candidate_base(cand))
+                rows.append([qv[i] if src == "q" else cand[i] for src, i in art.input_plan])
+            full = art.ensemble.predict_many(rows)
+            assert art.scorer.score(qv, bases) == full
+            assert art.scorer.score(qv, np.asarray(bases), use_numpy=True) == full
+            assert art.ensemble.predict_many(rows, use_numpy=True) == full
