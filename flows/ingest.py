@@ -34,7 +34,7 @@ from router_runtime.records import OutcomeRecord, parse_outcome_line
 
 from .logs import log_files
 
-__all__ = ["IngestResult", "ingest_logs", "read_curated", "curated_training_table", "CURATED_SCHEMA"]
+__all__ = ["IngestResult", "ingest_logs", "read_curated", "curated_row", "curated_training_table", "CURATED_SCHEMA"]
 
 STATE_FILE = Path("_state") / "ingest.json"
 QUARANTINE_DIR = "_quarantine"
@@ -97,7 +97,8 @@ def _known_ids(curated: Path) -> set[str]:
     return set(pl.scan_parquet(parts).select("decision_id").collect()["decision_id"].to_list())
 
 
-def _row(rec: OutcomeRecord, source: str) -> dict[str, Any]:
+def curated_row(rec: OutcomeRecord, source: str) -> dict[str, Any]:
+    """One validated record as a row of the curated schema."""
     ts = datetime.fromisoformat(rec.ts).astimezone(timezone.utc)
     return {
         "decision_id": rec.decision_id, "ts": ts, "day": ts.strftime("%Y-%m-%d"),
@@ -188,7 +189,7 @@ def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
                 result.duplicates += 1
                 continue
             seen.add(rec.decision_id)
-            rows.append(_row(rec, key))
+            rows.append(curated_row(rec, key))
             result.ingested += 1
             if len(rows) >= max_batch_rows:
                 flush()

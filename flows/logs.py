@@ -17,7 +17,7 @@ import polars as pl
 from router_runtime.errors import ContractError
 from router_runtime.records import OutcomeRecord, parse_outcome_line
 
-__all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs", "write_quarantine"]
+__all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
 
 
 @dataclass
@@ -67,27 +67,11 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
 
 
 def logs_to_table(records: list[OutcomeRecord]) -> pl.DataFrame:
-    """One training row per logged outcome: the long shape of the benchmark table plus ``weight``.
+    """Outcome records as training rows, by the same rule as curated logs
+    (``flows.ingest.curated_training_table``: quality, else 1/0 from success; weight 1/propensity)."""
+    from .ingest import CURATED_SCHEMA, curated_row, curated_training_table  # ingest imports this module
 
-    quality = the logged quality, else 1.0 for a success and 0.0 for a failure; weight = 1 / propensity
-    (inverse propensity weighting).  Records without query text cannot give text features and are left
-    out here (they still count in the log's statistics).
-    """
-    rows = [r for r in records if r.query is not None]
-    return pl.DataFrame(
-        {
-            "query_id": [r.decision_id for r in rows],
-            "query": [r.query for r in rows],
-            "model": [r.model for r in rows],
-            "quality": [r.quality if r.quality is not None else (1.0 if r.success else 0.0) for r in rows],
-            "cost": [r.cost if r.cost is not None else 0.0 for r in rows],
-            "propensity": [r.propensity for r in rows],
-            "weight": [1.0 / r.propensity for r in rows],
-            "ts": [r.ts for r in rows],
-        },
-        schema={"query_id": pl.String, "query": pl.String, "model": pl.String, "quality": pl.Float64,
-                "cost": pl.Float64, "propensity": pl.Float64, "weight": pl.Float64, "ts": pl.String},
-    )
+    return curated_training_table(pl.DataFrame([curated_row(r, "") for r in records], schema=CURATED_SCHEMA))
 
 
 def simulate_logs(table: pl.DataFrame, out_dir: str | os.PathLike, *, seed: int = 0, rows: int | None = None,
@@ -148,11 +132,3 @@ def simulate_logs(table: pl.DataFrame, out_dir: str | os.PathLike, *, seed: int 
             )
             f.write(rec.to_line())
     return path
-
-
-def write_quarantine(entries: list[dict], path: str | os.PathLike) -> None:
-    """Quarantined lines as JSONL: file, line number, reason and the raw line."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for e in entries:
-            f.write(json.dumps(e, ensure_ascii=False) + "\n")

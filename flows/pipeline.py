@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ from router_runtime.registry import promote as promote_to_current
 from .evaluation import holdout_comparison, holdout_report
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document
 from .importers import COST_MODELS, import_benchmark
-from .logs import logs_to_table, read_outcome_logs, write_quarantine
+from .ingest import curated_training_table, ingest_logs, read_curated
 from .tables import read_table, validate_benchmark_table
+from .production import default_curated_dir
 from .training import TrainParams, TrainedModel, build_pool, split_query_ids, train_quality_model
 
 __all__ = ["train_router", "SOURCE_FORMATS"]
@@ -53,25 +53,19 @@ def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str
         return table, {"source": str(source), "format": "table", "full_information": True,
                        "cost_model": "the table's cost column"}
     if source_format == "logs":
-        result = read_outcome_logs(source)
-        if result.quarantined:
-            write_quarantine(result.quarantined, Path(source if Path(source).is_dir() else Path(source).parent)
-                             / "quarantine" / "train-quarantine.jsonl")
-        table = logs_to_table(result.records)
+        # The same ingestion as the production loop (quarantine, dedupe, curated Parquet beside the logs).
+        curated = default_curated_dir(source)
+        ing = ingest_logs(source, curated, settle_seconds=0)
+        table = curated_training_table(read_curated(curated))
         if table.is_empty():
             raise ContractError("logs", f"no usable outcome records in {source}")
         return table, {"source": str(source), "format": "logs", "full_information": False,
-                       "cost_model": "the logged cost field (0 when absent)", "files": len(result.files),
-                       "records": len(result.records), "quarantined": len(result.quarantined),
-                       "duplicates": result.duplicates, "window": _window(table["ts"].to_list())}
+                       "cost_model": "the logged cost field (0 when absent)", "curated": str(curated),
+                       "files": ing.files, "records": len(table), "ingested_now": ing.ingested,
+                       "quarantined": ing.quarantined, "quarantine_file": ing.quarantine_file,
+                       "duplicates": ing.duplicates, "window": {"start": table["ts"].min().isoformat(),
+                                                                "end": table["ts"].max().isoformat()}}
     raise ContractError("source_format", f"must be one of {SOURCE_FORMATS}, got {source_format!r}")
-
-
-def _window(timestamps: list[str]) -> dict[str, str]:
-    """First and last instant (compared as times: "Z" and "+00:00" forms and fractions may mix)."""
-    parsed = sorted(datetime.fromisoformat(t) for t in timestamps)
-    fmt = lambda t: t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")  # noqa: E731
-    return {"start": fmt(parsed[0]), "end": fmt(parsed[-1])}
 
 
 @_task

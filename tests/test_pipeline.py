@@ -120,7 +120,8 @@ def test_train_from_simulated_logs(tmp_path):
     assert t["format"] == "logs" and t["records"] == 1200 and t["quarantined"] == 1
     assert t["window"]["start"] < t["window"]["end"]
     assert s["metrics"]["holdout"] is None
-    assert (logs / "quarantine" / "train-quarantine.jsonl").exists()
+    quarantined = [json.loads(x) for x in open(t["quarantine_file"], encoding="utf-8")]
+    assert len(quarantined) == 1 and quarantined[0]["raw"].startswith('{"schema_version": 1, "decision_id": "torn"')
     d = Router(art).decide("Which planet is the largest in the solar system?")
     assert d.model in set(table["model"].unique().to_list())
 
