@@ -165,6 +165,7 @@ class Router:
         self._next_check = time.monotonic() + self._interval
         self._signature = _stat_signature(self._watch) if self._watch is not None else None
         self._reload_lock = threading.Lock()
+        self._index_cache: tuple[tuple[ModelInfo, ...], dict[str, ModelInfo]] | None = None
         self.reload_error: str | None = None  # why the last reload was refused (old artifact kept)
 
     # -- construction -------------------------------------------------------------------------
@@ -267,6 +268,13 @@ class Router:
     def pool(self) -> tuple[ModelInfo, ...]:
         return self._state.pool
 
+    def _state_index(self, pool: tuple[ModelInfo, ...]) -> dict[str, ModelInfo]:
+        # Cached per pool object: pools only change by a state swap, which brings a new tuple.
+        cached = self._index_cache
+        if cached is None or cached[0] is not pool:
+            cached = self._index_cache = (pool, {m.name: m for m in pool})
+        return cached[1]
+
     # -- deciding -----------------------------------------------------------------------------
     def decide(self, query: str | bytes | None, *, kind: str = "chat", candidates: Iterable[str] | None = None,
                cost_weight: float | None = None, max_latency_ms: float | None = None) -> Decision:
@@ -302,7 +310,7 @@ class Router:
     def _eligible(self, pool, text, kind, candidates, max_latency_ms):
         chars = len(text) if text is not None else 0
         prompt_tokens = chars / CHARS_PER_TOKEN
-        by_name = {m.name: m for m in pool}
+        by_name = self._state_index(pool)
         excluded: dict[str, str] = {}
         names = candidates if candidates is not None else [m.name for m in pool]
         models = []
@@ -341,14 +349,15 @@ class Router:
         models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
         if not models:
             return self._no_model(art.version, kind, lam, excluded, text)
-        feats = art.feature_spec.extract(text)
         scale = art.policy.cost_scale
+        feats = None
         if kind == "embed":
             # The quality model learned generation quality; for embeddings only cost separates models.
             scores = [CandidateScore(m.name, None, m.expected_cost(chars), _lat(m, chars),
                                      -m.expected_cost(chars) / scale) for m in models]
             how = "embed request: cheapest embed-capable model"
         else:
+            feats = art.feature_spec.extract(text)
             if self._use_numpy:
                 bases = state.base_matrix[[state.base_rows[m.name] for m in models]]
             else:
@@ -383,7 +392,8 @@ class Router:
         return Decision(
             decision_id=uuid.uuid4().hex, model=chosen.model, kind=kind, scores=tuple(scores),
             propensity=propensity, explored=chosen is not best, reason=reason, artifact_version=art.version,
-            cost_weight=lam, excluded=excluded, ts=_now(), query=text, features=tuple(feats))
+            cost_weight=lam, excluded=excluded, ts=_now(), query=text,
+            features=None if feats is None else tuple(feats))
 
     def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
         lam = 0.0 if cost_weight is None else float(cost_weight)
