@@ -10,11 +10,11 @@ rounding every input at run time, each border is turned once into a float64 thre
 follow the training's nan treatment: ``AsTrue`` sends NaN to the "greater" side, everything else to
 the other.
 
-Leaf values are held as integers in units of 2^-44 (rounded once at load: at most 2^-45 ≈ 2.8e-14
-from the stored value per leaf).  Integer sums are exact in any order, so the pure-Python path (Python
-ints) and the numpy path (int64) give bit-identical results without a compensated float sum, and the
-result stays within 1e-9 of CatBoost's raw prediction for any realistic number of trees (the exporter
-checks that on every artifact).
+Leaf values are held as integers in units of 2^-k, with k as large as int64 allows for this ensemble
+(at most 60; rounded once at load, so a quality model's leaves move by about 1e-18).  Integer sums
+are exact in any order, so the pure-Python path (Python ints) and the numpy path (int64) give
+bit-identical results without a compensated float sum, and the result stays within 1e-9 of CatBoost's
+raw prediction (the exporter checks that on every artifact).
 
 Ensemble JSON (inside ``router.json``)::
 
@@ -38,9 +38,7 @@ from .errors import ContractError, MissingDependencyError
 
 __all__ = ["ObliviousEnsemble", "CandidateScorer", "float32_threshold"]
 
-LEAF_UNIT_BITS = 44
-_LEAF_SCALE = float(2 ** LEAF_UNIT_BITS)
-_LEAF_UNIT = 2.0 ** -LEAF_UNIT_BITS
+MAX_LEAF_UNIT_BITS = 60
 _F32 = struct.Struct("<f")
 _U32 = struct.Struct("<I")
 _NEG_INF = float("-inf")
@@ -124,13 +122,16 @@ class ObliviousEnsemble:
 
         self.tree_depth = tuple(depths)
         self.leaf_values = tuple(float(v) for v in leaves)
-        self._fixed = tuple(round(v * _LEAF_SCALE) for v in self.leaf_values)
-        bound, off = 0, 0
+        # The finest unit whose sums cannot overflow int64: sum over trees of the largest |leaf| < 2^61.
+        bound, off = 0.0, 0
         for d in depths:
-            bound += max((abs(v) for v in self._fixed[off: off + 2 ** d]), default=0)
+            bound += max((abs(v) for v in self.leaf_values[off: off + 2 ** d]), default=0.0)
             off += 2 ** d
-        if bound >= 2 ** 62:  # int64 sums on the numpy path must not overflow
-            raise ContractError("leaf_values", "too large for exact summation (sum of |leaves| >= 2^18)")
+        bits = MAX_LEAF_UNIT_BITS if bound < 1.0 else min(MAX_LEAF_UNIT_BITS, 60 - math.frexp(bound)[1])
+        if bits < 0:
+            raise ContractError("leaf_values", f"too large for exact summation (sum of |leaves| {bound:.3g})")
+        self._unit = math.ldexp(1.0, -bits)
+        self._fixed = tuple(round(math.ldexp(v, bits)) for v in self.leaf_values)
         self._nan_fill = tuple(_POS_INF if n in nan_true else _NEG_INF for n in self.inputs)
 
         unique: dict[tuple[int, float], int] = {}
@@ -178,7 +179,7 @@ class ObliviousEnsemble:
                 if bits[s]:
                     idx |= 1 << j
             total += leaves[offset + idx]
-        return float(total) * _LEAF_UNIT * self.scale + self.bias
+        return float(total) * self._unit * self.scale + self.bias
 
     def predict_many(self, rows: Sequence[Sequence[float]], *, use_numpy: bool = False) -> list[float]:
         """Raw predictions for several vectors; ``use_numpy`` gives identical numbers, faster."""
@@ -219,7 +220,7 @@ class ObliviousEnsemble:
         bits = np.concatenate([bits, np.zeros((len(x), 1), dtype=bool)], axis=1)
         idx = (bits[:, ids] * weights).sum(axis=2) + offsets
         picked = leaves[idx]
-        return (picked.sum(axis=1).astype(np.float64) * _LEAF_UNIT * self.scale + self.bias).tolist()
+        return (picked.sum(axis=1).astype(np.float64) * self._unit * self.scale + self.bias).tolist()
 
 
 def _req(spec: Mapping[str, Any], key: str, typ):
@@ -308,17 +309,17 @@ class CandidateScorer:
     def score(self, q: Sequence[float], bases, *, use_numpy: bool = False) -> list[float]:
         """Raw predictions for one query vector and the candidates whose bases are given
         (a sequence of ``candidate_base`` tuples; on the numpy path also a 2-D integer array)."""
-        scale, bias = self.ensemble.scale, self.ensemble.bias
+        scale, bias, unit = self.ensemble.scale, self.ensemble.bias, self.ensemble._unit
         if use_numpy:
             np, q_idx, q_thr, q_fill, q_tree_ids, q_w, leaves = self._numpy_arrays()
             x = np.asarray(q, dtype=np.float64)[q_idx]
             bits = np.where(np.isnan(x), q_fill, x) > q_thr
             qidx = (np.append(bits, False)[q_tree_ids] * q_w).sum(axis=1)
             picked = leaves[np.asarray(bases, dtype=np.intp) + qidx]
-            return (picked.sum(axis=1).astype(np.float64) * _LEAF_UNIT * scale + bias).tolist()
+            return (picked.sum(axis=1).astype(np.float64) * unit * scale + bias).tolist()
         qidx = self._query_index(q)
         leaves = self._leaves
-        return [float(sum([leaves[b + k] for b, k in zip(base, qidx)])) * _LEAF_UNIT * scale + bias
+        return [float(sum([leaves[b + k] for b, k in zip(base, qidx)])) * unit * scale + bias
                 for base in bases]
 
     def _numpy_arrays(self):
