@@ -124,7 +124,7 @@ def decide_promotion(registry: str, path: str, champion: str | None, test: pl.Da
 
 @flow(name="zeta-train-router")
 def train_router(source: str, source_format: str = "table", registry: str = "artifacts", pool: str | None = None,
-                 seed: int = 0, test_fraction: float = 0.3, iterations: int = 300, depth: int = 6,
+                 seed: int = 0, test_fraction: float = 0.3, iterations: int = 300, depth: int | None = None,
                  learning_rate: float = 0.08, cost_weight: float = DEFAULT_COST_WEIGHT,
                  promote: bool = True, margin: float = 0.0) -> dict[str, Any]:
     """Train a router from ``source`` and write a new artifact version into ``registry``.
@@ -147,7 +147,7 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     manifest = {
         "training": {**provenance, "rows": model.rows, "train_queries": train["query_id"].n_unique(),
                      "test_queries": test["query_id"].n_unique(), "models": sorted(trained),
-                     "params": params.to_json(), "test_fraction": test_fraction},
+                     "params": (model.params or params).to_json(), "test_fraction": test_fraction},
         "metrics": metrics,
         "parent_version": parent,
     }
