@@ -290,7 +290,11 @@ def _num(obj, name, *, required=False):
     v = obj[name]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ContractError(name, f"must be a number, got {type(v).__name__}")
-    if not math.isfinite(v):
+    try:
+        finite = math.isfinite(v)
+    except OverflowError:  # an integer beyond float range (JSON allows 10**400)
+        raise ContractError(name, "integer too large for a float") from None
+    if not finite:
         raise ContractError(name, f"must be finite, got {v!r}")
     return v
 

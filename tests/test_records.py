@@ -507,3 +507,15 @@ def test_deeply_nested_line_is_a_contract_error_not_a_crash():
     refused("[" * 100_000, ContractError, "line", "nested too deeply")
     deep = line_of(base()).rstrip("\n")[:-1] + ', "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
     refused(deep, ContractError, "line", "nested too deeply")
+
+
+def test_an_integer_beyond_float_range_is_a_contract_error():
+    import json as _json
+
+    from router_runtime import ContractError, OutcomeRecord, parse_outcome_line
+
+    good = OutcomeRecord(decision_id="x", ts="2026-01-01T00:00:00Z", query="q", candidates=("m",), model="m",
+                         propensity=1.0, success=True).to_dict()
+    line = _json.dumps(good).replace('"latency_ms": null', '"latency_ms": 1' + "0" * 400)
+    with pytest.raises(ContractError, match="latency_ms"):
+        parse_outcome_line(line)
