@@ -14,6 +14,16 @@ promotes the candidate only when the gate says so:
 The reward on which both are judged is the utility the router optimises,
 ``quality − λ · cost / cost_scale`` with the candidate's λ and cost scale.  Every decision, promoted or
 not, goes into the candidate's manifest (key ``promotion``) and into ``<registry>/reports/<version>.json``.
+
+Scale: ingestion is planned as units of the log files and the units are mapped over the flow's task
+runner (a bounded thread pool by default; ``run_pipeline.with_options(task_runner=...)``,
+``zeta pipeline --task-runner dask`` or ``ZETA_TASK_RUNNER=dask`` for Dask, see ``flows/runners.py``).
+The curated window is read lazily; above ``train_budget`` training rows the candidate trains on a
+stratified sample (by model and day, proportional allocation, chosen by a seeded hash of
+``decision_id``), and above
+``eval_budget`` recent rows the off-policy evaluation runs on such a sample of the recent window
+(it scores every row with the router).  Both samples are recorded: ``training.sample`` in the
+manifest, ``sample`` in the evaluation of the report.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from router_runtime.artifact import Artifact, current_version, load_artifact
@@ -36,14 +46,18 @@ from router_runtime.router import Router
 
 from .drift import drift_report
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision
-from .ingest import IngestResult, curated_training_table, ingest_logs, read_curated
+from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
+                     plan_ingest, scan_curated, staging_dir, training_columns)
 from .ope import deterministic_probs, ope_estimates, paired_difference
+from .runners import task_runner_from_env
 from .training import TrainParams, build_pool, train_quality_model
 
 __all__ = ["run_pipeline", "evaluate_on_logs", "default_curated_dir"]
 
 _task = task(cache_policy=NO_CACHE, persist_result=False)
 MIN_TRAIN_ROWS = 50
+TRAIN_BUDGET = 200_000  # training rows above which the candidate trains on a stratified sample (see README)
+EVAL_BUDGET = 20_000    # recent rows above which the off-policy evaluation uses a stratified sample
 
 
 def default_curated_dir(logs: str | os.PathLike) -> Path:
@@ -121,23 +135,101 @@ def gate(evaluation: dict[str, Any], champion_version: str | None, *, margin: fl
 
 
 @_task
-def ingest(logs: str, curated: str, settle_seconds: float) -> IngestResult:
-    r = ingest_logs(logs, curated, settle_seconds=settle_seconds)
-    get_run_logger().info("ingested %d, quarantined %d, duplicates %d from %d files",
-                          r.ingested, r.quarantined, r.duplicates, r.files)
-    return r
+def plan_ingest_task(logs: str, curated: str, settle_seconds: float) -> IngestPlan:
+    return plan_ingest(logs, curated, settle_seconds=settle_seconds)
 
 
 @_task
-def load_window(curated: str, holdout_fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
-    table = curated_training_table(read_curated(curated))
-    n_recent = int(round(len(table) * holdout_fraction))
-    return table.head(len(table) - n_recent), table.tail(n_recent)
+def ingest_unit_task(unit: IngestUnit, staging: str) -> UnitResult:
+    return ingest_unit(unit, staging)
+
+
+@_task
+def commit_ingest_task(plan: IngestPlan, results: list[UnitResult]) -> IngestResult:
+    r = commit_ingest(plan, results)
+    get_run_logger().info("ingested %d, quarantined %d, duplicates %d from %d files (%d units, %d lines by the "
+                          "fast path)", r.ingested, r.quarantined, r.duplicates, r.files, len(plan.units),
+                          r.fast_path_lines)
+    return r
+
+
+def ingest(logs: str, curated: str, settle_seconds: float) -> IngestResult:
+    """Plan, the units in parallel on the flow's task runner, then one commit."""
+    plan = plan_ingest_task(logs, curated, settle_seconds)
+    futures = ingest_unit_task.map(plan.units, unmapped(staging_dir(plan))) if plan.units else []
+    return commit_ingest_task(plan, [f.result() for f in futures])
+
+
+def stratified_sample(lf: pl.LazyFrame, budget: int, seed: int) -> tuple[pl.LazyFrame, dict[str, Any]]:
+    """At most about ``budget`` rows of ``lf``: every (model, day) stratum keeps round(n × budget / N)
+    rows, those with the smallest seeded hash of ``decision_id`` (proportional allocation, so the logged
+    model mix and the spread over days are kept and the inverse-propensity weights stay valid).
+    Two passes over light columns, then one filtered read: the text is read only for sampled rows."""
+    h = pl.col("decision_id").hash(seed)
+    light = lf.select("model", "day", h.alias("_h")).collect()
+    n = len(light)
+    info: dict[str, Any] = {"population_rows": n, "budget": budget, "seed": seed}
+    if n <= budget:
+        return lf, {**info, "method": "none: every row", "rows": n}
+    frac = budget / n
+    thr = (light.group_by("model", "day")
+           .agg((pl.len() * frac).round().cast(pl.Int64).alias("quota"), pl.col("_h").sort().alias("hs"))
+           .filter(pl.col("quota") > 0)
+           .select("model", "day", pl.col("hs").list.get(pl.col("quota") - 1).alias("_thr")))
+    chosen = light.join(thr, on=["model", "day"]).filter(pl.col("_h") <= pl.col("_thr"))["_h"]
+    del light
+    # A predicate on the scanned columns (not a join), so Polars filters while it reads the partitions.
+    return lf.filter(h.is_in(chosen.implode())), {
+        **info, "method": "stratified by (model, day), proportional allocation, smallest seeded hash of "
+        "decision_id per stratum (Polars Expr.hash)", "strata": len(thr)}
+
+
+@_task
+def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN_BUDGET,
+                eval_budget: int = EVAL_BUDGET, seed: int = 0
+                ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """The older part of the curated window (training) and its most recent ``holdout_fraction``
+    (evaluation), by (ts, decision_id), each sampled down to its budget; lazily over the partitions."""
+    lf = scan_curated(curated)
+    if lf is None:
+        empty = training_columns(pl.DataFrame(schema=CURATED_SCHEMA).lazy()).collect()
+        return empty, empty, {"rows": 0}, {"rows": 0}
+    # Split and sample by all records; rows without query text are dropped afterwards (training_columns):
+    # a filter on the text here would decode every text of the window.
+    ts = lf.select(pl.col("ts").sort()).collect()["ts"]
+    n = len(ts)
+    n_recent = int(round(n * holdout_fraction))
+    n_train = n - n_recent
+    if n_recent == 0 or n_train == 0:
+        cut = None
+    else:  # the (ts, decision_id) of the first recent row; ties on ts are split by decision_id
+        t0 = ts[n_train]
+        before = int((ts < t0).sum())
+        ties = lf.filter(pl.col("ts") == t0).select(pl.col("decision_id").sort()).collect()["decision_id"]
+        cut = (pl.col("ts") < t0) | ((pl.col("ts") == t0) & (pl.col("decision_id") < ties[n_train - before]))
+    del ts
+    if cut is None:  # everything on one side (or nothing at all)
+        none = lf.filter(pl.lit(False))
+        sides = (lf if n_recent == 0 else none, lf if n_train == 0 else none)
+    else:
+        sides = (lf.filter(cut), lf.filter(~cut))
+    parts = []
+    for side, budget, cands in zip(sides, (train_budget, eval_budget), (False, True)):
+        sub, info = stratified_sample(side, budget, seed)
+        # Collected before training_columns: its "query is not null" would be pushed into the scan and
+        # decode every text of the window.  Training needs no candidate lists (9 strings a row): only
+        # the evaluation does.
+        cols = ["decision_id", "query", "model", "quality", "success", "cost", "propensity", "ts"]
+        sub = sub.select(cols + (["candidates"] if cands else [])).collect()
+        frame = training_columns(sub.lazy(), candidates=cands).sort("ts", "query_id").collect()
+        parts.append((frame, {**info, "rows": len(frame)}))
+    (train, train_info), (recent, recent_info) = parts
+    return train, recent, train_info, recent_info
 
 
 @_task
 def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, params: TrainParams,
-                    cost_weight: float, parent: str | None) -> str:
+                    cost_weight: float, parent: str | None, sample: dict[str, Any] | None = None) -> str:
     declared = load_pool(pool_file) if pool_file else ()
     full_pool = build_pool(train, declared)
     model = train_quality_model(train, default_feature_spec(), full_pool, params)
@@ -145,27 +237,29 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
     window = {"start": str(train["ts"].min()), "end": str(train["ts"].max())}
     manifest = {"training": {"format": "curated logs", "rows": model.rows, "window": window,
                              "models": sorted(train["model"].unique().to_list()), "params": params.to_json(),
-                             "weighting": "inverse propensity"},
+                             "weighting": "inverse propensity", "sample": sample},
                 "parent_version": parent}
     return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest))
 
 
 @_task
 def evaluate(candidate_path: str, champion_version: str | None, registry: str, recent: pl.DataFrame,
-             train: pl.DataFrame, seed: int) -> dict[str, Any]:
+             train: pl.DataFrame, seed: int, sample: dict[str, Any] | None = None) -> dict[str, Any]:
     candidate = load_artifact(candidate_path)
     champion = load_artifact(Path(registry) / "versions" / champion_version) if champion_version else None
     out = evaluate_on_logs(candidate, champion, recent, seed=seed)
+    out["sample"] = sample
     sample = lambda s: s.sample(min(len(s), 20_000), seed=seed).to_list() if len(s) else []  # noqa: E731
     out["drift"] = drift_report(candidate.feature_spec, sample(train["query"]), sample(recent["query"]))
     return out
 
 
-@flow(name="zeta-pipeline")
+@flow(name="zeta-pipeline", task_runner=task_runner_from_env())
 def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = None, pool: str | None = None,
                  holdout_fraction: float = 0.2, margin: float = 0.0, min_ess: float = 30.0, seed: int = 0,
                  iterations: int = 300, cost_weight: float = DEFAULT_COST_WEIGHT,
-                 settle_seconds: float = 60.0) -> dict[str, Any]:
+                 settle_seconds: float = 60.0, train_budget: int = TRAIN_BUDGET,
+                 eval_budget: int = EVAL_BUDGET) -> dict[str, Any]:
     """One cycle of the production loop; returns the summary ``zeta pipeline`` prints."""
     curated = curated or str(default_curated_dir(logs))
     ing = ingest(logs, curated, settle_seconds)
@@ -174,18 +268,20 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
                                "quarantine_file": ing.quarantine_file, "curated": curated}
     champion = current_version(registry) if Path(registry).exists() else None
     summary["champion_version"] = champion
-    train, recent = load_window(curated, holdout_fraction)
+    train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget, eval_budget, seed)
     if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
         return {**summary, "candidate_version": None, "promoted": False, "ope": None,
                 "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
     params = TrainParams(iterations=iterations, seed=seed)
-    path = train_candidate(train, registry, pool, params, cost_weight, champion)
+    path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
     version = Path(path).name
-    evaluation = evaluate(path, champion, registry, recent, train, seed)
+    evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
     promoted, reason = gate(evaluation, champion, margin=margin, min_ess=min_ess)
     decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                 "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
-                f"{holdout_fraction:.0%} of the curated logs"}
+                f"{holdout_fraction:.0%} of the curated logs"
+                + (f" (a stratified sample of {len(recent)} of {eval_sample['population_rows']} rows)"
+                   if eval_sample.get("strata") else "")}
     report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json())
     if promoted:
         try:
