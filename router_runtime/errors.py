@@ -9,7 +9,12 @@
     │   ├── ArtifactNotFoundError  no artifact (or no CURRENT pointer) where one was expected
     │   ├── ArtifactIntegrityError a file's sha256 differs from the manifest (tampered or torn)
     │   └── ArtifactParityError    export: runtime predictions differ from CatBoost's
-    └── MissingDependencyError     an optional dependency (numpy, the pipeline extra) is absent
+    ├── BackendError               a model could not answer (load failure, generation error); carries .model
+    │   ├── BackendTimeoutError    no answer, or no free instance of the model, before the deadline
+    │   └── ContextOverflowError   the prompt does not fit the model's context window
+    ├── ServingError               the serving layer cannot answer a request: no capable model, an unknown
+    │                              model, every fallback failed; carries .status (HTTP), .code, .param
+    └── MissingDependencyError     an optional dependency (numpy, llama_cpp, the serve extra) is absent
 
 `ContractError` subclasses `ValueError` so callers that only know the standard library can still
 catch bad input as a value problem.  The runtime's `Router.decide` never lets any of these escape
@@ -28,6 +33,10 @@ __all__ = [
     "ArtifactIntegrityError",
     "ArtifactParityError",
     "MissingDependencyError",
+    "BackendError",
+    "BackendTimeoutError",
+    "ContextOverflowError",
+    "ServingError",
 ]
 
 
@@ -86,3 +95,37 @@ class ArtifactParityError(ArtifactError):
 
 class MissingDependencyError(ZetaError, ImportError):
     """An optional dependency is not installed.  The message says which extra brings it."""
+
+
+class BackendError(ZetaError):
+    """A model failed to answer.  ``cooldown`` says whether the model itself is to blame (a crash, a
+    load failure, a timeout) and should rest, rather than this one request (a prompt too long for it)."""
+
+    cooldown = True
+
+    def __init__(self, model: str, message: str):
+        self.model = model
+        super().__init__(f"{model}: {message}")
+
+
+class BackendTimeoutError(BackendError):
+    """No answer, or no free instance of the model, before the request's deadline."""
+
+
+class ContextOverflowError(BackendError):
+    """The prompt does not fit the model's context window: another model may take it, this one is fine."""
+
+    cooldown = False
+
+
+class ServingError(ZetaError):
+    """The serving layer cannot answer a request.  ``status`` is the HTTP status the server answers with,
+    ``code`` a short machine-readable reason, ``param`` the request field at fault (if one is)."""
+
+    def __init__(self, message: str, *, status: int = 503, code: str = "unavailable", param: str | None = None,
+                 attempts: tuple = ()):
+        self.status = status
+        self.code = code
+        self.param = param
+        self.attempts = attempts
+        super().__init__(message)

@@ -17,25 +17,68 @@ output_price      float or absent              cost units per 1M output tokens  
 completion_tokens float or absent              expected completion tokens for that derivation (default 256)
 ================  ===========================  ===============================================
 
-Any other key is kept in ``ModelInfo.extra`` (a serving layer reads its GGUF path from there).
+Serving fields (read by the llama.cpp backend and ``zeta serve``; validated here, kept in
+``ModelInfo.extra`` so that a pool written before them, and every artifact, stays as it was, and read
+through the typed properties of the same name):
+
+===================  =====================  ===================================================
+field                type                   meaning
+===================  =====================  ===================================================
+gguf                 str or absent          path of the GGUF file; a relative path is relative to
+                                            the pool file's folder (``resolve_gguf``)
+ms_per_prompt_token  float >= 0 or absent   } the local cost model, measured on this machine by
+ms_per_token         float >= 0 or absent   } ``zeta calibrate POOL``: milliseconds per prompt
+load_ms              float >= 0 or absent   } token, per generated token, and to load the model
+concurrency          int >= 1, default 1    requests one model serves at once (one llama.cpp
+                                            instance, with its own KV cache, per request)
+memory_mb            float > 0 or absent    memory one loaded instance needs; default: the GGUF
+                                            file's size (set it to include a large KV cache)
+chat_template        str or absent          absent/"auto": the GGUF's own template, a plain
+                                            transcript for base models without one; "plain";
+                                            a llama-cpp-python chat_format name ("chatml", ...);
+                                            or a Jinja template (text containing ``{%`` or ``{{``)
+load_cost            float >= 0 or absent   load penalty in the cost unit when ``cost`` is
+                                            declared in a unit other than milliseconds
+llama_options        table or absent        extra keyword arguments for ``llama_cpp.Llama``
+                                            (n_threads, n_batch, n_gpu_layers, ...): scalars only
+===================  =====================  ===================================================
+
+``"embed"`` in ``capabilities`` is the embedding flag: embeddings requests route among those models
+only, and the backend loads them with an embedding context (mean pooling, unit vectors).
+
+**The local cost model.**  With no ``cost`` and no prices, ``ms_per_prompt_token`` and
+``ms_per_token`` define both the cost and the expected latency in milliseconds of this machine's time:
+``intercept = ms_per_token x completion_tokens`` and ``per_char = ms_per_prompt_token / 4`` (the
+stated 4 chars a token).  ``cost_in_ms`` tells whether a model's cost is in that unit; the serving
+layer then adds ``load_ms`` to the cost and latency of a model that is not loaded (``load_cost`` for a
+cost declared in another unit).
+
+Any other key is kept in ``ModelInfo.extra`` too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import tempfile
 import tomllib
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from .errors import ContractError
 
-__all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN"]
+__all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS",
+           "resolve_gguf", "dump_pool", "update_pool_file"]
 
 CHARS_PER_TOKEN = 4.0  # the stated prompt-token estimate used wherever tokens are not measured
 DEFAULT_COMPLETION_TOKENS = 256.0
 _KNOWN = {"name", "capabilities", "size_b", "context_length", "cost", "latency_ms",
           "input_price", "output_price", "completion_tokens"}
+# The serving fields live in ``extra`` (see the module docstring); these are their validators' kinds.
+_SERVING_NUMBERS = ("ms_per_prompt_token", "ms_per_token", "load_ms", "load_cost")
+SERVING_FIELDS = ("gguf", *_SERVING_NUMBERS, "concurrency", "memory_mb", "chat_template", "llama_options")
 
 
 @dataclass(frozen=True)
@@ -59,6 +102,72 @@ class ModelInfo:
     cost: LinearCost | None = None
     latency_ms: LinearCost | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built in code or parsed, a model's serving fields obey the same rules (one validator).
+        _check_serving(self.extra, self.name)
+
+    # -- serving fields (stored in ``extra``; validated) ---------------------------------------
+    @property
+    def gguf(self) -> str | None:
+        return self.extra.get("gguf")
+
+    @property
+    def ms_per_prompt_token(self) -> float | None:
+        return _opt_float(self.extra.get("ms_per_prompt_token"))
+
+    @property
+    def ms_per_token(self) -> float | None:
+        return _opt_float(self.extra.get("ms_per_token"))
+
+    @property
+    def load_ms(self) -> float | None:
+        return _opt_float(self.extra.get("load_ms"))
+
+    @property
+    def load_cost(self) -> float | None:
+        return _opt_float(self.extra.get("load_cost"))
+
+    @property
+    def memory_mb(self) -> float | None:
+        return _opt_float(self.extra.get("memory_mb"))
+
+    @property
+    def concurrency(self) -> int:
+        return int(self.extra.get("concurrency", 1))
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.extra.get("chat_template")
+
+    @property
+    def llama_options(self) -> Mapping[str, Any]:
+        return dict(self.extra.get("llama_options") or {})
+
+    @property
+    def local_cost_model(self) -> LinearCost | None:
+        """Cost/latency in ms derived from the local cost model, or None without one."""
+        return _local_cost(self.extra, self.capabilities)
+
+    @property
+    def cost_in_ms(self) -> bool:
+        """True when the cost is the local cost model's milliseconds (so a load penalty is ``load_ms``)."""
+        local = self.local_cost_model
+        return local is not None and self.cost == local
+
+    def with_serving(self, **values: Any) -> "ModelInfo":
+        """A copy with serving fields set (``None`` removes one).  A cost or latency model that was
+        derived from the local cost model is derived again from the new numbers; a declared one stays."""
+        unknown = sorted(set(values) - set(SERVING_FIELDS))
+        if unknown:
+            raise ContractError(f"{self.name}.{unknown[0]}", f"not a serving field (known: {', '.join(SERVING_FIELDS)})")
+        extra = {k: v for k, v in self.extra.items() if not (k in values and values[k] is None)}
+        extra.update({k: v for k, v in values.items() if v is not None})
+        old_local = self.local_cost_model
+        new_local = _local_cost(extra, self.capabilities)
+        cost = new_local if (self.cost is None or self.cost == old_local) else self.cost
+        latency = new_local if (self.latency_ms is None or self.latency_ms == old_local) else self.latency_ms
+        return replace(self, cost=cost, latency_ms=latency, extra=extra)
 
     def can(self, kind: str) -> bool:
         return kind in self.capabilities
@@ -94,6 +203,58 @@ def _num(m: Mapping[str, Any], key: str, where: str, *, minimum: float | None = 
     return float(v)
 
 
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _check_serving(extra: Mapping[str, Any], where: str) -> None:
+    """Validate the serving fields found in ``extra``; every problem names the field."""
+    g = extra.get("gguf")
+    if g is not None and (not isinstance(g, str) or not g.strip()):
+        raise ContractError(f"{where}.gguf", f"must be a non-empty path string, got {g!r}")
+    for key in _SERVING_NUMBERS:
+        _num(extra, key, where)
+    mem = _num(extra, "memory_mb", where)
+    if mem is not None and mem <= 0:
+        raise ContractError(f"{where}.memory_mb", f"must be > 0, got {extra['memory_mb']!r}")
+    c = extra.get("concurrency")
+    if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+        raise ContractError(f"{where}.concurrency", f"must be an integer >= 1, got {c!r}")
+    t = extra.get("chat_template")
+    if t is not None and (not isinstance(t, str) or not t.strip()):
+        raise ContractError(f"{where}.chat_template",
+                            f'must be "auto", "plain", a chat format name or a Jinja template, got {t!r}')
+    opts = extra.get("llama_options")
+    if opts is not None:
+        if not isinstance(opts, Mapping):
+            raise ContractError(f"{where}.llama_options", "must be a table of llama_cpp.Llama keyword arguments")
+        for k, v in opts.items():
+            if not isinstance(v, (str, int, float, bool)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise ContractError(f"{where}.llama_options.{k}", f"must be a string, number or boolean, got {v!r}")
+            if k in ("model_path", "embedding", "n_ctx", "chat_format", "chat_handler", "verbose"):
+                raise ContractError(f"{where}.llama_options.{k}",
+                                    "is set by the serving layer (use gguf, capabilities, context_length, chat_template)")
+
+
+def _local_cost(extra: Mapping[str, Any], capabilities: Sequence[str]) -> LinearCost | None:
+    prompt, gen = extra.get("ms_per_prompt_token"), extra.get("ms_per_token")
+    if prompt is None and gen is None:
+        return None
+    comp = extra.get("completion_tokens")
+    if comp is None:
+        # An embedder generates nothing: its calls cost the prompt only.
+        comp = 0.0 if set(capabilities) == {"embed"} else DEFAULT_COMPLETION_TOKENS
+    return LinearCost(float(gen or 0.0) * float(comp), float(prompt or 0.0) / CHARS_PER_TOKEN)
+
+
+def resolve_gguf(model: ModelInfo, base_dir: str | os.PathLike | None) -> Path | None:
+    """The model's GGUF path, a relative one taken relative to ``base_dir`` (the pool file's folder)."""
+    if model.gguf is None:
+        return None
+    p = Path(model.gguf).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
 def _linear(m: Mapping[str, Any], key: str, where: str) -> LinearCost | None:
     v = m.get(key)
     if v is None:
@@ -126,14 +287,26 @@ def parse_model(m: Any, *, where: str = "model") -> ModelInfo:
             comp = _num(m, "completion_tokens", where)
             comp = DEFAULT_COMPLETION_TOKENS if comp is None else comp
             cost = LinearCost((pout or 0.0) * comp / 1e6, (pin or 0.0) / 1e6 / CHARS_PER_TOKEN)
+    extra = {k: v for k, v in m.items() if k not in _KNOWN}
+    _check_serving(extra, where)
+    if _num(m, "completion_tokens", where) is not None and (
+            "ms_per_prompt_token" in extra or "ms_per_token" in extra):
+        # The local cost model reads it again (with_serving re-derives): keep it beside its numbers.
+        extra["completion_tokens"] = m["completion_tokens"]
+    local = _local_cost(extra, caps)
+    latency = _linear(m, "latency_ms", where)
+    if cost is None:
+        cost = local
+    if latency is None:
+        latency = local
     return ModelInfo(
         name=name,
         capabilities=tuple(caps),
         size_b=_num(m, "size_b", where),
         context_length=ctx,
         cost=cost,
-        latency_ms=_linear(m, "latency_ms", where),
-        extra={k: v for k, v in m.items() if k not in _KNOWN},
+        latency_ms=latency,
+        extra=extra,
     )
 
 
@@ -155,3 +328,160 @@ def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
     if dupes:
         raise ContractError("models", f"duplicate model names {dupes}", source=str(path))
     return pool
+
+
+# -- writing pool files -------------------------------------------------------------------------
+# The standard library reads TOML but cannot write it.  A pool is flat (strings, numbers, booleans,
+# lists of strings, one level of inline tables), so a small writer covers it, and a round trip through
+# ``tomllib`` checks every file it produces.
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_key(k: str) -> str:
+    return k if _BARE_KEY.fullmatch(k) else _toml_str(k)
+
+
+def _toml_str(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:  # TOML forbids raw control characters in strings
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(v: Any, where: str) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ContractError(where, f"cannot write a non-finite number {v!r}")
+        return repr(v)  # shortest repr that round-trips; always valid TOML for finite floats
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x, f"{where}[{i}]") for i, x in enumerate(v)) + "]"
+    if isinstance(v, Mapping):
+        inner = ", ".join(f"{_toml_key(str(k))} = {_toml_value(x, f'{where}.{k}')}" for k, x in v.items())
+        return "{ " + inner + " }" if inner else "{}"
+    raise ContractError(where, f"cannot write a {type(v).__name__} to TOML")
+
+
+def dump_pool(models: Sequence[ModelInfo]) -> str:
+    """A pool file for ``models`` (one ``[[models]]`` table each); ``load_pool`` reads it back equal."""
+    chunks = []
+    for i, m in enumerate(models):
+        lines = ["[[models]]"]
+        d = m.to_json()
+        local = m.local_cost_model
+        for key in ("cost", "latency_ms"):
+            if local is not None and getattr(m, key) == local:
+                del d[key]  # derived from the local cost model: re-derived on reading, so calibration moves it
+        for k, v in d.items():
+            lines.append(f"{_toml_key(k)} = {_toml_value(v, f'models[{i}].{k}')}")
+        chunks.append("\n".join(lines) + "\n")
+    text = "\n".join(chunks)
+    tomllib.loads(text)  # a writer bug must fail here, not in the next reader
+    return text
+
+
+_TABLE_HEADER = re.compile(r"\s*\[")
+_MODELS_HEADER = re.compile(r"\s*\[\[\s*models\s*\]\]\s*(#.*)?")
+_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def update_pool_file(path: str | os.PathLike, updates: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set keys of some models in a pool file, keeping everything else (comments, order, layout).
+
+    ``updates`` maps a model name to ``{key: scalar value}``.  Each key's line in that model's table
+    is replaced, or a line is added after the table's last key.  The result is checked to parse as
+    exactly the old document plus the updates before it atomically replaces the file; anything this
+    line editor cannot change safely (a key written inside an inline table, a value spanning lines)
+    raises ``ContractError`` and leaves the file untouched.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")  # bytes: keep the file's own line endings
+    except UnicodeDecodeError as exc:
+        raise ContractError("pool", f"invalid TOML: not UTF-8 at byte {exc.start}", source=str(path)) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractError("pool", f"invalid TOML: {exc}", source=str(path)) from None
+    models = doc.get("models")
+    if not isinstance(models, list):
+        raise ContractError("models", "a pool needs [[models]] tables", source=str(path))
+    index = {m.get("name"): i for i, m in enumerate(models) if isinstance(m, dict)}
+    for name, values in updates.items():
+        if name not in index:
+            raise ContractError("models", f"no model named {name!r} in the pool", source=str(path))
+        for k, v in values.items():
+            if not _BARE_KEY.fullmatch(k) or isinstance(v, (Mapping, list, tuple)):
+                raise ContractError(f"{name}.{k}", "only scalar values under bare keys can be updated")
+            _toml_value(v, f"{name}.{k}")
+
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if _MODELS_HEADER.fullmatch(line.rstrip("\r\n"))]
+    if len(starts) != len(models):
+        raise ContractError("models", "the [[models]] tables are not all written as '[[models]]' lines; "
+                            "edit the file by hand", source=str(path))
+    newline = "\r\n" if text.endswith("\r\n") else "\n"
+    # Edit from the last table up so earlier line numbers stay valid.
+    for ti in sorted((index[n] for n in updates), reverse=True):
+        values = updates[models[ti]["name"]]
+        start = starts[ti]
+        end = next((j for j in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[j])), len(lines))
+        last_key = start
+        pending = dict(values)
+        for j in range(start + 1, end):
+            m = _KEY_LINE.match(lines[j])
+            if not m:
+                continue
+            last_key = j
+            key = m.group(1)
+            if key in pending:
+                ending = "\r\n" if lines[j].endswith("\r\n") else "\n"
+                lines[j] = f"{key} = {_toml_value(pending.pop(key), key)}{ending}"
+        if pending:
+            # After the last key (or a continuation line of it): skip a multi-line value's tail.
+            at = last_key + 1
+            while at < end and lines[at].strip() and not lines[at].lstrip().startswith("#") \
+                    and not _KEY_LINE.match(lines[at]):
+                at += 1
+            if at > 0 and not lines[at - 1].endswith(("\n", "\r")):
+                lines[at - 1] += newline
+            added = [f"{k} = {_toml_value(v, k)}{newline}" for k, v in pending.items()]
+            lines[at:at] = added
+    new_text = "".join(lines)
+
+    want = {**doc, "models": [dict(m) for m in models]}
+    for name, values in updates.items():
+        want["models"][index[name]].update(values)
+    try:
+        got = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:
+        got = exc
+    if got != want:
+        raise ContractError("pool", "could not update the file safely (a value spans lines or sits in an "
+                            f"inline table); set these by hand: {dict(updates)}", source=str(path))
+    fd, tmp = tempfile.mkstemp(prefix=".pool-", suffix=".toml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new_text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

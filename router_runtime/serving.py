@@ -1,0 +1,847 @@
+"""Route -> generate -> record: the serving layer between a request and the models of a pool.
+
+``RoutingService`` is what ``zeta serve`` puts behind HTTP, and what a service that embeds the runtime
+uses without any server.  Per request it:
+
+1. **routes**: ``model="auto"`` asks the Router (``decide``) among the pool minus models cooling down;
+   a named model bypasses the choice (the Router still scores it, so the record has its prediction).
+   A model that is not loaded costs its load time more (``load_ms`` added to its cost and latency when
+   its cost is the local cost model's milliseconds, ``load_cost`` otherwise).  When the backend can
+   count tokens exactly, a prompt that cannot fit a model's context is routed elsewhere first.
+2. **generates** on the chosen model, under a deadline (``timeout_s`` per attempt).
+3. **falls back** on an error or a timeout: the next model of the decision's ranking answers, at most
+   ``max_hops`` times.  A model that failed cools down for ``cooldown_s`` (visible in ``health()``),
+   except for a prompt it cannot fit, which is not the model's fault.  A named model does not fall
+   back: the caller asked for that one.
+4. **records** one OutcomeRecord per attempt through ``Router.record``: the failure of a model that
+   fell back is an outcome (success false, its error), so the router learns from it; each attempt has
+   its own ``decision_id`` (the first the decision's, then ``<id>-fb1``, ``<id>-fb2``) because
+   ingestion dedupes on it, and a fallback's record has ``fallback_from`` and propensity 1.
+
+**Implicit quality signals**, from the answer itself, in the fields OutcomeRecord v1 has:
+
+=============  =========================================================================
+signal         record
+=============  =========================================================================
+empty          success false, error "empty answer", quality 0.0, quality_source "check"
+invalid_json   (JSON was asked for) success false, error "invalid JSON: ...", quality 0.0, "check"
+truncated      (stopped at max_tokens) success true, error "truncated at max_tokens" (or "... at
+               the end of the context" when no limit was asked): a usable but cut answer; the
+               error field names the signal, quality stays unknown
+=============  =========================================================================
+
+**Explicit quality**: ``feedback(decision_id, quality)`` appends the answer's record again, same
+``decision_id``, with ``quality`` and ``quality_source = "user"``: the same outcome, now with a known
+quality.  Ingestion keeps the first line of a decision_id today, so until it merges a later "user"
+quality into the first line, a feedback line is counted as a duplicate there (never quarantined).
+
+The cost logged for a model whose cost is the local cost model is the attempt's measured wall time in
+ms (load included); otherwise the pool's expected cost for the query.
+
+Records are written by one background thread (``background_records=True``, the default) so that
+validating and appending the JSON line is not on the request's path; order is kept (a failure's line
+precedes its fallback's, an answer's precedes its feedback's), lines land within about 10 ms of the
+answer.  ``flush()`` waits for the queue,
+``close()`` flushes and closes the backend, and pending records are flushed at interpreter exit.  When
+the queue is full (a disk slower than the traffic) a record is written on the request's thread instead
+of being dropped.
+
+Never raises into its host for an operational problem: a backend's unexpected exception is a failed
+attempt, a logger that cannot write is counted (``zeta_record_errors_total``) and the answer still goes
+out.  ``ServingError`` (with an HTTP status) is raised when no model can answer at all;
+``ContractError`` for invalid arguments.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Sequence
+
+from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
+from .errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
+from .metrics import Metrics
+from .pool import LinearCost, ModelInfo
+from .records import OutcomeRecord
+from .router import Decision, Outcome, Router
+
+__all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty"]
+
+log = logging.getLogger("zeta.serving")
+
+AUTO = "auto"
+_CHAT_OVERHEAD_TOKENS = 8        # per chat message: role markers and separators of a typical template
+_DECIDER_CACHE = 64              # routers with load penalties, one per set of unloaded models
+_WRITER_IDLE_S = 5.0             # the record writer thread ends after this long without work
+_WRITER_PERIOD_S = 0.01          # how often the record writer looks for records to write
+_FEEDBACK_TEXT_BUDGET = 64 << 20  # characters of query text kept for answers that may get feedback
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """How to route one request.  ``timeout_s`` bounds each attempt; None = the service's default."""
+
+    model: str = AUTO
+    kind: str | None = None                 # default: "embed" for embeddings, "chat" otherwise
+    cost_weight: float | None = None
+    max_latency_ms: float | None = None
+    timeout_s: float | None = None
+    candidates: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    model: str
+    decision_id: str
+    error: str | None
+    latency_ms: float
+
+
+@dataclass
+class Completion:
+    """An answered request.  ``decision_id`` is the id of the answer's record (what feedback takes)."""
+
+    decision: Decision
+    decision_id: str
+    model: str
+    requested_model: str
+    text: str = ""
+    embeddings: tuple[tuple[float, ...], ...] | None = None
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    attempts: tuple[Attempt, ...] = ()
+    signals: tuple[str, ...] = ()
+    outcome: Outcome | None = None
+    record: OutcomeRecord | None = None        # only with background_records=False (else written later)
+
+    @property
+    def fallback_from(self) -> str | None:
+        return self.attempts[-2].model if len(self.attempts) > 1 else None
+
+    def header(self) -> dict[str, Any]:
+        return decision_header(self.decision, model=self.model, decision_id=self.decision_id,
+                               requested=self.requested_model, attempts=self.attempts)
+
+
+def decision_header(decision: Decision, *, model: str, decision_id: str, requested: str,
+                    attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """The ``x-zeta-decision`` header's content: what was chosen, why, and how every candidate scored."""
+    failed = [a for a in attempts if a.error is not None]
+    return {
+        "decision_id": decision_id,
+        "model": model,
+        "requested_model": requested,
+        "routed": requested == AUTO,
+        "kind": decision.kind,
+        "scores": {s.model: {"quality": _r(s.quality), "cost": _r(s.cost), "latency_ms": _r(s.latency_ms),
+                             "utility": _r(s.utility)} for s in decision.scores},
+        "cost_weight": decision.cost_weight,
+        "explored": decision.explored,
+        "propensity": decision.propensity,
+        "artifact_version": decision.artifact_version,
+        "reason": decision.reason,
+        "excluded": dict(decision.excluded),
+        "fallback_from": failed[-1].model if failed and failed[-1].model != model else None,
+        "attempts": [{"model": a.model, "error": a.error} for a in attempts],
+    }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else float(f"{v:.6g}")
+
+
+def with_load_penalty(m: ModelInfo) -> ModelInfo:
+    """``m`` as it costs when it must be loaded first: ``load_ms`` more latency, and more cost
+    (``load_ms`` when the cost is the local cost model's milliseconds, else ``load_cost``)."""
+    load = m.load_ms or 0.0
+    cost, lat = m.cost, m.latency_ms
+    if cost is not None:
+        if m.cost_in_ms and load:
+            cost = LinearCost(cost.intercept + load, cost.per_char)
+        elif not m.cost_in_ms and m.load_cost:
+            cost = LinearCost(cost.intercept + m.load_cost, cost.per_char)
+    if lat is not None and load:
+        lat = LinearCost(lat.intercept + load, lat.per_char)
+    if cost is m.cost and lat is m.latency_ms:
+        return m
+    return replace(m, cost=cost, latency_ms=lat)
+
+
+def _sibling(base: Router, pool: tuple[ModelInfo, ...]) -> Router:
+    """A Router over ``base``'s artifact with another pool, deciding exactly as ``base`` would
+    (same exploration settings, so logged propensities stay exact; same numpy choice).
+
+    Stopgap: Router has no public way to charge a per-call extra cost, so this reads two of its
+    private settings; a ``Router.decide(..., extra_cost=...)`` would replace it (see the serving
+    issue's notes).  Such a sibling does not hot-reload by itself: the cache key includes the base's
+    artifact, so a reload of the base is picked up on the next request."""
+    return Router(base.artifact, pool=pool, problem=base.problem, use_numpy=getattr(base, "_use_numpy", None),
+                  exploration=getattr(base, "_exploration", None))
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Attempted:
+    """What one attempt produced (success or not)."""
+
+    model: str
+    text: str = ""
+    final: Finished | None = None
+    error: BackendError | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    streamed: bool = False
+    json_error: str | None = None
+
+
+@dataclass
+class _Remembered:
+    decision: Decision
+    outcome: Outcome
+
+
+class RoutingService:
+    """Route, generate, fall back, record.  Thread-safe; one instance serves a whole process.
+
+    ``router`` decides and records (give it an ``OutcomeLogger``); ``backend`` runs the models of
+    ``router.pool``.  ``max_hops`` bounds fallbacks, ``cooldown_s`` rests a failing model,
+    ``timeout_s`` bounds each attempt, ``feedback_capacity`` is how many recent answers can still
+    receive feedback.  ``clock`` (seconds, monotonic) times cooldowns.  ``background_records``
+    writes OutcomeRecords on a background thread (see the module docstring).
+    """
+
+    def __init__(self, router: Router, backend: Backend, *, max_hops: int = 2, cooldown_s: float = 30.0,
+                 timeout_s: float = 300.0, feedback_capacity: int = 10_000, metrics: Metrics | None = None,
+                 clock=time.monotonic, background_records: bool = True):
+        if isinstance(max_hops, bool) or not isinstance(max_hops, int) or max_hops < 0:
+            raise ContractError("max_hops", f"must be an integer >= 0, got {max_hops!r}")
+        for name, v in (("cooldown_s", cooldown_s), ("timeout_s", timeout_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ContractError(name, f"must be a finite number >= 0, got {v!r}")
+        if not router.pool:
+            raise ContractError("pool", "the router has no model pool to serve")
+        self.router = router
+        self.backend = backend
+        self.max_hops = max_hops
+        self.cooldown_s = float(cooldown_s)
+        self.timeout_s = float(timeout_s)
+        self.metrics = metrics or Metrics()
+        _declare(self.metrics)
+        self._lock = threading.Lock()
+        self._cooldown: dict[str, float] = {}          # model -> monotonic time it may serve again
+        self._failures: dict[str, int] = {}
+        self._last_error: dict[str, str] = {}
+        self._deciders: OrderedDict[frozenset, tuple] = OrderedDict()  # unloaded -> (artifact, pool, router)
+        self._recent: OrderedDict[str, _Remembered] = OrderedDict()
+        self._capacity = feedback_capacity
+        self._recent_chars = 0                          # query text held for feedback, bounded too
+        self._clock = clock                             # for cooldowns; injectable so tests need no sleeping
+        self._writer = _RecordWriter(router, self.metrics) if background_records else None
+        self._pool_ref: tuple = ()                      # (pool tuple, name -> model, names with a load penalty)
+
+    # -- public API -------------------------------------------------------------------------------
+    @property
+    def pool(self) -> tuple[ModelInfo, ...]:
+        return self.router.pool
+
+    def _pool_index(self) -> tuple:
+        pool = self.router.pool
+        ref = self._pool_ref
+        if not ref or ref[0] is not pool:  # the router's pool changes only on an artifact swap
+            ref = self._pool_ref = (pool, {m.name: m for m in pool},
+                                    frozenset(m.name for m in pool if with_load_penalty(m) is not m),
+                                    frozenset(m.name for m in pool if m.cost_in_ms))
+        return ref
+
+    def model(self, name: str) -> ModelInfo | None:
+        return self._pool_index()[1].get(name)
+
+    def _later(self, fn, *args) -> None:
+        """Bookkeeping (records, metrics) off the request's path when there is a writer thread."""
+        if self._writer is not None:
+            self._writer.later(fn, *args)
+        else:
+            fn(*args)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued OutcomeRecord (and metric) is written; False if ``timeout`` ran out."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
+    def close(self) -> None:
+        """Flush the records and release the backend's models."""
+        self.flush(timeout=30.0)
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+    def complete(self, request: GenerationRequest, options: RouteOptions = RouteOptions()) -> Completion:
+        """Answer a chat, completion or embed request (whole answer at once)."""
+        gen = self._serve(request, options, streaming=False, cancel=None, state={})
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def stream(self, request: GenerationRequest, options: RouteOptions = RouteOptions()) -> "CompletionStream":
+        """Answer token by token: iterate the returned stream for ``TextDelta`` events; its ``result``
+        is the Completion once it is exhausted.  Fallback happens only before the first token."""
+        if request.mode == "embed":
+            raise ContractError("stream", "embeddings are not streamed")
+        return CompletionStream(self, request, options)
+
+    def feedback(self, decision_id: str, quality: float) -> Outcome:
+        """Record an explicit quality for an answer this service gave (``Completion.decision_id``);
+        returns the outcome as recorded (the answer's, with ``quality`` and quality_source "user")."""
+        if not isinstance(decision_id, str) or not decision_id:
+            raise ContractError("decision_id", "must be a non-empty string")
+        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality) \
+                or not 0.0 <= quality <= 1.0:
+            raise ContractError("quality", f"must be a number in [0, 1], got {quality!r}")
+        with self._lock:
+            seen = self._recent.get(decision_id)
+        if seen is None:
+            raise ServingError(f"no recent answer with decision_id {decision_id!r} (this server keeps the last "
+                               f"{self._capacity}; feedback must come from the process that answered)",
+                               status=404, code="decision_not_found", param="decision_id")
+        outcome = replace(seen.outcome, quality=float(quality), quality_source="user")
+        if self._writer is not None:
+            self._writer.submit(seen.decision, outcome)  # in order, after the answer's own line
+        else:
+            _write(self.router, self.metrics, seen.decision, outcome)
+        self.metrics.inc("zeta_feedback_total", {"model": outcome.model or seen.decision.model})
+        return outcome
+
+    def cooling_down(self) -> dict[str, float]:
+        """Models resting after a failure: name -> seconds left."""
+        now = self._clock()
+        with self._lock:
+            return {m: round(t - now, 3) for m, t in self._cooldown.items() if t > now}
+
+    def health(self) -> dict[str, Any]:
+        cooling = self.cooling_down()
+        try:
+            backend = self.backend.status() if hasattr(self.backend, "status") else {}
+        except Exception as exc:  # health must answer even when the backend cannot
+            backend = {"error": f"{type(exc).__name__}: {exc}"}
+        models = {}
+        with self._lock:
+            for m in self.router.pool:
+                models[m.name] = {
+                    "capabilities": list(m.capabilities),
+                    "cooling_down": m.name in cooling,
+                    "cooldown_remaining_s": cooling.get(m.name, 0.0),
+                    "failures": self._failures.get(m.name, 0),
+                    "last_error": self._last_error.get(m.name),
+                    **(backend.get(m.name, {}) if isinstance(backend.get(m.name), dict) else {}),
+                }
+        return {
+            "status": "degraded" if cooling else "ok",
+            "artifact_version": self.router.artifact_version,
+            "router": "learned" if self.router.artifact is not None else "rules",
+            "router_problem": self.router.problem,
+            "models": models,
+        }
+
+    def refresh_gauges(self) -> None:
+        """Bring the state gauges (artifact, loaded models, cooldowns) up to date before a scrape."""
+        m = self.metrics
+        m.replace_gauge("zeta_artifact_info", {(("version", self.router.artifact_version or "none"),): 1.0})
+        m.set("zeta_router_rule_based", None, 1.0 if self.router.artifact is None else 0.0)
+        cooling = self.cooling_down()
+        m.replace_gauge("zeta_model_cooldown_seconds", {(("model", n.name),): cooling.get(n.name, 0.0)
+                                                         for n in self.router.pool})
+        loaded = {}
+        for mode in ("chat", "embed"):
+            try:
+                names = self.backend.loaded_models(mode) if hasattr(self.backend, "loaded_models") else None
+            except Exception:
+                names = None
+            if names is None:
+                continue
+            for n in self.router.pool:
+                loaded[(("mode", mode), ("model", n.name))] = 1.0 if n.name in names else 0.0
+        m.replace_gauge("zeta_model_loaded", loaded)
+
+    # -- routing ----------------------------------------------------------------------------------
+    def _decider(self, mode: str) -> Router:
+        """The Router to decide with: the service's own, or a copy whose pool charges unloaded models
+        their load time.  Built once per set of unloaded models (load state changes rarely)."""
+        base = self.router
+        pool, _, with_penalty, _ = self._pool_index()
+        if not with_penalty:
+            return base
+        fn = getattr(self.backend, "loaded_models", None)
+        loaded = fn(mode) if fn is not None else None
+        if loaded is None:
+            return base
+        unloaded = with_penalty - loaded
+        if not unloaded:
+            return base
+        with self._lock:
+            hit = self._deciders.get(unloaded)
+        if hit is not None and hit[0] is base.artifact and hit[1] is pool:
+            return hit[2]
+        r = _sibling(base, tuple(with_load_penalty(m) if m.name in unloaded else m for m in pool))
+        with self._lock:
+            self._deciders[unloaded] = (base.artifact, pool, r)
+            while len(self._deciders) > _DECIDER_CACHE:
+                self._deciders.popitem(last=False)
+        return r
+
+    def _route(self, request: GenerationRequest, options: RouteOptions, text: str) -> tuple[Decision, list[str]]:
+        kind = options.kind or ("embed" if request.mode == "embed" else "chat")
+        if request.mode == "embed" and kind != "embed":
+            raise ServingError(f"an embeddings request routes among embed-capable models, not {kind!r}",
+                               status=400, code="invalid_kind", param="zeta.kind")
+        decider = self._decider(request.mode)
+        names = list(self._pool_index()[1])
+        t0 = time.perf_counter()
+        if options.model != AUTO:
+            if options.model not in names:
+                raise ServingError(f"model {options.model!r} is not in the pool (known: auto, {', '.join(names)})",
+                                   status=404, code="model_not_found", param="model")
+            d = decider.decide(text, kind=kind, candidates=[options.model], cost_weight=options.cost_weight)
+            self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
+            if d.model is None:
+                raise ServingError(f"model {options.model!r} cannot serve this request: {d.reason}",
+                                   status=400, code="model_cannot_serve", param="model")
+            unfit = self._unfit(d.model, request, text)
+            if unfit:
+                raise ServingError(f"model {options.model!r}: {unfit}", status=400,
+                                   code="context_length_exceeded", param="messages")
+            d = replace(d, reason=f"model named in the request: routing bypassed ({d.reason})")
+            return d, [d.model]
+
+        cands = list(options.candidates) if options.candidates is not None else names
+        cooling = self.cooling_down()
+        extra_excluded: dict[str, str] = {}
+        resting = [c for c in cands if c in cooling]
+        usable = [c for c in cands if c not in cooling]
+        for c in resting:
+            extra_excluded[c] = f"cooling down after a failure ({cooling[c]:.0f} s left)"
+        d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
+                           max_latency_ms=options.max_latency_ms)
+        if d.model is None and resting:
+            # Every capable model is resting: trying one beats refusing the request.
+            d = decider.decide(text, kind=kind, candidates=cands, cost_weight=options.cost_weight,
+                               max_latency_ms=options.max_latency_ms)
+            d = replace(d, reason=f"every capable model is cooling down, trying anyway; {d.reason}")
+            extra_excluded = {}
+        for _ in range(len(names)):
+            if d.model is None:
+                break
+            unfit = self._unfit(d.model, request, text)
+            if not unfit:
+                break
+            extra_excluded[d.model] = unfit
+            usable = [c for c in usable if c != d.model]
+            d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
+                               max_latency_ms=options.max_latency_ms)
+        self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
+        if extra_excluded:
+            d = replace(d, excluded={**d.excluded, **extra_excluded})
+        if d.model is None:
+            status, code = (400, "context_length_exceeded") if any(
+                "context" in why for why in d.excluded.values()) else (400, "no_capable_model")
+            raise ServingError(d.reason, status=status, code=code)
+        ranked = sorted(d.scores, key=lambda s: (-s.utility, s.cost, s.model))
+        order = [d.model] + [s.model for s in ranked if s.model != d.model]
+        return d, order[: 1 + self.max_hops]
+
+    def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
+        """Why the prompt cannot fit ``name``'s context (exact token count), or None.  Counting is
+        skipped while the prompt's UTF-8 size is below the context: a token covers at least a byte."""
+        model = self.model(name)
+        window_fn = getattr(self.backend, "context_window", None)
+        window = window_fn(model) if window_fn is not None else model.context_length
+        if window is None:
+            return None
+        texts = list(request.inputs) if request.mode == "embed" else [text]
+        overhead = _CHAT_OVERHEAD_TOKENS * len(request.messages) if request.mode == "chat" else 0
+        # 4 bytes a character at most: most prompts are clearly short enough without encoding them.
+        if all(4 * len(t) + overhead + 2 < window or len(t.encode("utf-8", errors="replace")) + overhead + 2 < window
+               for t in texts):
+            return None
+        count = getattr(self.backend, "count_tokens", None)
+        if count is None:
+            return None
+        for t in texts:
+            try:
+                n = count(model, t)
+            except Exception:  # counting is an optimisation: the model itself will refuse if it must
+                return None
+            if n is not None and n + overhead >= window:
+                return f"prompt of {n} tokens does not fit the context of {window}"
+        return None
+
+    # -- generating -------------------------------------------------------------------------------
+    def _serve(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
+               cancel: threading.Event | None, state: dict) -> Iterator[TextDelta]:
+        t_start = time.perf_counter()
+        text = request_text(request)
+        decision, order = self._route(request, options, text)
+        self._later(self.metrics.inc, "zeta_decisions_total", {"model": decision.model, "kind": decision.kind,
+                                                               "route": "auto" if options.model == AUTO else "named"})
+        state["decision"] = decision
+        state["requested"] = options.model
+        timeout = options.timeout_s if options.timeout_s is not None else self.timeout_s
+        attempts: list[Attempt] = []
+        timeouts = 0
+        previous: str | None = None
+        for hop, name in enumerate(order):
+            model = self.model(name)
+            did = decision.decision_id if hop == 0 else f"{decision.decision_id}-fb{hop}"
+            state.update(model=name, decision_id=did, attempts=tuple(attempts))
+            deadline = time.monotonic() + timeout if timeout > 0 else None
+            got = yield from self._attempt(model, replace(request, deadline=deadline), deadline, timeout, cancel,
+                                           streaming)
+            if got.error is not None:
+                cancelled = isinstance(got.error, _CancelledError)
+                self._record(decision, did, name, previous, got, request, signals=(), text=text)
+                attempts.append(Attempt(name, did, str(got.error), round(got.latency_ms, 3)))
+                if cancelled:
+                    raise ServingError("the client cancelled the request", status=499, code="cancelled",
+                                       attempts=tuple(attempts))
+                self._failed(name, got.error)
+                timeouts += isinstance(got.error, BackendTimeoutError)
+                if got.streamed:  # tokens already went out: no other model can take over now
+                    raise ServingError(f"{name} failed mid-stream: {got.error}", status=502, code="backend_error",
+                                       attempts=tuple(attempts))
+                if hop + 1 < len(order):
+                    self.metrics.inc("zeta_fallbacks_total", {"from_model": name, "to_model": order[hop + 1]})
+                previous = name
+                continue
+            signals = _signals(request, got)
+            rec, outcome = self._record(decision, did, name, previous, got, request, signals=signals, text=text)
+            attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
+            total_ms = (time.perf_counter() - t_start) * 1000.0
+            self._later(self._observe_success, name, got, signals, total_ms)
+            f = got.final
+            return Completion(
+                decision=decision, decision_id=did, model=name, requested_model=options.model, text=got.text,
+                embeddings=f.embeddings, finish_reason=f.finish_reason, prompt_tokens=f.prompt_tokens,
+                completion_tokens=f.completion_tokens, latency_ms=total_ms, ttft_ms=got.ttft_ms,
+                attempts=tuple(attempts), signals=signals, outcome=outcome, record=rec)
+        self.metrics.observe("zeta_request_duration_seconds", time.perf_counter() - t_start, {"model": "none"})
+        last = attempts[-1].error if attempts else "no model was tried"
+        timed_out = bool(attempts) and timeouts == len(attempts)
+        raise ServingError(f"no model could answer after {len(attempts)} attempt(s); last error: {last}",
+                           status=504 if timed_out else 502, code="timeout" if timed_out else "backend_error",
+                           attempts=tuple(attempts))
+
+    def _attempt(self, model: ModelInfo, request: GenerationRequest, deadline: float | None, timeout: float,
+                 cancel: threading.Event | None, streaming: bool) -> Iterator[TextDelta]:
+        got = _Attempted(model.name)
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        gen = None
+        try:
+            gen = self.backend.generate(model, request)
+            for ev in gen:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled()
+                if isinstance(ev, TextDelta):
+                    if got.ttft_ms is None:
+                        got.ttft_ms = (time.perf_counter() - t0) * 1000.0
+                    pieces.append(ev.text)
+                    if streaming:
+                        got.streamed = True
+                        yield ev
+                elif isinstance(ev, Finished):
+                    got.final = ev
+                if deadline is not None and time.monotonic() > deadline and got.final is None:
+                    raise BackendTimeoutError(model.name, f"no complete answer within the timeout of {timeout:g} s")
+            if got.final is None:
+                raise BackendError(model.name, "the backend ended without a final event")
+            if request.mode == "embed" and not got.final.embeddings:
+                raise BackendError(model.name, "the backend returned no embeddings")
+        except _Cancelled:
+            got.error = _CancelledError(model.name, f"cancelled by the client after {len(pieces)} pieces")
+        except GeneratorExit:
+            raise
+        except BackendError as exc:
+            got.error = exc
+        except ZetaError as exc:  # e.g. a backend's own contract check: still this model's failure
+            got.error = BackendError(model.name, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never crash the host: an unexpected backend bug is a failed attempt
+            log.exception("backend failure on %s", model.name)
+            got.error = BackendError(model.name, f"{type(exc).__name__}: {exc}")
+        finally:
+            if gen is not None:
+                try:
+                    gen.close()
+                except Exception:
+                    pass
+            got.latency_ms = (time.perf_counter() - t0) * 1000.0
+        got.text = "".join(pieces)
+        return got
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _failed(self, name: str, error: BackendError) -> None:
+        with self._lock:
+            self._failures[name] = self._failures.get(name, 0) + 1
+            self._last_error[name] = str(error)
+            if getattr(error, "cooldown", True) and self.cooldown_s > 0:
+                self._cooldown[name] = self._clock() + self.cooldown_s
+        reason = "timeout" if isinstance(error, BackendTimeoutError) else (
+            "context" if isinstance(error, ContextOverflowError) else "error")
+        self.metrics.inc("zeta_attempt_failures_total", {"model": name, "reason": reason})
+
+    def _observe_success(self, name: str, got: _Attempted, signals: tuple[str, ...], total_ms: float) -> None:
+        m = self.metrics
+        m.observe("zeta_request_duration_seconds", total_ms / 1000.0, {"model": name})
+        if got.ttft_ms is not None:
+            m.observe("zeta_ttft_seconds", got.ttft_ms / 1000.0, {"model": name})
+        f = got.final
+        if f.prompt_tokens:
+            m.inc("zeta_tokens_total", {"model": name, "type": "prompt"}, f.prompt_tokens)
+        if f.completion_tokens:
+            m.inc("zeta_tokens_total", {"model": name, "type": "completion"}, f.completion_tokens)
+        for s in signals:
+            m.inc("zeta_quality_signals_total", {"model": name, "signal": s})
+
+    def _record(self, decision: Decision, did: str, name: str, previous: str | None, got: _Attempted,
+                request: GenerationRequest, *, signals: tuple[str, ...],
+                text: str) -> tuple[OutcomeRecord | None, Outcome]:
+        model = self.model(name)
+        f = got.final
+        quality = source = None
+        if got.error is not None:
+            success, error = False, str(got.error)
+        else:
+            bad = [s for s in signals if s != "truncated"]
+            success = not bad
+            notes = [f"invalid JSON: {got.json_error}" if s == "invalid_json" else _SIGNAL_TEXT[s] for s in signals]
+            if "truncated" in signals and request.max_tokens is None:  # no limit asked: the context ran out
+                notes[signals.index("truncated")] = "truncated at the end of the context"
+            error = "; ".join(notes) or None
+            if bad:
+                quality, source = 0.0, "check"
+        if name in self._pool_index()[3]:  # cost in ms of this machine: the measured time is the cost
+            cost = got.latency_ms
+        else:
+            cost = model.expected_cost(len(text))
+            if f is not None and f.load_ms is not None and model.load_cost:
+                cost += model.load_cost
+        outcome = Outcome(
+            success=success, latency_ms=round(got.latency_ms, 3),
+            ttft_ms=None if got.ttft_ms is None else round(got.ttft_ms, 3),
+            prompt_tokens=f.prompt_tokens if f else None, completion_tokens=f.completion_tokens if f else None,
+            error=error, quality=quality, quality_source=source, model=name, fallback_from=previous,
+            cost=round(cost, 6) if cost is not None and math.isfinite(cost) else None)
+        d = decision if did == decision.decision_id else replace(decision, decision_id=did)
+        if got.error is None:
+            with self._lock:
+                self._recent[did] = _Remembered(d, outcome)
+                self._recent_chars += len(d.query or "")
+                # Bounded in count and in the prompt text it keeps alive (long chats are megabytes).
+                while self._recent and (len(self._recent) > self._capacity
+                                        or self._recent_chars > _FEEDBACK_TEXT_BUDGET):
+                    _, old = self._recent.popitem(last=False)
+                    self._recent_chars -= len(old.decision.query or "")
+        if self._writer is not None:
+            self._writer.submit(d, outcome)
+            return None, outcome
+        return _write(self.router, self.metrics, d, outcome), outcome
+
+
+def _write(router: Router, metrics: Metrics, decision: Decision, outcome: Outcome) -> OutcomeRecord | None:
+    try:
+        return router.record(decision, outcome)
+    except Exception as exc:  # a full disk must not turn an answer into an error
+        log.error("could not record the outcome of %s: %s", decision.decision_id, exc)
+        metrics.inc("zeta_record_errors_total")
+        return None
+
+
+_WRITERS: "weakref.WeakSet[_RecordWriter]" = weakref.WeakSet()
+
+
+class _RecordWriter:
+    """One daemon thread appending OutcomeRecords in submission order.
+
+    The request's thread only appends to a deque: no lock wait, no wake-up.  A wake-up would let the
+    writer take the GIL from the request for the whole write; instead the writer looks every
+    ``_WRITER_PERIOD_S``, mostly while requests are inside llama.cpp (which releases the GIL)."""
+
+    def __init__(self, router: Router, metrics: Metrics, maxsize: int = 100_000):
+        self._router = router
+        self._metrics = metrics
+        self._items: deque = deque()
+        self._maxsize = maxsize
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        _WRITERS.add(self)
+
+    def submit(self, decision: Decision, outcome: Outcome) -> None:
+        self.later(_write, self._router, self._metrics, decision, outcome)
+
+    def later(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the writer thread, after everything submitted before it."""
+        if len(self._items) >= self._maxsize:  # back-pressure, never loss: this request pays for a write
+            self.flush(timeout=None)
+            fn(*args)
+            return
+        with self._start:  # the writer ends when idle: queueing and (re)starting it are one step
+            self._items.append((fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="zeta-records", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            time.sleep(_WRITER_PERIOD_S)
+            if not self._items:
+                if time.monotonic() - idle_since > _WRITER_IDLE_S:
+                    with self._start:
+                        if not self._items:  # idle: end the thread (a service no longer used frees it)
+                            self._thread = None
+                            return
+                continue
+            self._busy = True
+            try:
+                while self._items:
+                    fn, args = self._items.popleft()
+                    try:
+                        fn(*args)
+                    except Exception:  # one bad job must not stop the log
+                        log.exception("deferred serving job failed")
+            finally:
+                self._busy = False
+            idle_since = time.monotonic()
+
+    def flush(self, timeout: float | None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._items or self._busy:
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(0.001)
+        return True
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for w in list(_WRITERS):
+        w.flush(timeout=5.0)
+
+
+class _CancelledError(BackendError):
+    cooldown = False
+
+
+_SIGNAL_TEXT = {"empty": "empty answer", "invalid_json": "invalid JSON",
+                "truncated": "truncated at max_tokens"}
+
+
+def _signals(request: GenerationRequest, got: _Attempted) -> tuple[str, ...]:
+    if request.mode == "embed":
+        return ()
+    out = []
+    if got.final.finish_reason == "length":
+        out.append("truncated")
+    if not got.text.strip():
+        out.append("empty")
+    elif request.json_mode:
+        try:
+            json.loads(got.text)
+        except json.JSONDecodeError as exc:
+            out.append("invalid_json")
+            got.json_error = f"{exc.msg} at char {exc.pos}"
+    return tuple(out)
+
+
+class CompletionStream:
+    """Iterate for ``TextDelta`` events; ``result`` holds the Completion when the stream is exhausted.
+
+    ``model``, ``decision`` and ``header()`` describe the attempt under way: once the first event has
+    arrived they are final (fallback happens only before it).  ``cancel()`` may be called from any
+    thread (a client that went away): generation stops at the next token, the instance is released and
+    the outcome is recorded as cancelled.  ``close()`` does the same from the consuming thread.
+    """
+
+    def __init__(self, service: RoutingService, request: GenerationRequest, options: RouteOptions):
+        self._cancel = threading.Event()
+        self._state: dict[str, Any] = {}
+        self._gen = service._serve(request, options, streaming=True, cancel=self._cancel, state=self._state)
+        self.result: Completion | None = None
+
+    def __iter__(self) -> "CompletionStream":
+        return self
+
+    def __next__(self) -> TextDelta:
+        if self.result is not None:
+            raise StopIteration
+        try:
+            return next(self._gen)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self._state.get("decision")
+
+    @property
+    def model(self) -> str | None:
+        return self.result.model if self.result is not None else self._state.get("model")
+
+    @property
+    def decision_id(self) -> str | None:
+        return self.result.decision_id if self.result is not None else self._state.get("decision_id")
+
+    def header(self) -> dict[str, Any]:
+        if self.result is not None:
+            return self.result.header()
+        return decision_header(self._state["decision"], model=self._state["model"],
+                               decision_id=self._state["decision_id"], requested=self._state["requested"],
+                               attempts=self._state.get("attempts", ()))
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def close(self) -> None:
+        """Stop generating now (from the consuming thread); the attempt is recorded as cancelled."""
+        self._cancel.set()
+        if self.result is None:
+            try:
+                next(self._gen)   # lets the attempt see the cancel flag and record it
+            except (StopIteration, ServingError):
+                pass
+            except Exception:
+                pass
+            self._gen.close()
+
+
+def _declare(m: Metrics) -> None:
+    m.declare("zeta_decisions_total", "counter", "Routing decisions by chosen model, request kind and route (auto|named)")
+    m.declare("zeta_request_duration_seconds", "histogram",
+              "Wall time of answered requests, fallbacks included, by the model that answered ('none' = no answer)")
+    m.declare("zeta_ttft_seconds", "histogram", "Time to first token of the answering attempt, by model")
+    m.declare("zeta_decide_seconds", "histogram", "Time spent choosing a model (routing overhead)",
+              buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1))
+    m.declare("zeta_fallbacks_total", "counter", "Fallbacks from a failed model to the next one")
+    m.declare("zeta_attempt_failures_total", "counter", "Failed attempts by model and reason (error|timeout|context)")
+    m.declare("zeta_quality_signals_total", "counter", "Implicit quality signals (truncated|empty|invalid_json)")
+    m.declare("zeta_tokens_total", "counter", "Prompt and completion tokens by model")
+    m.declare("zeta_feedback_total", "counter", "Explicit quality feedback received, by model")
+    m.declare("zeta_record_errors_total", "counter", "Outcome records that could not be written")
+    m.declare("zeta_artifact_info", "gauge", "The artifact version in use (value 1); 'none' on rules")
+    m.declare("zeta_router_rule_based", "gauge", "1 when the router routes by rules (no usable artifact)")
+    m.declare("zeta_model_loaded", "gauge", "1 when a model has an instance loaded for the mode")
+    m.declare("zeta_model_cooldown_seconds", "gauge", "Seconds a model still rests after a failure")
