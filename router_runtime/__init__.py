@@ -35,8 +35,10 @@ from .features import Feature, FeatureSpec, default_feature_spec
 from .llama_backend import LlamaBackend
 from .logger import OutcomeLogger
 from .metrics import Metrics
+from .policy import Exploration
 from .pool import ModelInfo, dump_pool, load_pool, update_pool_file
 from .records import OUTCOME_SCHEMA_VERSION, OutcomeRecord, parse_outcome, parse_outcome_line
+from .registry import history, promote, rollback
 from .router import CandidateScore, Decision, Outcome, Router
 from .server import build_service, create_app, serve
 from .serving import Attempt, Completion, CompletionStream, RouteOptions, RoutingService
@@ -47,10 +49,10 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     # routing
-    "Router", "Decision", "CandidateScore", "Outcome",
+    "Router", "Decision", "CandidateScore", "Outcome", "Exploration",
     # artifacts and the registry
     "Artifact", "FORMAT_VERSION", "load_artifact", "write_artifact", "set_current", "current_version",
-    "list_versions", "ObliviousEnsemble",
+    "list_versions", "ObliviousEnsemble", "promote", "rollback", "history",
     # features and the pool
     "Feature", "FeatureSpec", "default_feature_spec", "ModelInfo", "load_pool", "dump_pool", "update_pool_file",
     # serving: route -> generate -> record, backends, the OpenAI-compatible server

@@ -210,6 +210,13 @@ class Router:
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
                       base_rows={n: i for i, n in enumerate(bases)}, base_matrix=matrix)
 
+    def with_pool(self, pool: Sequence[ModelInfo]) -> "Router":
+        """A router over the same artifact and settings (numpy, exploration, logging) with another
+        serving pool, e.g. the same models with a load penalty on the unloaded ones.  It draws its
+        own exploration randomness; the propensities it logs are exact all the same."""
+        return Router(self.artifact, pool=pool, problem=self.problem, use_numpy=self._use_numpy,
+                      logger=self._logger, log_query_text=self._log_query_text, exploration=self._exploration)
+
     def swap(self, artifact: Artifact) -> None:
         """Replace the artifact atomically; decisions in flight finish on the one they started with."""
         self._state = self._make_state(artifact, None)

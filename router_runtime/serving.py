@@ -178,15 +178,11 @@ def with_load_penalty(m: ModelInfo) -> ModelInfo:
 
 
 def _sibling(base: Router, pool: tuple[ModelInfo, ...]) -> Router:
-    """A Router over ``base``'s artifact with another pool, deciding exactly as ``base`` would
-    (same exploration settings, so logged propensities stay exact; same numpy choice).
+    """A Router over ``base``'s artifact with another pool, deciding exactly as ``base`` would.
 
-    Stopgap: Router has no public way to charge a per-call extra cost, so this reads two of its
-    private settings; a ``Router.decide(..., extra_cost=...)`` would replace it (see the serving
-    issue's notes).  Such a sibling does not hot-reload by itself: the cache key includes the base's
-    artifact, so a reload of the base is picked up on the next request."""
-    return Router(base.artifact, pool=pool, problem=base.problem, use_numpy=getattr(base, "_use_numpy", None),
-                  exploration=getattr(base, "_exploration", None))
+    Such a sibling does not hot-reload by itself: the cache key includes the base's artifact, so a
+    reload of the base is picked up on the next request."""
+    return base.with_pool(pool)
 
 
 class _Cancelled(Exception):
