@@ -390,7 +390,7 @@ class Router:
         if len(scores) > 1:
             runner = _argmax([s for s in scores if s is not best])
             reason += f"; runner-up {runner.model} ({runner.utility:.3f})"
-        cold = [s.model for s in scores if s.model in state.cold]
+        cold = [s.model for s in scores if s.model in state.cold and s.quality is not None]
         if cold:
             reason += f"; scored from descriptors (no outcomes yet): {', '.join(cold)}"
         if chosen is not best:
