@@ -24,7 +24,7 @@ import numpy as np
 
 from router_runtime import Router, default_feature_spec, load_artifact, load_pool
 
-__all__ = ["run_bench", "DEFAULT_CASE", "format_table"]
+__all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASE = {"candidates": 4, "query_bytes": 1000, "trees": 300}
@@ -42,12 +42,12 @@ def query_of(n_bytes: int) -> str:
 
 
 @dataclass
-class _Trained:
+class Trained:
     artifact: Any
     catboost: Any
 
 
-def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> _Trained:
+def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained:
     from .export import cost_scale, export_artifact
     from .importers import import_routeprofile
     from .training import TrainParams, build_pool, train_quality_model
@@ -57,10 +57,12 @@ def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> _Traine
     model = train_quality_model(table, default_feature_spec(), pool, TrainParams(iterations=trees))
     scale = cost_scale(pool, table["model"].unique().to_list(), table["query"].str.len_chars().to_numpy())
     path = export_artifact(registry, model, pool, cost_weight=0.1, scale=scale, manifest={"bench": True})
-    return _Trained(load_artifact(path), model.catboost_model)
+    return Trained(load_artifact(path), model.catboost_model)
 
 
-def _catboost_decider(trained: _Trained, candidates: Sequence[str]) -> Callable[[str], str]:
+def catboost_decider(trained: Trained, candidates: Sequence[str]) -> Callable[[str], str]:
+    """What a user would write without the runtime's evaluator: the same features and utility, with
+    CatBoost's own ``predict`` on the same model."""
     art, cb = trained.artifact, trained.catboost
     models = [art.model(n) for n in candidates]
     cand = [art.candidate_vector(m) for m in models]
@@ -106,7 +108,7 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
                    "decide_python": Router(trained[t].artifact, use_numpy=False)}
         for c in candidates:
             names = chat_models[:c]
-            alt = _catboost_decider(trained[t], names)
+            alt = catboost_decider(trained[t], names)
             for qb in query_bytes:
                 q = query_of(qb)
                 n = calls if qb <= 2000 else max(200, calls // 10)

@@ -98,6 +98,27 @@ class _ModelStats:
     extra: dict = field(default_factory=dict)
 
 
+def _relay(llm, chunks, text_of, prompt_tokens, load_ms):
+    """Stream llama-cpp-python's chunks as TextDelta events, then one Finished.
+
+    Streaming returns no usage: the answer's tokens are counted the way they were produced."""
+    pieces, finish = [], "length"
+    try:
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            text = text_of(choice) or ""
+            if text:
+                pieces.append(text)
+                yield TextDelta(text)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+    finally:
+        chunks.close()
+    out = "".join(pieces)
+    completion = len(llm.tokenize(out.encode("utf-8"), add_bos=False, special=True)) if out else 0
+    yield Finished(finish, prompt_tokens, completion, None, load_ms)
+
+
 class LlamaBackend(BackendBase):
     """Serve the models of a pool with llama-cpp-python.
 
@@ -249,46 +270,16 @@ class LlamaBackend(BackendBase):
             from llama_cpp import llama_grammar
 
             kwargs["grammar"] = llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
-        pieces = []
-        finish = "length"
         chunks = llm.create_completion(prompt=tokens, max_tokens=request.max_tokens or -1, stop=stop or None,
                                        stream=True, **kwargs)
-        try:
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = choice.get("text") or ""
-                if text:
-                    pieces.append(text)
-                    yield TextDelta(text)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-        finally:
-            chunks.close()
-        out = "".join(pieces)
-        # Streaming returns no usage; the answer's own tokens are counted the way they were produced.
-        completion = len(llm.tokenize(out.encode("utf-8"), add_bos=False, special=True)) if out else 0
-        yield Finished(finish, len(tokens), completion, None, load_ms)
+        yield from _relay(llm, chunks, lambda choice: choice.get("text"), len(tokens), load_ms)
 
     def _complete_named(self, model, llm, request, kwargs, load_ms):
         chunks = llm.create_chat_completion(messages=[dict(m) for m in request.messages], stream=True,
                                             max_tokens=request.max_tokens, stop=list(request.stop) or None,
                                             response_format={"type": "json_object"} if request.json_mode else None,
                                             **kwargs)
-        pieces, finish = [], "length"
-        try:
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = (choice.get("delta") or {}).get("content") or ""
-                if text:
-                    pieces.append(text)
-                    yield TextDelta(text)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-        finally:
-            chunks.close()
-        out = "".join(pieces)
-        completion = len(llm.tokenize(out.encode("utf-8"), add_bos=False, special=True)) if out else 0
-        yield Finished(finish, None, completion, None, load_ms)
+        yield from _relay(llm, chunks, lambda choice: (choice.get("delta") or {}).get("content"), None, load_ms)
 
     # -- formats ----------------------------------------------------------------------------------
     def _format_for(self, model: ModelInfo, llm: Any) -> _Format:

@@ -11,9 +11,9 @@ a ~1 KB query.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from flows.bench import Trained, catboost_decider
 from flows.export import cost_scale, export_artifact
 from flows.training import TrainParams, build_pool, train_quality_model
 from router_runtime import Router, default_feature_spec, load_artifact
@@ -64,17 +64,7 @@ def test_decide_pure_python(benchmark, trained):
 @pytest.mark.benchmark(group="decide-4-candidates-1KB")
 def test_catboost_predict_alternative(benchmark, trained):
     art, model = trained
-    models = [art.model(n) for n in CANDIDATES]
-    cand = [art.candidate_vector(m) for m in models]
-    scale, lam = art.policy.cost_scale, art.policy.cost_weight
-
-    def decide_with_catboost(query: str) -> str:
-        feats = art.feature_spec.extract(query)
-        rows = np.array([[feats[i] if src == "q" else c[i] for src, i in art.input_plan] for c in cand])
-        q = np.clip(model.catboost_model.predict(rows), 0.0, 1.0)
-        util = [qq - lam * m.expected_cost(len(query)) / scale for qq, m in zip(q, models)]
-        return CANDIDATES[int(np.argmax(util))]
-
+    decide_with_catboost = catboost_decider(Trained(art, model.catboost_model), CANDIDATES)
     chosen = benchmark(decide_with_catboost, QUERY_1KB)
     assert chosen == Router(art, use_numpy=False).decide(QUERY_1KB, candidates=CANDIDATES).model
 
