@@ -263,7 +263,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     token = a.token if a.token is not None else os.environ.get("ZETA_TOKEN") or None
     service = build_service(a.pool, artifact=a.artifact, log_dir=a.log_dir, memory_budget_mb=a.memory_budget_mb,
                             max_hops=a.max_hops, cooldown_s=a.cooldown_s, timeout_s=a.timeout_s,
-                            n_threads=a.threads)
+                            n_threads=a.threads, reload_interval_ms=a.reload_interval_ms or None)
     r = service.router
     print(f"zeta serve: {len(service.pool)} models ({', '.join(m.name for m in service.pool)}); "
           f"router: {'artifact ' + r.artifact_version if r.artifact is not None else 'rules (' + str(r.problem) + ')'}; "
@@ -437,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=300.0, help="limit of each attempt")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20)
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
+    p.add_argument("--reload-interval-ms", type=float, default=1000.0,
+                   help="pick up newly promoted artifacts: stat the registry's CURRENT at most this often (0: off)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(fn=cmd_serve)
 

@@ -246,6 +246,12 @@ class Router:
             self.reload_error = None
             return True
 
+    def maybe_reload(self) -> None:
+        """The hot-reload check ``decide`` makes (a stat at most once per interval; loading in the
+        background).  For hosts that decide through ``with_pool`` copies, which do not watch."""
+        if self._watch is not None:
+            self._maybe_reload()
+
     def _maybe_reload(self) -> None:
         now = time.monotonic()
         if now < self._next_check or not self._reload_lock.acquire(blocking=False):

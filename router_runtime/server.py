@@ -329,8 +329,11 @@ class _Guard:
 def build_service(pool_path: str | os.PathLike, *, artifact: str | os.PathLike | None = "artifacts",
                   log_dir: str | os.PathLike | None = "logs", memory_budget_mb: float | None = None,
                   max_hops: int = 2, cooldown_s: float = 30.0, timeout_s: float = 300.0,
-                  n_threads: int | None = None) -> RoutingService:
-    """A RoutingService over the llama.cpp backend for a pool file (what ``zeta serve`` runs)."""
+                  n_threads: int | None = None, reload_interval_ms: float | None = 1000.0) -> RoutingService:
+    """A RoutingService over the llama.cpp backend for a pool file (what ``zeta serve`` runs).
+
+    With an artifact path, newly promoted versions are picked up by themselves (a stat of the
+    registry's CURRENT at most every ``reload_interval_ms``; None turns that off)."""
     from .llama_backend import LlamaBackend
     from .logger import OutcomeLogger
     from .pool import load_pool
@@ -340,7 +343,8 @@ def build_service(pool_path: str | os.PathLike, *, artifact: str | os.PathLike |
     backend = LlamaBackend(pool, base_dir=Path(pool_path).resolve().parent, memory_budget_mb=memory_budget_mb,
                            n_threads=n_threads)
     logger = OutcomeLogger(log_dir) if log_dir is not None else None
-    router = Router.load(artifact, pool=pool, logger=logger)
+    router = Router.load(artifact, pool=pool, logger=logger,
+                         reload_interval_ms=reload_interval_ms if artifact is not None else None)
     return RoutingService(router, backend, max_hops=max_hops, cooldown_s=cooldown_s, timeout_s=timeout_s)
 
 

@@ -180,8 +180,8 @@ def with_load_penalty(m: ModelInfo) -> ModelInfo:
 def _sibling(base: Router, pool: tuple[ModelInfo, ...]) -> Router:
     """A Router over ``base``'s artifact with another pool, deciding exactly as ``base`` would.
 
-    Such a sibling does not hot-reload by itself: the cache key includes the base's artifact, so a
-    reload of the base is picked up on the next request."""
+    Such a sibling does not watch the registry; the service asks the base to (``maybe_reload``), and
+    the cache key includes the base's artifact, so a reload of the base is picked up on the next request."""
     return base.with_pool(pool)
 
 
@@ -377,6 +377,7 @@ class RoutingService:
         """The Router to decide with: the service's own, or a copy whose pool charges unloaded models
         their load time.  Built once per set of unloaded models (load state changes rarely)."""
         base = self.router
+        base.maybe_reload()  # penalised copies do not watch the registry: the service's router does
         pool, _, with_penalty, _ = self._pool_index()
         if not with_penalty:
             return base

@@ -442,3 +442,30 @@ def test_public_api_names_exist():
 
     missing = [n for n in router_runtime.__all__ if not hasattr(router_runtime, n)]
     assert missing == [] and len(set(router_runtime.__all__)) == len(router_runtime.__all__)
+
+
+def test_the_service_picks_up_a_promoted_artifact_while_deciding_through_penalised_copies(
+        tmp_path, trained_registry):
+    """Unloaded models make the service decide through load-penalised copies of its router, which do
+    not watch the registry; the service asks its own router to, so a promotion still arrives."""
+    import shutil
+
+    from router_runtime import load_artifact, set_current, write_artifact
+
+    reg = tmp_path / "reg"
+    shutil.copytree(trained_registry, reg)
+    art = load_artifact(reg)
+    pool = tuple(parse_model({**m.to_json(), "load_ms": 100.0, "load_cost": 1e-6}) for m in art.pool if m.can("chat"))
+    router = Router.load(reg, pool=pool, reload_interval_ms=10, use_numpy=False)
+    svc = RoutingService(router, FunctionBackend(answer(), loaded=set()), background_records=False)
+    assert svc.complete(CHAT).decision.artifact_version == art.version
+    doc = json.loads((reg / "versions" / art.version / "router.json").read_text())
+    doc["version"], doc["policy"]["cost_weight"] = "", 0.5
+    new = write_artifact(reg, doc, {}).name
+    set_current(reg, new)
+    deadline = time.monotonic() + 10
+    seen = art.version
+    while seen != new and time.monotonic() < deadline:
+        seen = svc.complete(CHAT).decision.artifact_version
+        time.sleep(0.01)
+    assert seen == new
