@@ -59,19 +59,12 @@ def _report_percentiles(benchmark, label: str) -> None:
 
 
 @pytest.mark.benchmark(group="decide-4-candidates-1KB")
-def test_decide_numpy(benchmark, trained):
-    router = Router(trained[0], use_numpy=True)
+@pytest.mark.parametrize("use_numpy", [True, False], ids=["numpy", "pure_python"])
+def test_decide(benchmark, trained, use_numpy):
+    router = Router(trained[0], use_numpy=use_numpy)
     d = benchmark(router.decide, QUERY_1KB, candidates=CANDIDATES)
     assert d.model in CANDIDATES
-    _report_percentiles(benchmark, "decide numpy")
-
-
-@pytest.mark.benchmark(group="decide-4-candidates-1KB")
-def test_decide_pure_python(benchmark, trained):
-    router = Router(trained[0], use_numpy=False)
-    d = benchmark(router.decide, QUERY_1KB, candidates=CANDIDATES)
-    assert d.model in CANDIDATES
-    _report_percentiles(benchmark, "decide pure Python")
+    _report_percentiles(benchmark, f"decide {'numpy' if use_numpy else 'pure Python'}")
 
 
 @pytest.mark.benchmark(group="decide-4-candidates-1KB")
