@@ -2,14 +2,18 @@
 
 For every case (candidates x query size x trees) it times, on the same artifact and queries:
 
-- ``decide_numpy``: ``Router.decide`` with numpy (feature extraction included);
+- ``decide_compiled``: ``Router.decide`` on the compiled engine (the optional C extension), when built;
+- ``decide_numpy``: ``Router.decide`` with numpy (feature extraction in Python included);
 - ``decide_python``: ``Router.decide`` on the pure-Python path;
 - ``catboost_predict``: the same features (the runtime's extractor), then CatBoost's own
   ``predict`` on the same model, then the same utility and argmax.
 
-Each is timed per call with ``time.perf_counter_ns`` after a warm-up; p50/p99 are of those calls,
-throughput is calls per second of the numpy path on one thread.  Nothing here asserts a time: the
-numbers are measurements of this machine at this moment (print ``os.getloadavg()`` beside them).
+Queries: 64 distinct texts of the case's size, cut from the real queries of ``data/sample`` and used
+in turn, so that no cache (ours, the CPU's) sees the same text twice in a row.  Each call is timed
+with ``time.perf_counter_ns`` after a warm-up; p50/p99 are of those calls.  ``speedup_p50`` and
+``throughput_per_s`` (calls per second on one thread) are of the fastest engine this installation
+has (``engine``); the ``_numpy`` variants are always given too.  Nothing here asserts a time: the
+numbers are measurements of this machine at this moment (``os.getloadavg()`` is printed beside them).
 """
 
 from __future__ import annotations
@@ -22,23 +26,30 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from router_runtime import Router, default_feature_spec, load_artifact, load_pool
+from router_runtime import Router, available_engines, default_feature_spec, load_artifact, load_pool
 
-__all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider"]
+__all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider", "queries_of"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASE = {"candidates": 4, "query_bytes": 1000, "trees": 300}
-_SEED_TEXT = (
-    "You are given a list of integers and a target value. Write a Python function that returns the indices "
-    "of the two numbers that add up to the target, and explain its time complexity. What is 17 * 23? Who "
-    "wrote the novel War and Peace, and in which year was it first published? Translate into French: the "
-    "router picks the cheapest model that answers well. "
-)
+N_QUERIES = 64
 
 
-def query_of(n_bytes: int) -> str:
-    text = _SEED_TEXT * (n_bytes // len(_SEED_TEXT) + 1)
-    return text[:n_bytes]
+def queries_of(n_bytes: int, k: int = N_QUERIES) -> list[str]:
+    """``k`` distinct texts of about ``n_bytes`` UTF-8 bytes, each the real sample queries from a
+    different starting point run together (cut on a character boundary)."""
+    from .importers import import_routeprofile
+
+    pool = import_routeprofile(ROOT / "data" / "sample" / "routeprofile")["query"].unique(maintain_order=True).to_list()
+    out = []
+    for i in range(k):
+        parts, size, j = [], 0, (i * 7919) % len(pool)
+        while size < n_bytes:
+            parts.append(pool[j % len(pool)])
+            size += len(parts[-1].encode()) + 1
+            j += 1
+        out.append("\n".join(parts).encode()[:n_bytes].decode("utf-8", errors="ignore"))
+    return out
 
 
 @dataclass
@@ -78,18 +89,25 @@ def catboost_decider(trained: Trained, candidates: Sequence[str]) -> Callable[[s
     return decide
 
 
-def _time(fn: Callable[[], Any], n: int) -> dict[str, float]:
-    for _ in range(max(10, n // 20)):
-        fn()
+def _time(fn: Callable[[str], Any], queries: Sequence[str], n: int) -> dict[str, float]:
+    k = len(queries)
+    for i in range(max(10, n // 20)):
+        fn(queries[i % k])
     samples = np.empty(n)
     clock = time.perf_counter_ns
-    for k in range(n):
+    for i in range(n):
+        q = queries[i % k]
         t0 = clock()
-        fn()
-        samples[k] = clock() - t0
+        fn(q)
+        samples[i] = clock() - t0
     us = samples / 1000.0
     return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
             "mean_us": float(us.mean()), "n": n}
+
+
+def engines() -> list[str]:
+    """The engines to time: every one this installation has (numpy and Python always)."""
+    return [e for e, why_not in available_engines().items() if why_not is None]
 
 
 def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[int] = (2, 4, 8),
@@ -102,44 +120,54 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
     registry = Path(registry or tempfile.mkdtemp(prefix="zeta-bench-"))
     trained = {t: _train(t, registry, sample, pool_file) for t in sorted(set(trees))}
     chat_models = [m.name for m in next(iter(trained.values())).artifact.pool if m.can("chat")]
+    texts = {qb: queries_of(qb) for qb in query_bytes}
+    have = engines()
+    best = have[0]
     cases = []
     for t in trees:
-        routers = {"decide_numpy": Router(trained[t].artifact, use_numpy=True),
-                   "decide_python": Router(trained[t].artifact, use_numpy=False)}
+        routers = {f"decide_{e}": Router(trained[t].artifact, engine=e) for e in have}
         for c in candidates:
             names = chat_models[:c]
             alt = catboost_decider(trained[t], names)
             for qb in query_bytes:
-                q = query_of(qb)
                 n = calls if qb <= 2000 else max(200, calls // 10)
-                row = {"trees": t, "candidates": c, "query_bytes": qb}
+                row: dict[str, Any] = {"trees": t, "candidates": c, "query_bytes": qb}
                 for label, r in routers.items():
-                    row[label] = _time(lambda r=r: r.decide(q, candidates=names), n)
-                row["catboost_predict"] = _time(lambda: alt(q), n)
-                row["speedup_p50"] = row["catboost_predict"]["p50_us"] / row["decide_numpy"]["p50_us"]
-                row["throughput_per_s"] = 1e6 / row["decide_numpy"]["mean_us"]
+                    row[label] = _time(lambda q, r=r: r.decide(q, candidates=names), texts[qb], n)
+                row["catboost_predict"] = _time(alt, texts[qb], n)
+                row["engine"] = best
+                row["speedup_p50"] = row["catboost_predict"]["p50_us"] / row[f"decide_{best}"]["p50_us"]
+                row["throughput_per_s"] = 1e6 / row[f"decide_{best}"]["mean_us"]
+                row["speedup_p50_numpy"] = row["catboost_predict"]["p50_us"] / row["decide_numpy"]["p50_us"]
+                row["throughput_per_s_numpy"] = 1e6 / row["decide_numpy"]["mean_us"]
                 cases.append(row)
                 if progress:
-                    progress(f"trees={t} candidates={c} query={qb}B: numpy p50 {row['decide_numpy']['p50_us']:.1f} us")
+                    progress(f"trees={t} candidates={c} query={qb}B: {best} p50 {row[f'decide_{best}']['p50_us']:.1f} us")
     default = next((r for r in cases if all(r[k] == v for k, v in DEFAULT_CASE.items())), None)
-    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "cases": cases}
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "engines": have,
+                           "cases": cases}
     if default is not None:
-        out.update({k: default[k] for k in ("decide_numpy", "decide_python", "catboost_predict",
-                                             "speedup_p50", "throughput_per_s")})
+        out.update({k: default[k] for k in SUMMARY_KEYS if k in default})
         out["default_case"] = DEFAULT_CASE
     return out
 
 
+SUMMARY_KEYS = ("decide_compiled", "decide_numpy", "decide_python", "catboost_predict", "engine", "speedup_p50",
+                "throughput_per_s", "speedup_p50_numpy", "throughput_per_s_numpy")
+
+
 def format_table(result: dict[str, Any]) -> str:
-    head = (f"{'trees':>5} {'cands':>5} {'query':>6} | {'numpy p50':>9} {'p99':>7} | {'python p50':>10} {'p99':>7} | "
-            f"{'catboost p50':>12} {'p99':>7} | {'speedup':>7} {'decisions/s':>11}")
+    labels = [e for e in ("compiled", "numpy", "python") if e in result.get("engines", ("numpy", "python"))]
+    head = f"{'trees':>5} {'cands':>5} {'query':>6} | " + " | ".join(
+        f"{e + ' p50':>12} {'p99':>7}" for e in labels + ["catboost"]) + f" | {'speedup':>7} {'decisions/s':>11}"
     lines = [head, "-" * len(head)]
     for r in result["cases"]:
-        n, p, c = r["decide_numpy"], r["decide_python"], r["catboost_predict"]
-        lines.append(f"{r['trees']:>5} {r['candidates']:>5} {r['query_bytes']:>5}B | {n['p50_us']:>9.1f} "
-                     f"{n['p99_us']:>7.1f} | {p['p50_us']:>10.1f} {p['p99_us']:>7.1f} | {c['p50_us']:>12.1f} "
-                     f"{c['p99_us']:>7.1f} | {r['speedup_p50']:>6.1f}x {r['throughput_per_s']:>11,.0f}")
+        cells = [r[f"decide_{e}"] for e in labels] + [r["catboost_predict"]]
+        lines.append(f"{r['trees']:>5} {r['candidates']:>5} {r['query_bytes']:>5}B | "
+                     + " | ".join(f"{c['p50_us']:>12.1f} {c['p99_us']:>7.1f}" for c in cells)
+                     + f" | {r['speedup_p50']:>6.1f}x {r['throughput_per_s']:>11,.0f}")
     m = result["machine"]
-    lines.append(f"(microseconds per decision; speedup = catboost p50 / numpy p50; {m['cpus']} CPUs, "
-                 f"load average {m['loadavg'][0]:.2f})")
+    best = result["cases"][0]["engine"] if result["cases"] else labels[0]
+    lines.append(f"(microseconds per decision over {N_QUERIES} distinct queries; speedup = catboost p50 / {best} p50, "
+                 f"decisions/s on one thread with {best}; {m['cpus']} CPUs, load average {m['loadavg'][0]:.2f})")
     return "\n".join(lines)

@@ -231,7 +231,8 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(s, indent=1, default=str))
     else:
-        print(f"ingested {s['ingested']}, quarantined {s['quarantined']}, duplicates {s['duplicates']}")
+        print(f"ingested {s['ingested']}, feedback {s['feedback']}, quarantined {s['quarantined']}, "
+              f"duplicates {s['duplicates']}")
         print(f"candidate {s['candidate_version']} vs champion {s['champion_version']}: "
               f"{'PROMOTED' if s['promoted'] else 'kept champion'} ({s['reason']})")
         if s.get("ope"):
@@ -294,14 +295,13 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     _need_pipeline()
-    from .bench import format_table, run_bench
+    from .bench import SUMMARY_KEYS, format_table, run_bench
 
     grid = {} if not a.quick else {"trees": (300,), "candidates": (4,), "query_bytes": (1000,), "calls": 500}
     progress = None if a.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_bench(progress=progress, **grid)
     if a.json:
-        keys = ("decide_numpy", "decide_python", "catboost_predict", "speedup_p50", "throughput_per_s",
-                "default_case", "machine")
+        keys = SUMMARY_KEYS + ("default_case", "engines", "machine")
         print(json.dumps({k: result[k] for k in keys if k in result} | {"cases": result["cases"]}, indent=1))
     else:
         print(format_table(result))

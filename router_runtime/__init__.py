@@ -39,7 +39,7 @@ from .policy import Exploration
 from .pool import ModelInfo, dump_pool, load_pool, update_pool_file
 from .records import OUTCOME_SCHEMA_VERSION, OutcomeRecord, parse_outcome, parse_outcome_line
 from .registry import history, promote, rollback
-from .router import CandidateScore, Decision, Outcome, Router
+from .router import ENGINES, CandidateScore, Decision, Outcome, Router, available_engines
 from .server import build_service, create_app, serve
 from .serving import Attempt, Completion, CompletionStream, RouteOptions, RoutingService
 from .trees import ObliviousEnsemble
@@ -49,7 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     # routing
-    "Router", "Decision", "CandidateScore", "Outcome", "Exploration",
+    "Router", "Decision", "CandidateScore", "Outcome", "Exploration", "ENGINES", "available_engines",
     # artifacts and the registry
     "Artifact", "FORMAT_VERSION", "load_artifact", "write_artifact", "set_current", "current_version",
     "list_versions", "ObliviousEnsemble", "promote", "rollback", "history",

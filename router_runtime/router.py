@@ -5,6 +5,11 @@ missing from the pool, a bug in scoring): it falls back to simple rules and says
 ``Decision.reason``.  Invalid *arguments* (a negative cost weight, an unknown candidate type) are the
 caller's bug and raise ``ContractError``.
 
+Engines.  The same decision can be computed three ways, with bit-identical results (tests check it):
+``"compiled"`` (the optional C extension ``router_runtime._speedups``: features and tree scoring),
+``"numpy"`` (features in Python, trees with numpy) and ``"python"`` (the standard library only, the
+reference).  ``engine="auto"`` takes the first one this installation has.
+
 Thread safety: all state a decision reads is one immutable snapshot (``_State``) read once per call;
 replacing it (``swap``) is a single reference assignment.
 """
@@ -18,7 +23,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -29,7 +33,9 @@ from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .text import as_text, ascii_lower
 
-__all__ = ["Router", "Decision", "CandidateScore", "Outcome"]
+__all__ = ["Router", "Decision", "CandidateScore", "Outcome", "ENGINES", "available_engines"]
+
+ENGINES = ("compiled", "numpy", "python")  # fastest first: what engine="auto" tries
 
 _CODE_CUES = ("```", "def ", "class ", "import ", "function", "#include", "public static", "console.log",
               "write a program", "write code", "python", "javascript", "sql")
@@ -105,8 +111,12 @@ class _State:
     problem: str | None        # why there is no usable artifact
     cold: frozenset[str]       # pool models the artifact has no outcomes for
     bases: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # per model: CandidateScorer base
-    base_rows: Mapping[str, int] = field(default_factory=dict)          # per model: row of base_matrix
-    base_matrix: Any = None    # the bases as a numpy array (numpy path only)
+    extract: Any = None        # query -> feature vector, on the router's engine
+    score: Any = None          # (features, bases) -> raw predictions, on the router's engine
+    stack: Any = None          # [bases of each candidate] -> what ``score`` takes
+    # Candidate lists repeat (a service routes among the same few models), so their stacked bases
+    # are kept per list of names; bounded, and dropped with the state on a swap.
+    stacked: dict = field(default_factory=dict)
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -133,8 +143,17 @@ def _new_id() -> str:
     return os.urandom(16).hex()
 
 
+_SECOND: tuple[int, str] = (-1, "")  # (Unix second, its ISO prefix): one strftime per second, not per call
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """UTC now as ISO 8601 with microseconds and "Z", as ``datetime.isoformat`` writes it."""
+    global _SECOND
+    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    cached = _SECOND  # one read: a thread that swaps it in between cannot pair a prefix with another second
+    if cached[0] != sec:
+        cached = _SECOND = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{cached[1]}.{ns // 1000:06d}Z"
 
 
 class Router:
@@ -148,8 +167,10 @@ class Router:
     def __init__(self, artifact: Artifact | None = None, *, pool: Sequence[ModelInfo] | None = None,
                  use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
                  problem: str | None = None, exploration: Exploration | None = None, seed: int | None = None,
-                 source: str | os.PathLike | None = None, reload_interval_ms: float | None = None):
-        self._use_numpy = _resolve_numpy(use_numpy)
+                 source: str | os.PathLike | None = None, reload_interval_ms: float | None = None,
+                 engine: str = "auto", _parts: tuple | None = None):
+        self.engine = _resolve_engine(engine, use_numpy)
+        self._parts = _parts  # (artifact, engine parts) handed down by with_pool
         self._logger = logger
         self._log_query_text = log_query_text
         self._declared_pool = None if pool is None else tuple(pool)
@@ -177,8 +198,11 @@ class Router:
     def load(cls, path: str | os.PathLike | None, *, pool: Sequence[ModelInfo] | None = None,
              use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
              exploration: Exploration | None = None, seed: int | None = None,
-             reload_interval_ms: float | None = None) -> "Router":
+             reload_interval_ms: float | None = None, engine: str = "auto") -> "Router":
         """A Router from an artifact path; a missing or bad artifact gives a rule-based Router, not an error.
+
+        ``engine``: "auto" (the fastest this installation has), "compiled", "numpy" or "python"; the
+        older ``use_numpy=True/False`` means "numpy"/"python".  All give identical decisions.
 
         With ``reload_interval_ms`` and a registry root as ``path``, a new CURRENT is picked up by
         itself: at most one ``stat`` per interval on the decision path, loading and verification in
@@ -195,7 +219,7 @@ class Router:
         return cls(artifact, pool=pool, use_numpy=use_numpy, logger=logger, log_query_text=log_query_text,
                    problem=problem, exploration=exploration, seed=seed,
                    source=path if reload_interval_ms is not None else None,
-                   reload_interval_ms=reload_interval_ms)
+                   reload_interval_ms=reload_interval_ms, engine=engine)
 
     def _make_state(self, artifact: Artifact | None, problem: str | None) -> _State:
         if artifact is None:
@@ -206,20 +230,38 @@ class Router:
         # A model's candidate inputs never change: its part of every tree's leaf index is computed
         # here, once per artifact and pool, not per decision.
         bases = {m.name: artifact.scorer.candidate_base(artifact.candidate_vector(m)) for m in pool}
-        matrix = None
-        if self._use_numpy and bases:
+        extract, score, stack = self._engine_parts(artifact)
+        return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
+                      extract=extract, score=score, stack=stack)
+
+    def _engine_parts(self, artifact: Artifact) -> tuple[Any, Any, Any]:
+        """(extract, score, stack) of ``artifact`` on this router's engine, built once per artifact
+        and shared with the ``with_pool`` siblings (compiling a feature plan is not free)."""
+        cached = self._parts
+        if cached is not None and cached[0] is artifact:
+            return cached[1]
+        spec, scorer = artifact.feature_spec, artifact.scorer
+        if self.engine == "compiled":
+            from .compiled import CompiledScorer, CompiledSpec
+
+            parts = (CompiledSpec(spec).extract, CompiledScorer(scorer).score, tuple)
+        elif self.engine == "numpy":
             import numpy
 
-            matrix = numpy.asarray(list(bases.values()), dtype=numpy.intp)
-        return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
-                      base_rows={n: i for i, n in enumerate(bases)}, base_matrix=matrix)
+            parts = (spec.extract, lambda q, b: scorer.score(q, b, use_numpy=True),
+                     lambda rows: numpy.asarray(rows, dtype=numpy.intp))
+        else:
+            parts = (spec.extract, scorer.score, tuple)
+        self._parts = (artifact, parts)
+        return parts
 
     def with_pool(self, pool: Sequence[ModelInfo]) -> "Router":
         """A router over the same artifact and settings (numpy, exploration, logging) with another
         serving pool, e.g. the same models with a load penalty on the unloaded ones.  It draws its
         own exploration randomness; the propensities it logs are exact all the same."""
-        return Router(self.artifact, pool=pool, problem=self.problem, use_numpy=self._use_numpy,
-                      logger=self._logger, log_query_text=self._log_query_text, exploration=self._exploration)
+        return Router(self.artifact, pool=pool, problem=self.problem, engine=self.engine,
+                      logger=self._logger, log_query_text=self._log_query_text, exploration=self._exploration,
+                      _parts=self._parts)
 
     def swap(self, artifact: Artifact) -> None:
         """Replace the artifact atomically; decisions in flight finish on the one they started with."""
@@ -378,18 +420,22 @@ class Router:
                                      -m.expected_cost(chars) / scale) for m in models]
             how = "embed request: cheapest embed-capable model"
         else:
-            feats = art.feature_spec.extract(text)
-            if self._use_numpy:
-                bases = state.base_matrix[[state.base_rows[m.name] for m in models]]
-            else:
-                bases = [state.bases[m.name] for m in models]
-            q = art.scorer.score(feats, bases, use_numpy=self._use_numpy)
+            feats = state.extract(text)
+            key = tuple(m.name for m in models)
+            bases = state.stacked.get(key)
+            if bases is None:
+                bases = state.stack([state.bases[n] for n in key])
+                if len(state.stacked) < 1024:
+                    state.stacked[key] = bases
+            q = state.score(feats, bases)
             lo, hi = art.clip_quality
             scores = []
             for m, raw in zip(models, q):
-                qual = min(hi, max(lo, raw))
+                qual = raw if lo <= raw <= hi else hi if raw > hi else lo  # NaN -> lo
                 cost = m.expected_cost(chars)
-                scores.append(CandidateScore(m.name, qual, cost, _lat(m, chars), qual - lam * cost / scale))
+                lat = m.latency_ms
+                scores.append(CandidateScore(m.name, qual, cost, None if lat is None else lat.at(chars),
+                                             qual - lam * cost / scale))
             how = f"highest predicted quality - {lam:g} x relative cost"
         best = _argmax(scores)
         chosen, propensity = best, 1.0
@@ -505,13 +551,37 @@ def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
     return min(scores, key=lambda s: (-s.utility, s.cost, s.model))
 
 
-def _resolve_numpy(use_numpy: bool | None) -> bool:
-    if use_numpy is False:
-        return False
-    try:
-        import numpy  # noqa: F401  (imported here, never at package import)
-    except ImportError:
-        if use_numpy:
-            raise MissingDependencyError("use_numpy=True but numpy is not installed: pip install zeta-router[fast]")
-        return False
-    return True
+def available_engines() -> dict[str, str | None]:
+    """Per engine, None when this installation can use it, else why not."""
+    return {e: _why_not(e) for e in ENGINES}
+
+
+def _why_not(engine: str) -> str | None:
+    # Checked one engine at a time: asking for "python" must not import numpy.
+    if engine == "compiled":
+        try:
+            from .compiled import available, unavailable_reason
+        except ImportError as exc:  # pragma: no cover - a broken installation
+            return f"router_runtime.compiled cannot be imported: {exc}"
+        return None if available() else unavailable_reason()
+    if engine == "numpy":
+        try:
+            import numpy  # noqa: F401  (imported here, never at package import)
+        except ImportError:
+            return "numpy is not installed: pip install zeta-router[fast]"
+    return None
+
+
+def _resolve_engine(engine: str, use_numpy: bool | None) -> str:
+    if engine not in ("auto",) + ENGINES:
+        raise ContractError("engine", f"must be 'auto' or one of {list(ENGINES)}, got {engine!r}")
+    if use_numpy is not None:
+        if engine != "auto":
+            raise ContractError("use_numpy", "give engine= or use_numpy=, not both")
+        engine = "numpy" if use_numpy else "python"
+    if engine == "auto":
+        return next(e for e in ENGINES if _why_not(e) is None)
+    why = _why_not(engine)
+    if why is not None:
+        raise MissingDependencyError(f"engine {engine!r} is not available: {why}")
+    return engine

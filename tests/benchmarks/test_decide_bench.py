@@ -1,34 +1,25 @@
-"""Decision latency: the runtime (numpy and pure-Python paths) against what a user would otherwise
-write (the same features, then CatBoost's own ``predict`` on the same model), in the same run.
+"""Decision latency: the runtime (compiled, numpy and pure-Python engines) against what a user would
+otherwise write (the same features, then CatBoost's own ``predict`` on the same model), in the same run.
 
 Timing is only *measured* here (``python3 run.py bench`` prints the comparison table, with each
 row's ratio to the fastest in parentheses); nothing asserts a time, so the suite cannot flake.  In the
 normal test run ``--benchmark-disable`` runs each case once, as a smoke test of the code path.
 
-Default case (the speed issue's): the artifact the main job trains (300 trees, depth 6), 4 candidates,
-a ~1 KB query.
+Default case (the speed issue's): the artifact the main job trains (300 trees), 4 candidates, ~1 KB
+queries: 64 distinct ones cut from the real sample queries, taken in turn (``flows.bench.queries_of``),
+so that no cache sees the same text twice in a row.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from flows.bench import Trained, catboost_decider
+from flows.bench import Trained, catboost_decider, engines, queries_of
 from flows.export import cost_scale, export_artifact
 from flows.training import TrainParams, build_pool, train_quality_model
 from router_runtime import Router, default_feature_spec, load_artifact
 
-QUERY_1KB = (
-    "You are given a list of integers and a target value. Write a Python function that returns the indices "
-    "of the two numbers that add up to the target, assuming exactly one solution exists. Explain the time "
-    "complexity of your approach, then compare it with the brute-force solution. For example, with nums = "
-    "[2, 7, 11, 15] and target = 9 the answer is [0, 1] because nums[0] + nums[1] == 9. Consider edge cases "
-    "such as negative numbers, duplicates and an empty list, and describe how your function behaves for each "
-    "of them. Finally, write three unit tests using pytest that cover the normal case, the duplicate case and "
-    "the case where the input is very large (one million elements), and say which data structure makes the "
-    "lookup constant time on average and why a sorted two-pointer approach needs O(n log n) instead. Keep "
-    "the answer under two hundred lines, use type hints, and avoid any third-party library beyond pytest."
-)
+QUERIES_1KB = queries_of(1000)
 CANDIDATES = ["qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
               "llama-3.3-70b-instruct"]
 
@@ -43,8 +34,21 @@ def trained(tmp_path_factory, sample_table, demo_pool):
     return load_artifact(path), model
 
 
-def test_query_is_about_1kb():
-    assert 900 <= len(QUERY_1KB.encode()) <= 1100
+def test_queries_are_distinct_and_about_1kb():
+    assert len(set(QUERIES_1KB)) == len(QUERIES_1KB) == 64
+    assert all(990 <= len(q.encode()) <= 1000 for q in QUERIES_1KB)
+
+
+def _cycling(fn):
+    """``fn`` over the distinct queries in turn: each call of the result is one timed call of ``fn``."""
+    state = {"i": 0}
+
+    def call():
+        i = state["i"]
+        state["i"] = i + 1
+        return fn(QUERIES_1KB[i % len(QUERIES_1KB)])
+
+    return call
 
 
 def _report_percentiles(benchmark, label: str) -> None:
@@ -59,24 +63,34 @@ def _report_percentiles(benchmark, label: str) -> None:
 
 
 @pytest.mark.benchmark(group="decide-4-candidates-1KB")
-@pytest.mark.parametrize("use_numpy", [True, False], ids=["numpy", "pure_python"])
-def test_decide(benchmark, trained, use_numpy):
-    router = Router(trained[0], use_numpy=use_numpy)
-    d = benchmark(router.decide, QUERY_1KB, candidates=CANDIDATES)
+@pytest.mark.parametrize("engine", engines())
+def test_decide(benchmark, trained, engine):
+    router = Router(trained[0], engine=engine)
+    d = benchmark(_cycling(lambda q: router.decide(q, candidates=CANDIDATES)))
     assert d.model in CANDIDATES
-    _report_percentiles(benchmark, f"decide {'numpy' if use_numpy else 'pure Python'}")
+    _report_percentiles(benchmark, f"decide ({engine})")
 
 
 @pytest.mark.benchmark(group="decide-4-candidates-1KB")
 def test_catboost_predict_alternative(benchmark, trained):
     art, model = trained
     decide_with_catboost = catboost_decider(Trained(art, model.catboost_model), CANDIDATES)
-    chosen = benchmark(decide_with_catboost, QUERY_1KB)
+    chosen = benchmark(_cycling(decide_with_catboost))
     _report_percentiles(benchmark, "CatBoost predict alternative")
-    assert chosen == Router(art, use_numpy=False).decide(QUERY_1KB, candidates=CANDIDATES).model
+    assert chosen in CANDIDATES
+    assert [decide_with_catboost(q) for q in QUERIES_1KB[:8]] == [
+        Router(art, engine="python").decide(q, candidates=CANDIDATES).model for q in QUERIES_1KB[:8]]
 
 
 @pytest.mark.benchmark(group="features-1KB")
-def test_feature_extraction_pure_python(benchmark, trained):
-    feats = benchmark(trained[0].feature_spec.extract, QUERY_1KB)
-    assert len(feats) == len(trained[0].feature_spec.output_names)
+@pytest.mark.parametrize("engine", [e for e in engines() if e != "numpy"])  # numpy scores trees, not features
+def test_feature_extraction(benchmark, trained, engine):
+    spec = trained[0].feature_spec
+    if engine == "compiled":
+        from router_runtime.compiled import CompiledSpec
+
+        extract = CompiledSpec(spec).extract
+    else:
+        extract = spec.extract
+    feats = benchmark(_cycling(extract))
+    assert len(feats) == len(spec.output_names)
