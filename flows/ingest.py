@@ -5,10 +5,26 @@ Every line is validated against OutcomeRecord v1.  A bad line is written, byte f
 line number and the reason; nothing is silently dropped.  Records whose ``decision_id`` was already
 ingested (in this run or an earlier one) are counted as duplicates and skipped; the first one wins.
 
+Explicit feedback: a valid line with ``quality_source`` "user" and a ``quality`` is feedback on its
+decision_id (``RoutingService.feedback`` appends the answer's record again with the user's quality).
+It never takes the answer's place: it goes to ``<curated>/_feedback/*.parquet`` (the day partitions'
+columns), and the readers (``scan_curated``, ``read_curated``: training, evaluation and off-policy
+estimates) give the record the quality of its latest feedback, with quality_source "user".  Latest is
+the largest ``ts``; on equal ``ts`` the lower quality, a tie-break that depends on neither file nor run
+order.  So feedback may come in the same run as its answer, in a later run (after the answer is in a
+day partition) or before it (another file or unit), any number of times.  A decision_id with feedback
+and no other line (yet; or a host that logs the user's verdict directly with ``Router.record``) is
+read from its earliest feedback line, as its record: nothing is lost, and its answer line takes over
+when it arrives.  A feedback line equal to one already taken in (decision_id, ts, quality) is a
+duplicate.  ``IngestResult.feedback`` counts the feedback lines taken, ``feedback_unmatched`` the
+decision_ids in the feedback table without a record of their own; every non-blank line is exactly
+one of ingested, feedback, quarantined or duplicate.
+
 Incremental and idempotent: ``<curated>/_state/ingest.json`` remembers, per file, the byte offset up
 to which complete lines were consumed.  A re-run reads only what was appended since; a new file is
-picked up.  The Parquet partitions are written (temp file, rename) before the state moves, so a crash
-in between re-reads those lines next time and the decision_id check turns them into duplicates.
+picked up.  The Parquet partitions and feedback files are written (temp file, rename) before the state
+moves, so a crash in between re-reads those lines next time and the decision_id check (for feedback:
+the (decision_id, ts, quality) check) turns them into duplicates.
 
 A last line without its newline is left pending while its file may still be written (modified within
 ``settle_seconds``); after that it is taken as it is, so a torn line from a crashed writer ends up in
@@ -18,7 +34,8 @@ Scale: a run is planned (``plan_ingest``) as units of at most ``unit_bytes`` of 
 boundaries; each unit (``ingest_unit``) validates its lines and stages Parquet files, independently of
 the others, so units can be mapped over a task runner (threads, or Dask workers sharing the
 filesystem); ``commit_ingest`` then drops duplicates across units and earlier runs, moves the staged
-files into the day partitions and saves the state.  Validation has two paths that must agree:
+files into the day partitions and the feedback table, and saves the state.  Validation has two paths
+that must agree:
 
 - the fast path: pyarrow's JSON reader with the contract's types as an explicit schema, then
   vectorized Polars checks of every rule of ``parse_outcome``.  pyarrow, not ``pl.read_ndjson``,
@@ -58,11 +75,12 @@ from .logs import log_files
 
 __all__ = ["IngestResult", "IngestPlan", "IngestUnit", "UnitResult", "ingest_logs", "plan_ingest", "ingest_unit",
            "commit_ingest", "staging_dir", "validate_lines", "read_curated", "scan_curated", "curated_row",
-           "training_columns", "curated_training_table", "CURATED_SCHEMA"]
+           "training_columns", "curated_training_table", "CURATED_SCHEMA", "scan_feedback", "is_feedback"]
 
 STATE_FILE = Path("_state") / "ingest.json"
 QUARANTINE_DIR = "_quarantine"
 STAGING_DIR = "_staging"
+FEEDBACK_DIR = "_feedback"   # explicit feedback lines (quality_source "user"), applied when reading
 UNIT_BYTES = 256 << 20     # the work of one task: a file is cut into units of about this size
 BLOCK_BYTES = 32 << 20     # a unit is read and validated this much at a time: bounds a worker's memory
 PARQUET_COMPRESSION = "lz4"  # measured: a third faster to write than zstd, files about twice as large
@@ -93,6 +111,8 @@ class IngestResult:
     ingested: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    feedback: int = 0               # feedback lines (quality_source "user") taken into the feedback table
+    feedback_unmatched: int = 0     # decision_ids in the feedback table without a record of their own (yet)
     pending_bytes: int = 0          # incomplete last lines left for a later run
     partitions: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
@@ -121,9 +141,11 @@ class UnitResult:
     consumed: int = 0               # bytes of complete lines, from the unit's start
     ingested: int = 0               # valid and not a duplicate inside the unit
     duplicates: int = 0
+    feedback: int = 0               # feedback lines, not a duplicate inside the unit
     fast: int = 0
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # line numbers local to the unit
     staged: list[str] = field(default_factory=list)
+    feedback_staged: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -163,6 +185,23 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _curated_parts(curated: Path) -> list[Path]:
     return sorted(curated.glob("day=*/*.parquet"))
+
+
+def _feedback_parts(curated: Path) -> list[Path]:
+    return sorted((curated / FEEDBACK_DIR).glob("*.parquet"))
+
+
+def is_feedback() -> pl.Expr:
+    """The rule that makes a valid line feedback: quality_source "user" with a quality (the same rule
+    as ``flows.logs.read_outcome_logs``)."""
+    return ((pl.col("quality_source") == "user") & pl.col("quality").is_not_null()).fill_null(False)
+
+
+def _feedback_key() -> pl.Expr:
+    """What makes two feedback lines the same feedback: (decision_id, ts, quality), as one string (the
+    last two parts hold no "|", so the key is unambiguous whatever the decision_id holds)."""
+    return pl.concat_str([pl.col("decision_id"), pl.col("ts").dt.epoch("us").cast(pl.String),
+                          pl.col("quality").cast(pl.String)], separator="|")
 
 
 # ------------------------------------------------------------------------------------- Python path
@@ -431,11 +470,19 @@ def ingest_unit(unit: IngestUnit, staging: str, *, known_models: frozenset[str] 
     out = UnitResult(unit.index)
     stage = Path(staging)
     pending: list[pl.DataFrame] = []
+    pending_feedback: list[pl.DataFrame] = []
     seen: list[pl.Series] = []
+    seen_feedback: list[pl.Series] = []
     n_pending = 0
 
     def flush() -> None:
         nonlocal n_pending
+        if pending_feedback:
+            path = stage / FEEDBACK_DIR / f"u{unit.index:06d}-{len(out.feedback_staged):04d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pl.concat(pending_feedback).write_parquet(path, compression=PARQUET_COMPRESSION)
+            pending_feedback.clear()
+            out.feedback_staged.append(str(path))
         if not pending:
             return
         frame = pl.concat(pending)
@@ -458,6 +505,18 @@ def ingest_unit(unit: IngestUnit, staging: str, *, known_models: frozenset[str] 
         frame, q, n_fast = validate_lines(block, numbers, unit.path, known_models=known_models, fast=fast)
         out.fast += n_fast
         out.quarantine.extend(q)
+        fb = frame.select(is_feedback().alias("fb"))["fb"]
+        if fb.any():  # feedback lines go their own way: they never take the place of an answer's line
+            feedback = frame.filter(fb).drop(_LINE)
+            frame = frame.filter(~fb)
+            key = feedback.select(_feedback_key().alias("key"))["key"]
+            first_fb = key.is_first_distinct()
+            if seen_feedback:
+                first_fb &= ~key.is_in(pl.concat(seen_feedback).implode())
+            out.duplicates += len(feedback) - int(first_fb.sum())
+            out.feedback += int(first_fb.sum())
+            seen_feedback.append(key.filter(first_fb))
+            pending_feedback.append(feedback.filter(first_fb))
         first = frame["decision_id"].is_first_distinct()
         if seen:
             first &= ~frame["decision_id"].is_in(pl.concat(seen).implode())
@@ -573,6 +632,47 @@ def _known_ids(curated: Path) -> pl.Series:
     return pl.scan_parquet(parts).select("decision_id").collect()["decision_id"]
 
 
+def _unmatched_feedback_ids(curated: Path) -> pl.Series:
+    """decision_ids of the feedback table without a record in the day partitions."""
+    fb_parts, parts = _feedback_parts(curated), _curated_parts(curated)
+    if not fb_parts:
+        return pl.Series("decision_id", [], dtype=pl.String)
+    ids = pl.scan_parquet(fb_parts).select(pl.col("decision_id").unique())
+    if parts:
+        ids = ids.join(pl.scan_parquet(parts).select("decision_id"), on="decision_id", how="anti")
+    return ids.collect()["decision_id"]
+
+
+def _move_staged(staged: Sequence[str], known: pl.Series, key: pl.Expr,
+                 dest: Callable[[int, str], Path]) -> tuple[int, list[str]]:
+    """Move the staged files to ``dest(i, src)`` without the rows whose ``key`` is ``known`` or staged
+    earlier (a filtered file is written to a temp file, then renamed).  Returns (rows dropped, paths)."""
+    ids = pl.concat([pl.scan_parquet(p).select(key.alias("key"), pl.lit(i, pl.Int32).alias("k"),
+                                               pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"))
+                     for i, p in enumerate(staged)]).collect()
+    dup = pl.concat([known.rename("key"), ids["key"]]).is_first_distinct().not_().slice(len(known))
+    drop = ids.filter(dup).select("k", "row")
+    del ids, known
+    dropped = {staged[k]: g["row"] for (k,), g in drop.group_by("k")}
+    written: list[str] = []
+    for i, src in enumerate(staged):
+        path = dest(i, src)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if src in dropped:
+            frame = pl.read_parquet(src).with_row_index("__zeta_row")
+            keep = ~pl.col("__zeta_row").is_in(dropped[src].cast(pl.UInt32).implode())
+            frame = frame.filter(keep).drop("__zeta_row")
+            if frame.is_empty():
+                continue
+            tmp = path.with_name(f".{path.name}.tmp")
+            frame.write_parquet(tmp, compression=PARQUET_COMPRESSION)
+            os.replace(tmp, path)
+        else:
+            os.replace(src, path)
+        written.append(str(path))
+    return len(drop), written
+
+
 def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResult:
     """Drop duplicates across units and earlier runs, move the staged files in, then save the state."""
     cur, result = Path(plan.curated), plan.result
@@ -581,6 +681,7 @@ def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResu
     line_base = dict(plan.base_lines)
     quarantine: list[dict[str, Any]] = []
     staged: list[str] = []
+    feedback_staged: list[str] = []
     for unit in plan.units:  # in plan order: file order, then offset, which is line order
         r = by_index[unit.index]
         base = line_base[unit.path]
@@ -595,35 +696,27 @@ def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResu
         result.quarantined += len(r.quarantine)
         result.duplicates += r.duplicates
         result.ingested += r.ingested
+        result.feedback += r.feedback
         result.fast_path_lines += r.fast
         staged.extend(r.staged)
+        feedback_staged.extend(r.feedback_staged)
     if staged:
         # The first occurrence wins: earlier runs, then units in order (inside a unit there are none left).
-        known = _known_ids(cur)
-        ids = pl.concat([pl.scan_parquet(p).select("decision_id", pl.lit(i, pl.Int32).alias("k"),
-                                                   pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"))
-                         for i, p in enumerate(staged)]).collect()
-        dup = pl.concat([known, ids["decision_id"]]).is_first_distinct().not_().slice(len(known))
-        drop = ids.filter(dup).select("k", "row")
-        del ids, known
-        result.duplicates += len(drop)
-        result.ingested -= len(drop)
-        dropped = {staged[k]: g["row"] for (k,), g in drop.group_by("k")}
-        for i, src in enumerate(staged):
-            path = cur / Path(src).parent.name / f"part-{plan.run}-{i}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if src in dropped:
-                frame = pl.read_parquet(src).with_row_index("__zeta_row")
-                keep = ~pl.col("__zeta_row").is_in(dropped[src].cast(pl.UInt32).implode())
-                frame = frame.filter(keep).drop("__zeta_row")
-                if frame.is_empty():
-                    continue
-                tmp = path.with_name(f".{path.name}.tmp")
-                frame.write_parquet(tmp, compression=PARQUET_COMPRESSION)
-                os.replace(tmp, path)
-            else:
-                os.replace(src, path)
-            result.partitions.append(str(path))
+        dropped, written = _move_staged(
+            staged, _known_ids(cur), pl.col("decision_id"),
+            lambda i, src: cur / Path(src).parent.name / f"part-{plan.run}-{i}.parquet")
+        result.partitions.extend(written)
+        result.duplicates += dropped
+        result.ingested -= dropped
+    if feedback_staged:  # the same for feedback, on (decision_id, ts, quality)
+        fb_parts = _feedback_parts(cur)
+        known = (pl.scan_parquet(fb_parts).select(_feedback_key().alias("key")).collect()["key"] if fb_parts
+                 else pl.Series("key", [], dtype=pl.String))
+        dropped, _ = _move_staged(feedback_staged, known, _feedback_key(),
+                                  lambda i, src: cur / FEEDBACK_DIR / f"part-{plan.run}-{i}.parquet")
+        result.duplicates += dropped
+        result.feedback -= dropped
+    result.feedback_unmatched = len(_unmatched_feedback_ids(cur))
     if quarantine:
         qpath = cur / QUARANTINE_DIR / f"{plan.run}.jsonl"
         _atomic_write(qpath, b"".join((json.dumps(q, ensure_ascii=False) + "\n").encode() for q in quarantine))
@@ -662,14 +755,44 @@ def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
 
 # ------------------------------------------------------------------------------------------ reading
 
-def scan_curated(curated: str | os.PathLike) -> pl.LazyFrame | None:
-    """Every curated partition, lazily (None when there is none yet)."""
-    parts = _curated_parts(Path(curated))
+def scan_feedback(curated: str | os.PathLike) -> pl.LazyFrame | None:
+    """The feedback table as stored, one row per feedback line taken (the curated columns), lazily;
+    None when there is none.  ``scan_curated`` applies it; this is for looking at it."""
+    parts = _feedback_parts(Path(curated))
     return pl.scan_parquet(parts) if parts else None
 
 
+def scan_curated(curated: str | os.PathLike) -> pl.LazyFrame | None:
+    """Every curated record, lazily, explicit feedback applied (None when there is none yet).
+
+    A record with feedback has the quality of its latest feedback line (largest ``ts``; equal ``ts``:
+    the lower quality) and quality_source "user"; a decision_id with feedback but no record of its own
+    is read from its earliest feedback line (smallest ``ts``, then the lower quality), with that
+    latest quality.  Without feedback, the day partitions as they are.
+    """
+    cur = Path(curated)
+    parts = _curated_parts(cur)
+    records = pl.scan_parquet(parts) if parts else None
+    fb = scan_feedback(cur)
+    if fb is None:
+        return records
+    feedback = fb.collect()  # one row per feedback line: small next to the records
+    latest = feedback.group_by("decision_id").agg(
+        pl.col("quality").sort_by(["ts", "quality"], descending=[True, False]).first().alias("__zeta_feedback"))
+    unmatched = _unmatched_feedback_ids(cur)
+    orphans = (feedback.filter(pl.col("decision_id").is_in(unmatched.implode()))
+               .sort(["decision_id", "ts", "quality"]).unique("decision_id", keep="first", maintain_order=True))
+    base = orphans.lazy() if records is None else pl.concat([records, orphans.lazy()])
+    fbq = pl.col("__zeta_feedback")
+    return (base.join(latest.lazy(), on="decision_id", how="left")
+            .with_columns(pl.coalesce(fbq, pl.col("quality")).alias("quality"),
+                          pl.when(fbq.is_not_null()).then(pl.lit("user")).otherwise(pl.col("quality_source"))
+                          .alias("quality_source"))
+            .drop("__zeta_feedback"))
+
+
 def read_curated(curated: str | os.PathLike, *, since: datetime | None = None) -> pl.DataFrame:
-    """All curated records (optionally from ``since`` on), oldest first."""
+    """All curated records (optionally from ``since`` on), oldest first, feedback applied (``scan_curated``)."""
     lf = scan_curated(curated)
     if lf is None:
         return pl.DataFrame(schema=CURATED_SCHEMA)

@@ -8,7 +8,7 @@ import glob
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,6 +25,8 @@ class LogReadResult:
     records: list[OutcomeRecord] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)  # {"file", "line", "reason", "raw"}
     duplicates: int = 0
+    feedback: int = 0               # feedback lines (quality_source "user" with a quality), applied to records
+    feedback_unmatched: int = 0     # decision_ids with feedback and no other line: read from their feedback
     files: list[str] = field(default_factory=list)
 
 
@@ -41,10 +43,33 @@ def log_files(source: str | os.PathLike) -> list[Path]:
     return matches
 
 
+def _is_feedback(rec: OutcomeRecord) -> bool:
+    """The rule of ``flows.ingest.is_feedback``: quality_source "user" with a quality."""
+    return rec.quality_source == "user" and rec.quality is not None
+
+
+def _order(rec: OutcomeRecord) -> tuple[datetime, float]:
+    """Earliest first: by ts, then the lower quality (``max`` of ``_latest`` is the reverse tie-break)."""
+    return datetime.fromisoformat(rec.ts), rec.quality
+
+
+def _latest(rec: OutcomeRecord) -> tuple[datetime, float]:
+    return datetime.fromisoformat(rec.ts), -rec.quality
+
+
 def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | None = None) -> LogReadResult:
-    """Validate every line; a bad one is kept (raw bytes, as text with replacement) with its reason."""
+    """Validate every line; a bad one is kept (raw bytes, as text with replacement) with its reason.
+
+    The same rules as ingestion and its readers (``flows/ingest.py``): the first line of a decision_id
+    is its record, later ones are duplicates, except feedback lines (quality_source "user" with a
+    quality), which never take a record's place: each record gets the quality of its latest feedback
+    (largest ts, equal ts: the lower quality) with quality_source "user"; a decision_id with feedback
+    and no other line is read from its earliest feedback line.  Feedback equal to an earlier one in
+    (decision_id, ts, quality) is a duplicate."""
     out = LogReadResult()
     seen: set[str] = set()
+    feedback: dict[str, list[OutcomeRecord]] = {}
+    seen_feedback: set[tuple[str, datetime, float]] = set()
     for path in log_files(source):
         out.files.append(str(path))
         with open(path, "rb") as f:
@@ -58,11 +83,29 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
                     out.quarantined.append({"file": str(path), "line": n, "reason": str(exc),
                                             "raw": line.decode("utf-8", errors="replace")})
                     continue
+                if _is_feedback(rec):
+                    key = (rec.decision_id, *_order(rec))
+                    if key in seen_feedback:
+                        out.duplicates += 1
+                    else:
+                        seen_feedback.add(key)
+                        feedback.setdefault(rec.decision_id, []).append(rec)
+                        out.feedback += 1
+                    continue
                 if rec.decision_id in seen:
                     out.duplicates += 1
                     continue
                 seen.add(rec.decision_id)
                 out.records.append(rec)
+    if feedback:
+        for i, rec in enumerate(out.records):
+            if rec.decision_id in feedback:
+                latest = max(feedback[rec.decision_id], key=_latest)
+                out.records[i] = replace(rec, quality=latest.quality, quality_source="user")
+        for decision_id, lines in feedback.items():
+            if decision_id not in seen:
+                out.records.append(replace(min(lines, key=_order), quality=max(lines, key=_latest).quality))
+                out.feedback_unmatched += 1
     return out
 
 

@@ -62,9 +62,9 @@ def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str
         return table, {"source": str(source), "format": "logs", "full_information": False,
                        "cost_model": "the logged cost field (0 when absent)", "curated": str(curated),
                        "files": ing.files, "records": len(table), "ingested_now": ing.ingested,
-                       "quarantined": ing.quarantined, "quarantine_file": ing.quarantine_file,
-                       "duplicates": ing.duplicates, "window": {"start": table["ts"].min().isoformat(),
-                                                                "end": table["ts"].max().isoformat()}}
+                       "feedback_now": ing.feedback, "quarantined": ing.quarantined,
+                       "quarantine_file": ing.quarantine_file, "duplicates": ing.duplicates,
+                       "window": {"start": table["ts"].min().isoformat(), "end": table["ts"].max().isoformat()}}
     raise ContractError("source_format", f"must be one of {SOURCE_FORMATS}, got {source_format!r}")
 
 

@@ -147,8 +147,9 @@ def ingest_unit_task(unit: IngestUnit, staging: str) -> UnitResult:
 @_task
 def commit_ingest_task(plan: IngestPlan, results: list[UnitResult]) -> IngestResult:
     r = commit_ingest(plan, results)
-    get_run_logger().info("ingested %d, quarantined %d, duplicates %d from %d files (%d units, %d lines by the "
-                          "fast path)", r.ingested, r.quarantined, r.duplicates, r.files, len(plan.units),
+    get_run_logger().info("ingested %d, feedback %d (%d without their answer), quarantined %d, duplicates %d from "
+                          "%d files (%d units, %d lines by the fast path)", r.ingested, r.feedback,
+                          r.feedback_unmatched, r.quarantined, r.duplicates, r.files, len(plan.units),
                           r.fast_path_lines)
     return r
 
@@ -264,7 +265,8 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     """One cycle of the production loop; returns the summary ``zeta pipeline`` prints."""
     curated = curated or str(default_curated_dir(logs))
     ing = ingest(logs, curated, settle_seconds)
-    summary: dict[str, Any] = {"ingested": ing.ingested, "quarantined": ing.quarantined,
+    summary: dict[str, Any] = {"ingested": ing.ingested, "feedback": ing.feedback,
+                               "feedback_unmatched": ing.feedback_unmatched, "quarantined": ing.quarantined,
                                "duplicates": ing.duplicates, "pending_bytes": ing.pending_bytes,
                                "quarantine_file": ing.quarantine_file, "curated": curated}
     champion = current_version(registry) if Path(registry).exists() else None

@@ -132,7 +132,7 @@ def _run_flow(logs: str, work: str, kind: str, workers: int | None, iterations: 
         logs=logs, registry=str(Path(work) / "registry"), curated=str(Path(work) / "curated"),
         settle_seconds=0, iterations=iterations)
     wall = time.perf_counter() - t0
-    return {"rows": s["ingested"] + s["quarantined"] + s["duplicates"], "promoted": s["promoted"],
+    return {"rows": s["ingested"] + s["feedback"] + s["quarantined"] + s["duplicates"], "promoted": s["promoted"],
             "reason": s["reason"], "version": s["candidate_version"], "total_wall_s": round(wall, 2),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "total_cpu_s": round(_cpu_s(), 2), "task_runner": kind}

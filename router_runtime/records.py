@@ -6,7 +6,7 @@ Schema version 1 (``OUTCOME_SCHEMA_VERSION``).  Fields, in the order they are wr
 field              type                            meaning and constraints
 =================  ==============================  ==========================================================
 schema_version     int, required                   1.  Absent or any other value is refused (SchemaVersionError).
-decision_id        str, required                   unique id of the decision (1..128 chars); ingestion dedupes on it
+decision_id        str, required                   unique id of the decision (1..128 chars); ingestion dedupes on it (*)
 ts                 str, required                   RFC 3339 timestamp in UTC (``Z`` or ``+00:00``)
 artifact_version   str or null                     artifact that made the decision; null = rule-based fallback
 query              str or null                     the query text (non-empty); null when text logging is off ...
@@ -29,6 +29,11 @@ quality_source     str or null                     judge | user | check | benchm
 features           list[float] or null             the query's feature vector, logged when text logging is off
 cost               float >= 0 or null              cost of the call in the pool's cost unit, when known
 =================  ==============================  ==========================================================
+
+(*) A later line of the same decision_id with quality_source "user" and a quality is explicit feedback on
+that outcome (what ``RoutingService.feedback`` writes): ingestion keeps it apart and its readers give the
+decision's record the quality of its latest feedback (see ``flows/ingest.py``).  Any other repeated
+decision_id is a duplicate: the first line wins.
 
 Evolution rules: a new field is added with a default, so old lines stay valid; an existing field never
 changes meaning or type; readers ignore fields they do not know (kept in ``extra``), so an old reader

@@ -32,8 +32,10 @@ truncated      (stopped at max_tokens) success true, error "truncated at max_tok
 
 **Explicit quality**: ``feedback(decision_id, quality)`` appends the answer's record again, same
 ``decision_id``, with ``quality`` and ``quality_source = "user"``: the same outcome, now with a known
-quality.  Ingestion keeps the first line of a decision_id today, so until it merges a later "user"
-quality into the first line, a feedback line is counted as a duplicate there (never quarantined).
+quality.  Ingestion (``flows/ingest.py``) keeps such a line as feedback, apart from the answer's own
+line, and its readers give the answer's record the quality of its latest feedback (quality_source
+"user"), whether the feedback is ingested with the answer, in a later run or before it; training,
+evaluation and the off-policy estimates read the record that way.
 
 The cost logged for a model whose cost is the local cost model is the attempt's measured wall time in
 ms (load included); otherwise the pool's expected cost for the query.

@@ -21,8 +21,8 @@ from router_runtime.registry import history
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-SUMMARY_KEYS = {"ingested", "quarantined", "duplicates", "candidate_version", "champion_version", "promoted",
-                "reason", "ope"}
+SUMMARY_KEYS = {"ingested", "feedback", "feedback_unmatched", "quarantined", "duplicates", "candidate_version",
+                "champion_version", "promoted", "reason", "ope"}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,17 @@ def test_two_cycles_promote_then_gate(tmp_path, dc_sample, capsys):
     simulate_logs(train, logs, seed=0)
     with open(logs / "broken.jsonl", "wb") as f:  # bad lines never stop a cycle
         f.write(b'{"schema_version": 1}\nnot json\n\xff\xfe\n')
+    answers = [json.loads(x) for x in (logs / "simulated-uniform-seed0.jsonl").read_text().splitlines()[:5]]
+    with open(logs / "feedback.jsonl", "w") as f:  # a user's verdict on five answers: it reaches the data
+        f.writelines(json.dumps({**a, "ts": "2026-03-01T00:00:00Z", "quality": 0.0, "quality_source": "user"})
+                     + "\n" for a in answers)
     s1 = run_pipeline(logs=str(logs), registry=str(reg), iterations=60, settle_seconds=0)
     assert SUMMARY_KEYS <= set(s1) and set(s1["ope"]) >= {"ips", "snips", "dr", "ci_low", "ci_high"}
     assert (s1["ingested"], s1["quarantined"], s1["duplicates"]) == (1200, 3, 0)
+    assert (s1["feedback"], s1["feedback_unmatched"]) == (5, 0)
+    from flows.ingest import read_curated
+    fed = read_curated(s1["curated"]).filter(pl.col("decision_id").is_in([a["decision_id"] for a in answers]))
+    assert len(fed) == 5 and set(fed["quality_source"]) == {"user"} and set(fed["quality"]) == {0.0}
     assert s1["promoted"] and s1["champion_version"] is None and "no champion" in s1["reason"]
     assert current_version(reg) == s1["candidate_version"]
     assert history(reg)[-1]["reason"] == s1["reason"]

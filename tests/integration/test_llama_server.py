@@ -318,8 +318,11 @@ def test_zz_the_outcome_log_ingests_without_a_quarantined_line(client, server):
     assert got.quarantined == []
     raw = all_lines(server)
     feedback = [r for r in raw if r["quality_source"] == "user"]
-    # Feedback lines repeat their answer's decision_id: today's ingestion keeps the first line of each.
-    assert len(got.records) == len(raw) - len(feedback) and got.duplicates == len(feedback) >= 1
+    # Feedback lines repeat their answer's decision_id: they are feedback on its record, not duplicates.
+    assert len(got.records) == len(raw) - len(feedback) and got.feedback == len(feedback) >= 1
+    assert got.duplicates == 0 and got.feedback_unmatched == 0
+    by_id = {r.decision_id: r for r in got.records}
+    assert all(by_id[f["decision_id"]].quality_source == "user" for f in feedback)
     kinds = {(r.request_kind, r.model, r.success) for r in got.records}
     assert ("embed", "gemma3", True) in kinds and ("reason", "broken-14b", False) in kinds
     fb = [r for r in got.records if r.fallback_from == "broken-14b"]
