@@ -24,15 +24,24 @@ __all__ = ["DEFAULT_COST_WEIGHT", "router_document", "export_artifact", "code_ve
 DEFAULT_COST_WEIGHT = 0.1
 
 
+def typical_chars(query_chars: np.ndarray) -> float:
+    """The query length costs are priced at: the mean length of the training queries."""
+    return float(np.mean(query_chars)) if len(query_chars) else 0.0
+
+
 def cost_scale(pool: Sequence[ModelInfo], trained: Sequence[str], query_chars: np.ndarray) -> float:
-    mean_chars = float(np.mean(query_chars)) if len(query_chars) else 0.0
+    """The expected cost of the most expensive trained model on a typical query (λ's unit)."""
+    mean_chars = typical_chars(query_chars)
     costs = [m.expected_cost(int(round(mean_chars))) for m in pool if m.name in set(trained)]
     top = max(costs, default=0.0)
     return top if top > 0 else 1.0
 
 
 def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weight: float,
-                    scale: float) -> dict[str, Any]:
+                    scale: float, chars: float | None = None) -> dict[str, Any]:
+    policy = {"cost_weight": cost_weight, "cost_scale": scale, "quality_floor": 0.0}
+    if chars is not None:
+        policy["typical_chars"] = chars
     return {
         "format_version": FORMAT_VERSION,
         "version": "",
@@ -40,7 +49,7 @@ def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weig
         "pool": [m.to_json() for m in pool],
         "quality_model": model.ensemble,
         "calibration": {"kind": "clip", "low": 0.0, "high": 1.0},
-        "policy": {"cost_weight": cost_weight, "cost_scale": scale, "quality_floor": 0.0},
+        "policy": policy,
     }
 
 
@@ -62,9 +71,9 @@ def code_version() -> dict[str, str]:
 
 
 def export_artifact(registry: str | Path, model: TrainedModel, pool: Sequence[ModelInfo], *,
-                    cost_weight: float, scale: float, manifest: dict[str, Any]) -> Path:
+                    cost_weight: float, scale: float, manifest: dict[str, Any], chars: float | None = None) -> Path:
     """Write the artifact (refused by ``write_artifact`` if the runtime could not load it)."""
-    doc = router_document(model, pool, cost_weight=cost_weight, scale=scale)
+    doc = router_document(model, pool, cost_weight=cost_weight, scale=scale, chars=chars)
     meta = {"code_version": code_version(), "parity": {"max_abs_diff": model.parity_max_abs_diff,
                                                       "tolerance": 1e-9}, **manifest}
     return write_artifact(registry, doc, meta)

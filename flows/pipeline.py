@@ -28,7 +28,7 @@ from router_runtime.pool import ModelInfo, load_pool
 from router_runtime.registry import promote as promote_to_current
 
 from .evaluation import holdout_comparison, holdout_report
-from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document
+from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document, typical_chars
 from .importers import COST_MODELS, import_benchmark
 from .ingest import curated_training_table, ingest_logs, read_curated
 from .tables import read_table, validate_benchmark_table
@@ -96,8 +96,9 @@ def evaluate_model(model: TrainedModel, pool: tuple[ModelInfo, ...], train: pl.D
 
 @_task
 def export_model(registry: str, model: TrainedModel, pool: tuple[ModelInfo, ...], cost_weight: float,
-                 scale: float, manifest: dict[str, Any]) -> str:
-    return str(export_artifact(registry, model, pool, cost_weight=cost_weight, scale=scale, manifest=manifest))
+                 scale: float, manifest: dict[str, Any], chars: float | None = None) -> str:
+    return str(export_artifact(registry, model, pool, cost_weight=cost_weight, scale=scale, manifest=manifest,
+                               chars=chars))
 
 
 @_task
@@ -151,7 +152,8 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
         "metrics": metrics,
         "parent_version": parent,
     }
-    path = export_model(registry, model, full_pool, cost_weight, scale, manifest)
+    path = export_model(registry, model, full_pool, cost_weight, scale, manifest,
+                        typical_chars(train["query"].str.len_chars().to_numpy()))
     version = Path(path).name
     decision = {"promoted": False, "reason": "promote=False: written, CURRENT left alone", "evaluation": None}
     if promote:

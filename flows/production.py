@@ -45,7 +45,7 @@ from router_runtime.registry import promote
 from router_runtime.router import Router
 
 from .drift import drift_report
-from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision
+from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
                      plan_ingest, scan_curated, staging_dir, training_columns)
 from .ope import deterministic_probs, ope_estimates, paired_difference
@@ -241,7 +241,8 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
                              "params": (model.params or params).to_json(),
                              "weighting": "inverse propensity", "sample": sample},
                 "parent_version": parent}
-    return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest))
+    return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest,
+                               chars=typical_chars(train["query"].str.len_chars().to_numpy())))
 
 
 @_task

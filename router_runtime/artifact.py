@@ -82,6 +82,10 @@ class Policy:
     cost_weight: float
     cost_scale: float
     quality_floor: float = 0.0
+    # Mean query length (chars) of the training data, the query ``cost_scale`` was priced on; lets a
+    # Router re-price the scale on a declared serving pool (whose costs may be in another unit).
+    # Absent in artifacts written before it: those keep ``cost_scale`` as it is.
+    typical_chars: float | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,10 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         cost_weight=_finite(pol, "cost_weight", "policy"),
         cost_scale=_finite(pol, "cost_scale", "policy"),
         quality_floor=_finite(pol, "quality_floor", "policy") if "quality_floor" in pol else 0.0,
+        typical_chars=_finite(pol, "typical_chars", "policy") if pol.get("typical_chars") is not None else None,
     )
+    if policy.typical_chars is not None and policy.typical_chars < 0:
+        raise ContractError("policy.typical_chars", f"must be >= 0, got {policy.typical_chars}")
     if policy.cost_weight < 0:
         raise ContractError("policy.cost_weight", f"must be >= 0, got {policy.cost_weight}")
     if policy.cost_scale <= 0:

@@ -117,6 +117,7 @@ class _State:
     # Candidate lists repeat (a service routes among the same few models), so their stacked bases
     # are kept per list of names; bounded, and dropped with the state on a swap.
     stacked: dict = field(default_factory=dict)
+    scale: float = 1.0         # cost_scale on the serving pool (see _serving_scale)
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -168,9 +169,10 @@ class Router:
                  use_numpy: bool | None = None, logger: Any = None, log_query_text: bool = True,
                  problem: str | None = None, exploration: Exploration | None = None, seed: int | None = None,
                  source: str | os.PathLike | None = None, reload_interval_ms: float | None = None,
-                 engine: str = "auto", _parts: tuple | None = None):
+                 engine: str = "auto", _parts: tuple | None = None, _scale: float | None = None):
         self.engine = _resolve_engine(engine, use_numpy)
         self._parts = _parts  # (artifact, engine parts) handed down by with_pool
+        self._scale = _scale  # the base's cost scale, handed down by with_pool
         self._logger = logger
         self._log_query_text = log_query_text
         self._declared_pool = None if pool is None else tuple(pool)
@@ -231,8 +233,9 @@ class Router:
         # here, once per artifact and pool, not per decision.
         bases = {m.name: artifact.scorer.candidate_base(artifact.candidate_vector(m)) for m in pool}
         extract, score, stack = self._engine_parts(artifact)
+        scale = self._scale if self._scale is not None else _serving_scale(artifact, pool, self._declared_pool)
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
-                      extract=extract, score=score, stack=stack)
+                      extract=extract, score=score, stack=stack, scale=scale)
 
     def _engine_parts(self, artifact: Artifact) -> tuple[Any, Any, Any]:
         """(extract, score, stack) of ``artifact`` on this router's engine, built once per artifact
@@ -261,7 +264,7 @@ class Router:
         own exploration randomness; the propensities it logs are exact all the same."""
         return Router(self.artifact, pool=pool, problem=self.problem, engine=self.engine,
                       logger=self._logger, log_query_text=self._log_query_text, exploration=self._exploration,
-                      _parts=self._parts)
+                      _parts=self._parts, _scale=self._state.scale if self._state.artifact is not None else None)
 
     def swap(self, artifact: Artifact) -> None:
         """Replace the artifact atomically; decisions in flight finish on the one they started with."""
@@ -317,6 +320,12 @@ class Router:
     def artifact_version(self) -> str | None:
         a = self._state.artifact
         return a.version if a is not None else None
+
+    @property
+    def cost_scale(self) -> float | None:
+        """The cost that counts as 1 in ``utility = quality - cost_weight * cost / cost_scale``:
+        the expected cost of the serving pool's most expensive model on a typical query."""
+        return self._state.scale if self._state.artifact is not None else None
 
     @property
     def problem(self) -> str | None:
@@ -412,7 +421,7 @@ class Router:
         models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
         if not models:
             return self._no_model(art.version, kind, lam, excluded, text)
-        scale = art.policy.cost_scale
+        scale = state.scale
         feats = None
         if kind == "embed":
             # The quality model learned generation quality; for embeddings only cost separates models.
@@ -523,6 +532,20 @@ class Router:
         if self._logger is not None:
             self._logger.write(rec)
         return rec
+
+
+def _serving_scale(artifact: Artifact, pool: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> float:
+    """λ's unit on the pool that serves.  ``cost_scale`` is the expected cost of the most expensive
+    model on a typical query; a declared pool may price its models in another unit than the training
+    data did (milliseconds of this machine against dollars per token), so the scale is priced again
+    on that pool, at the training data's typical query length.  Without a declared pool, or for an
+    artifact that does not record that length, the artifact's own scale."""
+    chars = artifact.policy.typical_chars
+    if declared is None or chars is None:
+        return artifact.policy.cost_scale
+    n = int(round(chars))
+    top = max((m.expected_cost(n) for m in pool if m.cost is not None), default=0.0)
+    return top if top > 0 else artifact.policy.cost_scale
 
 
 def _lat(m: ModelInfo, chars: int) -> float | None:

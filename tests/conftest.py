@@ -52,7 +52,7 @@ def demo_pool():
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory, sample_table, demo_pool):
     """A small but real artifact (CatBoost, 60 trees) trained on the sample, written and marked CURRENT."""
-    from flows.export import cost_scale, export_artifact
+    from flows.export import cost_scale, export_artifact, typical_chars
     from flows.training import TrainParams, build_pool, train_quality_model
     from router_runtime import default_feature_spec, set_current
 
@@ -60,6 +60,7 @@ def trained_registry(tmp_path_factory, sample_table, demo_pool):
     pool = build_pool(sample_table, demo_pool)
     model = train_quality_model(sample_table, default_feature_spec(), pool, TrainParams(iterations=60, depth=4))
     scale = cost_scale(pool, sample_table["model"].unique().to_list(), sample_table["query"].str.len_chars().to_numpy())
-    path = export_artifact(reg, model, pool, cost_weight=0.1, scale=scale, manifest={"training": {"rows": model.rows}})
+    path = export_artifact(reg, model, pool, cost_weight=0.1, scale=scale, manifest={"training": {"rows": model.rows}},
+                           chars=typical_chars(sample_table["query"].str.len_chars().to_numpy()))
     set_current(reg, path.name)
     return reg

@@ -53,6 +53,68 @@ def test_numpy_and_python_paths_identical(trained_registry):
         assert [s.quality for s in a.scores] == [s.quality for s in b.scores]
 
 
+def test_every_engine_gives_the_same_decisions(trained_registry):
+    from router_runtime import available_engines
+
+    engines = [e for e, why_not in available_engines().items() if why_not is None]
+    assert "python" in engines and "numpy" in engines
+    routers = {e: Router.load(trained_registry, engine=e) for e in engines}
+    assert {e: r.engine for e, r in routers.items()} == {e: e for e in engines}
+    for q in QUERIES + ["", "x" * 70_000, b"\xff\xfe broken utf-8", None]:
+        got = {e: r.decide(q) for e, r in routers.items()}
+        ref = got["python"]
+        for e, d in got.items():
+            assert (d.model, [(s.model, s.quality, s.utility) for s in d.scores]) == \
+                (ref.model, [(s.model, s.quality, s.utility) for s in ref.scores]), e
+
+
+def test_engine_choice_is_validated(trained_registry):
+    from router_runtime import MissingDependencyError, available_engines
+
+    assert Router.load(trained_registry).engine == next(e for e, w in available_engines().items() if w is None)
+    with pytest.raises(ContractError, match="engine"):
+        Router.load(trained_registry, engine="gpu")
+    with pytest.raises(ContractError, match="not both"):
+        Router.load(trained_registry, engine="python", use_numpy=True)
+    missing = [e for e, w in available_engines().items() if w is not None]
+    for e in missing:  # e.g. the compiled engine where no C compiler built it
+        with pytest.raises(MissingDependencyError, match=e):
+            Router.load(trained_registry, engine=e)
+
+
+def test_cost_scale_is_priced_on_a_declared_pool_in_another_unit(trained_registry):
+    """The artifact's costs are dollars (the sample's prices); a local pool prices its models in
+    milliseconds.  λ stays unit-free: the scale is the most expensive serving model's cost on the
+    training data's typical query, so utilities keep their meaning instead of cost swamping quality."""
+    from router_runtime import ModelInfo
+    from router_runtime.pool import parse_model
+
+    art = load_artifact(trained_registry)
+    assert art.policy.typical_chars is not None and art.policy.cost_scale < 0.01  # dollars
+    chat = [m for m in art.pool if m.can("chat")][:3]
+    local = [parse_model({"name": m.name, "capabilities": list(m.capabilities), "ms_per_prompt_token": 0.1 * (i + 1),
+                          "ms_per_token": 5.0 * (i + 1)}) for i, m in enumerate(chat)]
+    assert all(m.cost_in_ms for m in local)
+    r = Router(art, pool=local, use_numpy=False)
+    chars = int(round(art.policy.typical_chars))
+    assert r.cost_scale == max(m.expected_cost(chars) for m in local) > 100  # milliseconds
+    d = r.decide(QUERIES[1], cost_weight=0.1)
+    for s in d.scores:
+        assert s.utility == s.quality - 0.1 * s.cost / r.cost_scale
+        assert s.quality - 0.1 - 0.01 < s.utility <= s.quality  # at most λ, as documented
+    # A sibling with load penalties keeps the base's scale: a penalty must not dilute itself.
+    heavier = [ModelInfo(m.name, m.capabilities, m.size_b, m.context_length,
+                         type(m.cost)(m.cost.intercept + 10_000.0, m.cost.per_char), m.latency_ms, m.extra)
+               for m in local]
+    assert r.with_pool(heavier).cost_scale == r.cost_scale
+    # Without a declared pool the artifact's own scale; an artifact without typical_chars keeps it too.
+    assert Router(art, use_numpy=False).cost_scale == art.policy.cost_scale
+    from dataclasses import replace
+
+    old = replace(art, policy=replace(art.policy, typical_chars=None))
+    assert Router(old, pool=local, use_numpy=False).cost_scale == art.policy.cost_scale
+
+
 def test_deterministic_and_order_independent(router):
     names = [m.name for m in router.artifact.pool if m.can("chat")]
     first = router.decide(QUERIES[2], candidates=names)
