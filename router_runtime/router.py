@@ -22,7 +22,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -247,7 +247,8 @@ class Router:
         if self.engine == "compiled":
             from .compiled import CompiledScorer, CompiledSpec
 
-            parts = (CompiledSpec(spec).extract, CompiledScorer(scorer).score, tuple)
+            compiled = CompiledScorer(scorer)
+            parts = (CompiledSpec(spec).extract, compiled.score, compiled.stack)
         elif self.engine == "numpy":
             import numpy
 
@@ -446,7 +447,8 @@ class Router:
                 scores.append(CandidateScore(m.name, qual, cost, None if lat is None else lat.at(chars),
                                              qual - lam * cost / scale))
             how = f"highest predicted quality - {lam:g} x relative cost"
-        best = _argmax(scores)
+        ranked = sorted(scores, key=_rank)
+        best = ranked[0]
         chosen, propensity = best, 1.0
         if self._exploration.enabled and len(scores) > 1:
             probs = choice_probabilities({s.model: s.utility for s in scores}, {s.model: s.quality for s in scores},
@@ -456,20 +458,20 @@ class Router:
         reason = (f"{note}{how}: {best.model} (utility {best.utility:.3f}"
                   + (f", quality {best.quality:.3f}" if best.quality is not None else "")
                   + f", cost {best.cost:.3g}) among {len(scores)}")
-        if len(scores) > 1:
-            runner = _argmax([s for s in scores if s is not best])
-            reason += f"; runner-up {runner.model} ({runner.utility:.3f})"
-        cold = [s.model for s in scores if s.model in state.cold and s.quality is not None]
-        if cold:
-            reason += f"; scored from descriptors (no outcomes yet): {', '.join(cold)}"
+        if len(ranked) > 1:
+            reason += f"; runner-up {ranked[1].model} ({ranked[1].utility:.3f})"
+        if state.cold:
+            cold = [s.model for s in scores if s.model in state.cold and s.quality is not None]
+            if cold:
+                reason += f"; scored from descriptors (no outcomes yet): {', '.join(cold)}"
         if chosen is not best:
             reason = (f"exploring: {chosen.model} with probability {propensity:.3g} "
                       f"(rate {self._exploration.rate:g}, {self._exploration.method}); greedy was " + reason)
-        return Decision(
-            decision_id=_new_id(), model=chosen.model, kind=kind, scores=tuple(scores),
-            propensity=propensity, explored=chosen is not best, reason=reason, artifact_version=art.version,
-            cost_weight=lam, excluded=excluded, ts=_now(), query=text,
-            features=None if feats is None else tuple(feats))
+        return _new_decision({
+            "decision_id": _new_id(), "model": chosen.model, "kind": kind, "scores": tuple(scores),
+            "propensity": propensity, "explored": chosen is not best, "reason": reason,
+            "artifact_version": art.version, "cost_weight": lam, "excluded": excluded, "ts": _now(),
+            "query": text, "features": None if feats is None else tuple(feats)})
 
     def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
         lam = 0.0 if cost_weight is None else float(cost_weight)
@@ -569,9 +571,25 @@ def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float
     return next(s for s in reversed(scores) if probs[s.model] > 0)  # u within rounding of 1.0
 
 
-def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
+def _rank(s: CandidateScore) -> tuple[float, float, str]:
     # Ties go to the cheaper model, then to the name: deterministic whatever the candidate order.
-    return min(scores, key=lambda s: (-s.utility, s.cost, s.model))
+    return (-s.utility, s.cost, s.model)
+
+
+def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
+    return min(scores, key=_rank)
+
+
+_DECISION_FIELDS = frozenset(f.name for f in fields(Decision))
+
+
+def _new_decision(values: dict[str, Any]) -> Decision:
+    """``Decision(**values)`` without the frozen dataclass's 13 ``object.__setattr__`` calls (a
+    microsecond, on the hot path): the instance dict is filled directly.  Every field is given."""
+    assert values.keys() == _DECISION_FIELDS
+    d = object.__new__(Decision)
+    d.__dict__.update(values)
+    return d
 
 
 def available_engines() -> dict[str, str | None]:
