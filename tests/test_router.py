@@ -255,3 +255,43 @@ def test_record_without_query_text_logs_hash_and_features(tmp_path, trained_regi
     rec = r.record(d, Outcome(success=False, error="timeout", latency_ms=30000.0))
     assert rec.query is None and len(rec.query_sha256) == 64
     assert rec.features is not None and len(rec.features) == len(r.artifact.feature_spec.output_names)
+
+
+def test_decision_ids_are_unique_across_threads_and_forks(trained_registry):
+    import os
+    import sys
+
+    router = Router.load(trained_registry)
+    ids: list[str] = []
+
+    def work():
+        ids.extend(router.decide(QUERIES[0]).decision_id for _ in range(500))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == len(ids) == 2000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    if sys.platform.startswith("linux"):  # a pre-fork server: children must not repeat each other's ids
+        children = []
+        for _ in range(2):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                os.write(w, "".join(router.decide(QUERIES[1]).decision_id for _ in range(50)).encode())
+                os._exit(0)
+            os.close(w)
+            children.append((pid, r))
+        seen = set(ids)
+        for pid, r in children:
+            data = b""
+            while chunk := os.read(r, 65536):
+                data += chunk
+            os.close(r)
+            os.waitpid(pid, 0)
+            got = {data[i:i + 32].decode() for i in range(0, len(data), 32)}
+            assert len(got) == 50 and not got & seen
+            seen |= got
