@@ -126,7 +126,7 @@ def decide_promotion(registry: str, path: str, champion: str | None, test: pl.Da
 @flow(name="zeta-train-router")
 def train_router(source: str, source_format: str = "table", registry: str = "artifacts", pool: str | None = None,
                  seed: int = 0, test_fraction: float = 0.3, iterations: int = 300, depth: int | None = None,
-                 learning_rate: float = 0.08, cost_weight: float = DEFAULT_COST_WEIGHT,
+                 learning_rate: float | None = None, cost_weight: float = DEFAULT_COST_WEIGHT,
                  promote: bool = True, margin: float = 0.0) -> dict[str, Any]:
     """Train a router from ``source`` and write a new artifact version into ``registry``.
 

@@ -37,6 +37,8 @@ __all__ = [
     "ensemble_from_catboost",
     "check_parity",
     "PARITY_TOLERANCE",
+    "SMALL_TRAINING_OUTCOMES",
+    "SMALL_TRAINING_QUERIES",
 ]
 
 PARITY_TOLERANCE = 1e-9
@@ -51,12 +53,25 @@ PARITY_TOLERANCE = 1e-9
 # decision cheaper.
 SMALL_TRAINING_OUTCOMES = 2000
 
+# Below this many distinct training queries the learning rate is 0.04, from it on 0.08
+# (``learning_rate=None``).  All (query, model) rows of one query share its features, so with few
+# queries the trees memorize query-level noise; a smaller step is the regularization that helped.
+# Chosen by validation inside the train part (8 inner 70/30 splits of each of the 5 seeded train
+# parts, normalized AIQ gain): RouteProfile (422 train queries) 0.108 -> 0.152, paired +0.045 +- 0.014,
+# 5/5 seeds; the LLMRouter full-information model (4,300 queries, 6 deep) wants 0.08 (0.04: 0.233 ->
+# 0.206).  On the reported test parts (seeds 0-4) RouteProfile 0.093 +- 0.083 -> 0.148 +- 0.043.  The
+# threshold counts queries, not outcomes per model: LLMRouter's uniform bandit log (4,300 queries, 478
+# outcomes per model, as many as RouteProfile's 422) lost 0.015 normalized AIQ gain at 0.04 (5/5 seeds).
+SMALL_TRAINING_QUERIES = 2000
+SMALL_DATA_LEARNING_RATE = 0.04
+LEARNING_RATE = 0.08
+
 
 @dataclass(frozen=True)
 class TrainParams:
     iterations: int = 300
     depth: int | None = None   # None: 4 below SMALL_TRAINING_OUTCOMES outcomes per model, else 6
-    learning_rate: float = 0.08
+    learning_rate: float | None = None  # None: 0.04 below SMALL_TRAINING_QUERIES training queries, else 0.08
     l2_leaf_reg: float = 3.0
     # CatBoost's feature_weights for the model-identity inputs: their splits count this much more, so
     # more trees separate one model from the others (what routing needs: quality differences between
@@ -67,11 +82,16 @@ class TrainParams:
     thread_count: int = 2   # fixed, so a seeded run reproduces exactly on any machine size
     unknown_model_share: float = 0.25  # rows repeated with the identity hidden (cold-start prior)
 
-    def resolved(self, outcomes_per_model: float) -> "TrainParams":
-        """These parameters with ``depth`` chosen from the training data's size when it is None."""
-        if self.depth is not None:
-            return self
-        return replace(self, depth=4 if outcomes_per_model < SMALL_TRAINING_OUTCOMES else 6)
+    def resolved(self, outcomes_per_model: float, queries: int | None = None) -> "TrainParams":
+        """These parameters with ``depth`` and ``learning_rate`` chosen from the training data's size
+        (outcomes per model, distinct queries) where they are None."""
+        p = self
+        if p.depth is None:
+            p = replace(p, depth=4 if outcomes_per_model < SMALL_TRAINING_OUTCOMES else 6)
+        if p.learning_rate is None:
+            small = queries is not None and queries < SMALL_TRAINING_QUERIES
+            p = replace(p, learning_rate=SMALL_DATA_LEARNING_RATE if small else LEARNING_RATE)
+        return p
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -194,7 +214,7 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     aug = with_hidden_identity(table, params.unknown_model_share, params.seed)
     x, y, w = training_matrix(aug, fitted, cand, pool)
     inputs = list(x.columns)
-    params = params.resolved(len(table) / max(1, len(trained_models)))
+    params = params.resolved(len(table) / max(1, len(trained_models)), table["query_id"].n_unique())
     model = CatBoostRegressor(
         loss_function="RMSE", iterations=params.iterations, depth=params.depth,
         learning_rate=params.learning_rate, l2_leaf_reg=params.l2_leaf_reg, random_seed=params.seed,

@@ -131,3 +131,18 @@ def test_flow_on_sample_routeprofile_with_bandit_publishes_markdown(tmp_path, pr
 
     arts = [a for a in asyncio.run(latest()) if a.key == "zeta-benchmark-evaluation"]
     assert arts and arts[0].type == "markdown" and "| router_bandit |" in arts[0].data
+
+
+def test_train_params_resolve_depth_and_learning_rate_from_data_size():
+    from flows.training import SMALL_TRAINING_OUTCOMES, SMALL_TRAINING_QUERIES
+
+    small = TrainParams().resolved(SMALL_TRAINING_OUTCOMES - 1, SMALL_TRAINING_QUERIES - 1)
+    assert (small.depth, small.learning_rate) == (4, 0.04)
+    big = TrainParams().resolved(SMALL_TRAINING_OUTCOMES, SMALL_TRAINING_QUERIES)
+    assert (big.depth, big.learning_rate) == (6, 0.08)
+    # a bandit log: few outcomes per model, many queries -> shallow trees at the usual step
+    log = TrainParams().resolved(478, 4304)
+    assert (log.depth, log.learning_rate) == (4, 0.08)
+    # unknown query count: the usual step; explicit values are kept
+    assert TrainParams().resolved(100).learning_rate == 0.08
+    assert TrainParams(depth=5, learning_rate=0.2).resolved(10, 10) == TrainParams(depth=5, learning_rate=0.2)
