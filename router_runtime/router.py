@@ -207,6 +207,7 @@ class Router:
         self._signature = _stat_signature(self._watch) if self._watch is not None else None
         self._reload_lock = threading.Lock()
         self._index_cache: tuple[tuple[ModelInfo, ...], dict[str, ModelInfo]] | None = None
+        self._eligible_cache: tuple[tuple[ModelInfo, ...], dict] | None = None
         self.reload_error: str | None = None  # why the last reload was refused (old artifact kept)
 
     # -- construction -------------------------------------------------------------------------
@@ -392,6 +393,31 @@ class Router:
 
     def _eligible(self, pool, text, kind, candidates, max_latency_ms):
         chars = len(text) if text is not None else 0
+        if max_latency_ms is not None:
+            return self._eligible_now(pool, chars, kind, candidates, max_latency_ms)
+        # Without a latency limit the outcome depends on the prompt's length only through the context
+        # check, which excludes nobody while the prompt fits the smallest context among the
+        # candidates: that case is remembered per (kind, candidates) and pool.
+        key = (kind, None if candidates is None else tuple(candidates))
+        cache = self._eligible_cache
+        if cache is None or cache[0] is not pool:
+            cache = self._eligible_cache = (pool, {})
+        hit = cache[1].get(key)
+        if hit is None:
+            models, excluded, _, note = self._eligible_now(pool, 0, kind, candidates, None)
+            by_name = self._state_index(pool)
+            names = candidates if candidates is not None else [m.name for m in pool]
+            limits = [by_name[n].context_length for n in names if n in by_name]
+            fits = min((c for c in limits if c is not None), default=math.inf)
+            hit = (models, excluded, note, fits)
+            if len(cache[1]) < 1024:
+                cache[1][key] = hit
+        models, excluded, note, fits = hit
+        if chars / CHARS_PER_TOKEN <= fits:
+            return list(models), dict(excluded), chars, note
+        return self._eligible_now(pool, chars, kind, candidates, None)
+
+    def _eligible_now(self, pool, chars, kind, candidates, max_latency_ms):
         prompt_tokens = chars / CHARS_PER_TOKEN
         by_name = self._state_index(pool)
         excluded: dict[str, str] = {}

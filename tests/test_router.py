@@ -152,6 +152,20 @@ def test_context_length_routes_long_prompts_away(router):
                        "mixtral-8x22b-instruct-v0.1"}
 
 
+def test_remembered_eligibility_never_hides_a_context_exclusion(trained_registry):
+    r = Router.load(trained_registry)
+    long = "word " * 40_000
+    for _ in range(2):  # short, long, short again: the same (kind, candidates) key each time
+        short = r.decide(QUERIES[1])
+        assert not any("exceeds context" in why for why in short.excluded.values())
+        d = r.decide(long)
+        assert "exceeds context" in d.excluded["gemma-2-9b-it"] and d.model != "gemma-2-9b-it"
+        fresh = Router.load(trained_registry).decide(long)
+        assert (d.model, dict(d.excluded)) == (fresh.model, dict(fresh.excluded))
+    short.excluded["x"] = "a caller mutating its decision"  # must not leak into the next decision
+    assert "x" not in r.decide(QUERIES[1]).excluded
+
+
 @pytest.mark.parametrize("query", [
     "", None, b"\xff\xfe invalid utf-8 \xc3", "\ud800 lone surrogate", "x" * 100_000, "\x00\x01\x1f",
     "🙂" * 1000, "İstanbul ıı ß",

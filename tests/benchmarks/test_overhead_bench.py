@@ -5,9 +5,12 @@ JSONL log -> metrics), in the same run, in pairs.
 
 Two figures, both *measured*, never asserted (the suite cannot flake on a slow machine):
 
-- **paired difference**: routed minus direct wall time of each pair (the order inside a pair alternates,
+- **paired difference**: routed minus direct wall time of each pair (the order inside a pair rotates,
   the prompt changes every pair so neither side reuses the other's KV prefix).  This is the issue's
-  number, but it carries llama.cpp's own run-to-run jitter (tens to hundreds of µs on a ~50 ms call).
+  number, but it carries llama.cpp's own run-to-run jitter, so each pair also runs the direct call a
+  second time: **direct minus direct** (an A/A control) is that jitter alone, measured in the same run.
+  A routed-minus-direct spread no wider than the A/A spread means routing adds nothing the model's own
+  noise does not already swamp.
 - **service overhead**: routed wall time minus the time spent inside the backend's generator (timed
   around each ``next`` on it): everything Zeta adds around the model call on the request's path
   (routing, bookkeeping, metrics, queueing the record), without llama.cpp's jitter.
@@ -104,9 +107,13 @@ def setup(tmp_path_factory, trained_registry):
     service = RoutingService(router, backend)
     service.record_ns = record_ns
     direct = Llama(model_path=str(smol), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
-    yield service, backend, direct
+    # The A/A control's second direct instance: its own KV cache, like the routed side's instance, so
+    # that no call reuses another's prompt prefix.
+    again = Llama(model_path=str(smol), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
+    yield service, backend, direct, again
     backend.inner.close()
     direct.close()
+    again.close()
 
 
 def messages(i: int) -> list[dict]:
@@ -114,15 +121,16 @@ def messages(i: int) -> list[dict]:
 
 
 def test_router_overhead_vs_direct_llama(benchmark, setup):
-    service, backend, direct = setup
+    service, backend, direct, again = setup
     opts = RouteOptions(model="auto", cost_weight=1.0)
     # warm both sides (first load, first allocation) outside the measurement
     warm = service.complete(GenerationRequest("chat", messages=tuple(messages(-1)), max_tokens=MAX_TOKENS,
                                               temperature=0.0, seed=0), opts)
     assert warm.model == "smollm2" and warm.decision.artifact_version is not None
-    direct.create_chat_completion(messages=messages(-1), max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
+    for llm in (direct, again):
+        llm.create_chat_completion(messages=messages(-1), max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
 
-    pairs: list[tuple[int, int, int]] = []   # (direct ns, routed ns, routed ns inside the backend)
+    pairs: list[tuple[int, int, int, int]] = []  # (direct ns, routed ns, routed ns inside the backend, direct again ns)
     counter = {"i": 0}
 
     def one_pair():
@@ -130,9 +138,9 @@ def test_router_overhead_vs_direct_llama(benchmark, setup):
         msgs = messages(i)
         req = GenerationRequest("chat", messages=tuple(msgs), max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
 
-        def run_direct():
+        def run_direct(llm):
             t = time.perf_counter_ns()
-            out = direct.create_chat_completion(messages=msgs, max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
+            out = llm.create_chat_completion(messages=msgs, max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
             return time.perf_counter_ns() - t, out["choices"][0]["message"]["content"]
 
         def run_routed():
@@ -143,15 +151,14 @@ def test_router_overhead_vs_direct_llama(benchmark, setup):
             service.flush()  # untimed: the record is written before the next measurement starts
             return elapsed, backend.inside_ns, c
 
-        if i % 2:
-            td, text_d = run_direct()
-            tr, inside, c = run_routed()
-        else:
-            tr, inside, c = run_routed()
-            td, text_d = run_direct()
+        got = {}
+        # rotate the order of the three calls, so that none always runs first (cold) or last
+        for step in ("direct", "routed", "again")[i % 3:] + ("direct", "routed", "again")[:i % 3]:
+            got[step] = run_routed() if step == "routed" else run_direct(direct if step == "direct" else again)
+        (td, text_d), (tr, inside, c), (ta, text_a) = got["direct"], got["routed"], got["again"]
         # same prompt, same model, same sampling: the same answer, or the comparison means nothing
-        assert c.model == "smollm2" and c.text == text_d
-        pairs.append((td, tr, inside))
+        assert c.model == "smollm2" and c.text == text_d == text_a
+        pairs.append((td, tr, inside, ta))
 
     service.flush()
     service.record_ns.clear()
@@ -168,11 +175,12 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def report(benchmark, pairs: list[tuple[int, int, int]], record_us: list[float]) -> None:
-    diff = [(tr - td) / 1000.0 for td, tr, _ in pairs]              # µs
-    service = [(tr - inside) / 1000.0 for _, tr, inside in pairs]   # µs
-    routed_ms = [tr / 1e6 for _, tr, _ in pairs]
-    direct_ms = [td / 1e6 for td, _, _ in pairs]
+def report(benchmark, pairs: list[tuple[int, int, int, int]], record_us: list[float]) -> None:
+    diff = [(tr - td) / 1000.0 for td, tr, _, _ in pairs]              # µs
+    control = [(ta - td) / 1000.0 for td, _, _, ta in pairs]           # µs: direct vs direct (A/A)
+    service = [(tr - inside) / 1000.0 for _, tr, inside, _ in pairs]   # µs
+    routed_ms = [tr / 1e6 for _, tr, _, _ in pairs]
+    direct_ms = [td / 1e6 for td, _, _, _ in pairs]
     request_us = statistics.median(routed_ms) * 1000.0
     info = {
         "pairs": len(pairs),
@@ -180,6 +188,10 @@ def report(benchmark, pairs: list[tuple[int, int, int]], record_us: list[float])
         "routed_ms_p50": round(statistics.median(routed_ms), 3),
         "paired_diff_us_p50": round(_pct(diff, 0.5), 1),
         "paired_diff_us_p99": round(_pct(diff, 0.99), 1),
+        "aa_control_us_p50": round(_pct(control, 0.5), 1),
+        "aa_control_us_p99": round(_pct(control, 0.99), 1),
+        "paired_diff_us_p01": round(_pct(diff, 0.01), 1),
+        "aa_control_us_p01": round(_pct(control, 0.01), 1),
         "service_overhead_us_p50": round(_pct(service, 0.5), 1),
         "service_overhead_us_p99": round(_pct(service, 0.99), 1),
         "record_write_us_p50": round(_pct(record_us, 0.5), 1) if record_us else None,
@@ -193,6 +205,8 @@ def report(benchmark, pairs: list[tuple[int, int, int]], record_us: list[float])
     print(f"  request time p50: direct {info['direct_ms_p50']} ms, routed {info['routed_ms_p50']} ms")
     print(f"  paired difference  p50 {info['paired_diff_us_p50']} µs ({info['paired_diff_pct_p50']} %)  "
           f"p99 {info['paired_diff_us_p99']} µs ({info['paired_diff_pct_p99']} %)")
+    print(f"  A/A control (direct minus direct)  p50 {info['aa_control_us_p50']} µs  p99 {info['aa_control_us_p99']} µs  "
+          f"(routed minus direct p01 {info['paired_diff_us_p01']} µs, A/A p01 {info['aa_control_us_p01']} µs)")
     print(f"  service overhead   p50 {info['service_overhead_us_p50']} µs ({info['service_overhead_pct_p50']} %)  "
           f"p99 {info['service_overhead_us_p99']} µs ({info['service_overhead_pct_p99']} %)")
     print(f"  record write (background thread, off the request path)  p50 {info['record_write_us_p50']} µs  "
