@@ -59,7 +59,7 @@ class Trained:
 
 
 def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained:
-    from .export import cost_scale, export_artifact
+    from .export import cost_scale, export_artifact, typical_chars
     from .importers import import_routeprofile
     from .training import TrainParams, build_pool, train_quality_model
 
@@ -67,7 +67,8 @@ def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained
     pool = build_pool(table, load_pool(pool_file))
     model = train_quality_model(table, default_feature_spec(), pool, TrainParams(iterations=trees))
     scale = cost_scale(pool, table["model"].unique().to_list(), table["query"].str.len_chars().to_numpy())
-    path = export_artifact(registry, model, pool, cost_weight=0.1, scale=scale, manifest={"bench": True})
+    path = export_artifact(registry, model, pool, cost_weight=0.1, scale=scale, manifest={"bench": True},
+                           chars=typical_chars(table["query"].str.len_chars().to_numpy()))
     return Trained(load_artifact(path), model.catboost_model)
 
 
