@@ -118,6 +118,7 @@ class _State:
     # are kept per list of names; bounded, and dropped with the state on a swap.
     stacked: dict = field(default_factory=dict)
     scale: float = 1.0         # cost_scale on the serving pool (see _serving_scale)
+    engine: str = "python"     # the engine extract/score run on
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -184,7 +185,9 @@ class Router:
                  problem: str | None = None, exploration: Exploration | None = None, seed: int | None = None,
                  source: str | os.PathLike | None = None, reload_interval_ms: float | None = None,
                  engine: str = "auto", _parts: tuple | None = None, _scale: float | None = None):
-        self.engine = _resolve_engine(engine, use_numpy)
+        self._engine = _resolve_engine(engine, use_numpy)
+        self._engine_auto = engine == "auto" and use_numpy is None
+        self.engine_problem: str | None = None  # why the current artifact is not on the engine asked for
         self._parts = _parts  # (artifact, engine parts) handed down by with_pool
         self._scale = _scale  # the base's cost scale, handed down by with_pool
         self._logger = logger
@@ -247,38 +250,57 @@ class Router:
         # A model's candidate inputs never change: its part of every tree's leaf index is computed
         # here, once per artifact and pool, not per decision.
         bases = {m.name: artifact.scorer.candidate_base(artifact.candidate_vector(m)) for m in pool}
-        extract, score, stack = self._engine_parts(artifact)
+        used, extract, score, stack = self._engine_parts(artifact)
         scale = self._scale if self._scale is not None else _serving_scale(artifact, pool, self._declared_pool)
-        return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases,
+        return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
                       extract=extract, score=score, stack=stack, scale=scale)
 
-    def _engine_parts(self, artifact: Artifact) -> tuple[Any, Any, Any]:
-        """(extract, score, stack) of ``artifact`` on this router's engine, built once per artifact
-        and shared with the ``with_pool`` siblings (compiling a feature plan is not free)."""
+    def _engine_parts(self, artifact: Artifact) -> tuple[str, Any, Any, Any]:
+        """(engine, extract, score, stack) of ``artifact``, built once per artifact and shared with
+        the ``with_pool`` siblings (compiling a feature plan is not free).  The compiled engine may
+        refuse an artifact it cannot take exactly (leaf sums beyond int64, a plan beyond its limits):
+        under ``engine="auto"`` the next engine takes it and ``engine_problem`` says why; asked for
+        by name, that is the caller's error."""
         cached = self._parts
         if cached is not None and cached[0] is artifact:
             return cached[1]
         spec, scorer = artifact.feature_spec, artifact.scorer
-        if self.engine == "compiled":
+        engine, parts = self._engine, None
+        self.engine_problem = None
+        if engine == "compiled":
             from .compiled import CompiledScorer, CompiledSpec
 
-            compiled = CompiledScorer(scorer)
-            parts = (CompiledSpec(spec).extract, compiled.score, compiled.stack)
-        elif self.engine == "numpy":
+            try:
+                compiled = CompiledScorer(scorer)
+                parts = ("compiled", CompiledSpec(spec).extract, compiled.score, compiled.stack)
+            except (ValueError, ZetaError) as exc:
+                if not self._engine_auto:
+                    raise ContractError("engine", f"the compiled engine cannot take artifact "
+                                                  f"{artifact.version}: {exc}") from None
+                engine = "numpy" if _why_not("numpy") is None else "python"
+                self.engine_problem = f"compiled engine refused artifact {artifact.version} ({exc}): using {engine}"
+        if parts is None and engine == "numpy":
             import numpy
 
-            parts = (spec.extract, lambda q, b: scorer.score(q, b, use_numpy=True),
+            parts = ("numpy", spec.extract, lambda q, b: scorer.score(q, b, use_numpy=True),
                      lambda rows: numpy.asarray(rows, dtype=numpy.intp))
-        else:
-            parts = (spec.extract, scorer.score, tuple)
+        elif parts is None:
+            parts = ("python", spec.extract, scorer.score, tuple)
         self._parts = (artifact, parts)
         return parts
+
+    @property
+    def engine(self) -> str:
+        """The engine decisions are computed on (for the current artifact, when there is one)."""
+        st = self._state
+        return st.engine if st.artifact is not None else self._engine
 
     def with_pool(self, pool: Sequence[ModelInfo]) -> "Router":
         """A router over the same artifact and settings (numpy, exploration, logging) with another
         serving pool, e.g. the same models with a load penalty on the unloaded ones.  It draws its
         own exploration randomness; the propensities it logs are exact all the same."""
-        return Router(self.artifact, pool=pool, problem=self.problem, engine=self.engine,
+        return Router(self.artifact, pool=pool, problem=self.problem,
+                      engine="auto" if self._engine_auto else self._engine,
                       logger=self._logger, log_query_text=self._log_query_text, exploration=self._exploration,
                       _parts=self._parts, _scale=self._state.scale if self._state.artifact is not None else None)
 
@@ -614,10 +636,6 @@ def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float
 def _rank(s: CandidateScore) -> tuple[float, float, str]:
     # Ties go to the cheaper model, then to the name: deterministic whatever the candidate order.
     return (-s.utility, s.cost, s.model)
-
-
-def _argmax(scores: Sequence[CandidateScore]) -> CandidateScore:
-    return min(scores, key=_rank)
 
 
 _DECISION_FIELDS = frozenset(f.name for f in fields(Decision))

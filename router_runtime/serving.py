@@ -351,6 +351,7 @@ class RoutingService:
             "artifact_version": self.router.artifact_version,
             "router": "learned" if self.router.artifact is not None else "rules",
             "router_problem": self.router.problem,
+            "engine": self.router.engine, "engine_problem": self.router.engine_problem,
             "models": models,
         }
 

@@ -82,6 +82,24 @@ def test_engine_choice_is_validated(trained_registry):
             Router.load(trained_registry, engine=e)
 
 
+def test_an_artifact_the_compiled_engine_refuses_falls_back_under_auto(trained_registry, monkeypatch):
+    from router_runtime import compiled
+
+    if not compiled.available():
+        pytest.skip(f"compiled engine not built: {compiled.unavailable_reason()}")
+
+    def refuse(*args, **kwargs):
+        raise ValueError("integer leaf sums could overflow int64")
+
+    monkeypatch.setattr(compiled, "CompiledScorer", refuse)
+    r = Router.load(trained_registry)
+    assert r.engine == "numpy" and "overflow" in r.engine_problem
+    ref = Router.load(trained_registry, engine="python").decide(QUERIES[0])
+    assert [(s.model, s.utility) for s in r.decide(QUERIES[0]).scores] == [(s.model, s.utility) for s in ref.scores]
+    with pytest.raises(ContractError, match="compiled engine cannot take"):
+        Router.load(trained_registry, engine="compiled")
+
+
 def test_cost_scale_is_priced_on_a_declared_pool_in_another_unit(trained_registry):
     """The artifact's costs are dollars (the sample's prices); a local pool prices its models in
     milliseconds.  λ stays unit-free: the scale is the most expensive serving model's cost on the
