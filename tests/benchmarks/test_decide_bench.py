@@ -94,3 +94,22 @@ def test_feature_extraction(benchmark, trained, engine):
         extract = spec.extract
     feats = benchmark(_cycling(extract))
     assert len(feats) == len(spec.output_names)
+
+
+@pytest.mark.benchmark(group="decide-huge-queries")
+@pytest.mark.parametrize("size", [65_536, 1 << 20, 8 << 20], ids=["64K", "1M", "8M"])
+@pytest.mark.parametrize("engine", engines())
+def test_decide_huge_query(benchmark, trained, engine, size):
+    """The bound for huge inputs: features read the first ``max_chars`` code points only, so beyond that
+    the cost is the linear check that the text is valid Unicode.  Context limits are lifted so that every
+    candidate stays eligible and the query is really scored."""
+    from dataclasses import replace
+
+    art = trained[0]
+    pool = [replace(m, context_length=10**9) for m in art.pool]
+    router = Router(art, pool=pool, engine=engine)
+    text = "\n".join(QUERIES_1KB)
+    query = (text * (size // len(text) + 1))[:size]
+    d = benchmark(router.decide, query, candidates=CANDIDATES)
+    assert d.model in CANDIDATES and not d.excluded
+    _report_percentiles(benchmark, f"decide ({engine}) {size:,} chars")
