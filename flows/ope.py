@@ -193,6 +193,21 @@ def _percentile(x: np.ndarray, level: float) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+def _inputs(actions: Any, rewards: Any, propensities: Any, probs: Any, field: str,
+            reward_model: Any) -> tuple[np.ndarray, ...]:
+    """The logged rows, a target policy's (n, K) probabilities (``field`` names it in errors) and the
+    reward model (None: q̂ ≡ 0), validated against each other."""
+    p0 = np.asarray(probs)
+    k = p0.shape[1] if p0.ndim == 2 else 0
+    if k < 1:
+        raise ContractError(field, f"must have shape (n, K) with K >= 1, got {p0.shape}")
+    a, r, p = _logged(actions, rewards, propensities, k)
+    n = a.shape[0]
+    pi = _prob_matrix(probs, field, n)
+    q = None if reward_model is None else _float_array(reward_model, "reward_model", (n, k))
+    return a, r, p, pi, q
+
+
 def ope_estimates(actions: np.ndarray, rewards: np.ndarray, propensities: np.ndarray,
                   target_probs: np.ndarray, reward_model: np.ndarray | None = None,
                   *, n_bootstrap: int = 500, level: float = 0.95, seed: Any = 0) -> OPEEstimate:
@@ -202,14 +217,8 @@ def ope_estimates(actions: np.ndarray, rewards: np.ndarray, propensities: np.nda
     a real doubly robust estimate.
     """
     _boot_args(n_bootstrap, level)
-    pi0 = np.asarray(target_probs)
-    k = pi0.shape[1] if pi0.ndim == 2 else 0
-    if k < 1:
-        raise ContractError("target_probs", f"must have shape (n, K) with K >= 1, got {pi0.shape}")
-    a, r, p = _logged(actions, rewards, propensities, k)
+    a, r, p, pi, q = _inputs(actions, rewards, propensities, target_probs, "target_probs", reward_model)
     n = a.shape[0]
-    pi = _prob_matrix(target_probs, "target_probs", n)
-    q = None if reward_model is None else _float_array(reward_model, "reward_model", (n, k))
 
     w, dr_terms = _row_terms(a, r, p, pi, q)
     sw, swr = w.sum(), (w * r).sum()
@@ -242,15 +251,9 @@ def paired_difference(actions: np.ndarray, rewards: np.ndarray, propensities: np
     share of replicates with diff <= 0 (NaN without replicates).  ``reward_model=None``: q̂ ≡ 0 (IPS).
     """
     _boot_args(n_bootstrap, level)
-    c0 = np.asarray(candidate_probs)
-    k = c0.shape[1] if c0.ndim == 2 else 0
-    if k < 1:
-        raise ContractError("candidate_probs", f"must have shape (n, K) with K >= 1, got {c0.shape}")
-    a, r, p = _logged(actions, rewards, propensities, k)
+    a, r, p, cand, q = _inputs(actions, rewards, propensities, candidate_probs, "candidate_probs", reward_model)
     n = a.shape[0]
-    cand = _prob_matrix(candidate_probs, "candidate_probs", n)
-    champ = _prob_matrix(champion_probs, "champion_probs", n, k)
-    q = None if reward_model is None else _float_array(reward_model, "reward_model", (n, k))
+    champ = _prob_matrix(champion_probs, "champion_probs", n, cand.shape[1])
     _, t_cand = _row_terms(a, r, p, cand, q)
     _, t_champ = _row_terms(a, r, p, champ, q)
     v_cand, v_champ = float(t_cand.mean()), float(t_champ.mean())

@@ -30,6 +30,8 @@ from router_runtime.features import MAX_CODE_POINT, Feature, FeatureSpec, defaul
 from router_runtime.text import ascii_lower
 from router_runtime.trees import CandidateScorer, ObliviousEnsemble
 
+from fit_corpus import FIT_CORPUS
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "artifact_format_1"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -70,18 +72,6 @@ def hand_fitted(spec: FeatureSpec, corpus, vocab_size: int = 4096) -> FeatureSpe
     return FeatureSpec.from_json(d)
 
 
-FIT_CORPUS = [
-    "What is the capital of France? Answer choices: (A) Paris (B) Lyon",
-    "def add(a, b):\n    return a + b\n\nWrite a Python function that adds two numbers.",
-    "Solve for x: $x^2 + 3x = 10$. How many solutions are there?",
-    "Clue(s): 1. The person who likes tea lives directly left of the pianist.",
-    "Translate to French: the cat sat on the mat. Summarize the story in one sentence.",
-    "Compute the embedding similarity of two vectors, step by step.",
-    "日本語の質問です。 Что это? ¿Qué es esto? αβγ δ ε — İstanbul ß",
-    "```python\nimport numpy as np\nprint(np.zeros(3))\n```",
-    "#include <stdio.h>\nint main(void) { printf(\"hi\"); return 0; }",
-    "the the the of of and and a a to to in in is is x_1 x_1 foo_bar foo_bar 42 42",
-]
 DEFAULT = hand_fitted(default_feature_spec(), FIT_CORPUS)
 SMALL = hand_fitted(default_feature_spec(max_chars=16), FIT_CORPUS)
 
@@ -513,13 +503,17 @@ def test_python_code_that_mutates_its_inputs_during_conversion_cannot_crash():
     assert sc.score([Evil(1.0), 1.0], [(0,)]) == [4.0]
 
 
-@needs_ext
-def test_threads_share_compiled_objects():
+def _compiled_fixture():
+    """The committed fixture artifact with its compiled scorer, packed bases, and DEFAULT compiled."""
     art = load_artifact(FIXTURE)
-    cspec = compiled.CompiledSpec(DEFAULT)
     cs = compiled.CompiledScorer(art.scorer)
     _, bases = _score_inputs(art)
-    packed = cs.stack(bases)
+    return art, compiled.CompiledSpec(DEFAULT), cs, bases, cs.stack(bases)
+
+
+@needs_ext
+def test_threads_share_compiled_objects():
+    art, cspec, cs, bases, packed = _compiled_fixture()
     afeats = compiled.CompiledSpec(art.feature_spec).extract
     want = {q: (DEFAULT.extract(q), art.scorer.score(art.feature_spec.extract(q), bases)) for q in FIT_CORPUS}
     errors = []
@@ -543,11 +537,7 @@ def test_threads_share_compiled_objects():
 
 @needs_ext
 def test_no_leaks_over_many_calls():
-    art = load_artifact(FIXTURE)
-    cspec = compiled.CompiledSpec(DEFAULT)
-    cs = compiled.CompiledScorer(art.scorer)
-    _, bases = _score_inputs(art)
-    packed = cs.stack(bases)
+    art, cspec, cs, bases, packed = _compiled_fixture()
     qs = FIT_CORPUS + ["é" * 2000, "a" * 70000, b"\xff\xfe", None, "x\ud800"]
     feats = compiled.CompiledSpec(art.feature_spec).extract("def import")
 

@@ -32,6 +32,8 @@ from router_runtime.features import (
 )
 from router_runtime.text import as_text, ascii_lower
 
+from fit_corpus import FIT_CORPUS
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NAN = float("nan")
 
@@ -244,18 +246,6 @@ def test_extract_returns_floats_in_output_order():
 # ---------------------------------------------------------------------------------------------------
 # fitting
 
-FIT_CORPUS = [
-    "What is the capital of France? Answer choices: (A) Paris (B) Lyon",
-    "def add(a, b):\n    return a + b\n\nWrite a Python function that adds two numbers.",
-    "Solve for x: $x^2 + 3x = 10$. How many solutions are there?",
-    "Clue(s): 1. The person who likes tea lives directly left of the pianist.",
-    "Translate to French: the cat sat on the mat. Summarize the story in one sentence.",
-    "Compute the embedding similarity of two vectors, step by step.",
-    "日本語の質問です。 Что это? ¿Qué es esto? αβγ δ ε — İstanbul ß",
-    "```python\nimport numpy as np\nprint(np.zeros(3))\n```",
-    "#include <stdio.h>\nint main(void) { printf(\"hi\"); return 0; }",
-    "the the the of of and and a a to to in in is is x_1 x_1 foo_bar foo_bar 42 42",
-]
 
 
 def fitted_small_spec(max_chars: int = 65536) -> FeatureSpec:
