@@ -437,13 +437,6 @@ def test_a_missing_optional_dependency_names_its_extra(blocked, build, extra):
     assert extra in got
 
 
-def test_public_api_names_exist():
-    import router_runtime
-
-    missing = [n for n in router_runtime.__all__ if not hasattr(router_runtime, n)]
-    assert missing == [] and len(set(router_runtime.__all__)) == len(router_runtime.__all__)
-
-
 def test_the_service_picks_up_a_promoted_artifact_while_deciding_through_penalised_copies(
         tmp_path, trained_registry):
     """Unloaded models make the service decide through load-penalised copies of its router, which do

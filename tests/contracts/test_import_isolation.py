@@ -1,4 +1,5 @@
-"""The runtime imports nothing heavy: checked in a fresh interpreter, where sys.modules tells the truth."""
+"""The runtime imports nothing heavy, and an edge service that only decides pays for no HTTP stack:
+checked in a fresh interpreter, where sys.modules tells the truth."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ import pytest
 
 from router_runtime.artifact import write_artifact
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "artifact_format_1"
 HEAVY = ("polars", "prefect", "catboost", "pyarrow", "pandas", "numpy")
+# What serving needs and deciding must not load: the event loop, TLS, sockets, the HTTP modules, the
+# ASGI stack, and the runtime's own serving layer (its package and the old module paths).
+SERVING = ("asyncio", "ssl", "socket", "selectors", "http", "email", "concurrent", "starlette", "uvicorn",
+           "sse_starlette", "llama_cpp")
+SERVING_MODULES = ("router_runtime.serving", "router_runtime.server", "router_runtime.backends",
+                   "router_runtime.llama_backend", "router_runtime.openai_api", "router_runtime.metrics",
+                   "router_runtime.calibration")
 
 REPORT = (
     "import json, sys\n"
@@ -90,3 +99,40 @@ def test_router_with_numpy_imports_numpy():
         "print(json.dumps({'before': before, 'after': loaded()}))\n"
     )
     assert got == {"before": [], "after": ["numpy"]}
+
+
+PROBE = (
+    "import json, sys\n"
+    "roots, own = json.loads(sys.argv[1]), json.loads(sys.argv[2])\n"
+    "def serving_loaded():\n"
+    "    return sorted(m for m in sys.modules if m.split('.')[0] in roots\n"
+    "                  or any(m == o or m.startswith(o + '.') for o in own))\n"
+)
+
+
+def probe(body: str, *args: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PROBE + body, json.dumps(SERVING), json.dumps(SERVING_MODULES),
+                          *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_serving_probe_sees_the_serving_stack():
+    # The probe must be able to fail: touching a serving name loads the serving layer and asyncio.
+    got = probe("import router_runtime\nrouter_runtime.RoutingService\nprint(json.dumps(serving_loaded()))")
+    assert "asyncio" in got and "router_runtime.serving" in got
+
+
+@pytest.mark.xfail(strict=True, reason="the lazy __init__ is the next commit")
+@pytest.mark.parametrize("engine", ["python", "auto"])
+def test_import_and_one_decision_load_no_serving_stack(engine):
+    got = probe(
+        "import router_runtime\n"
+        "after_import = serving_loaded()\n"
+        "r = router_runtime.Router(router_runtime.load_artifact(sys.argv[3]), engine=sys.argv[4])\n"
+        "d = r.decide('def f(x): import os')\n"
+        "print(json.dumps({'after_import': after_import, 'after_decide': serving_loaded(), 'model': d.model}))\n",
+        str(FIXTURE), engine,
+    )
+    assert got == {"after_import": [], "after_decide": [], "model": "big"}
