@@ -1,9 +1,14 @@
 """Zeta Router runtime: load a trained artifact and route queries among local models.
 
 Standard library only at import (numpy is an optional accelerator, imported when a Router is built
-with it; llama-cpp-python and the ASGI stack are imported when a LlamaBackend or a server is built).
+with it).  ``import router_runtime`` loads the core only: an edge service that calls ``decide()``
+pays for no HTTP stack.  The serving names (``RoutingService``, the backends, the server, metrics,
+calibration) live in ``router_runtime.serving`` and are resolved here on first use (PEP 562); so are
+llama-cpp-python and the ASGI stack, imported only when a LlamaBackend or a server is built.
 Everything a host service needs is importable from here; submodules are implementation.
 """
+
+from typing import TYPE_CHECKING
 
 from .artifact import (
     FORMAT_VERSION,
@@ -14,8 +19,6 @@ from .artifact import (
     set_current,
     write_artifact,
 )
-from .backends import Backend, BackendBase, Finished, FunctionBackend, GenerationRequest, TextDelta
-from .calibration import calibrate_pool
 from .errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -32,19 +35,49 @@ from .errors import (
     ZetaError,
 )
 from .features import Feature, FeatureSpec, default_feature_spec
-from .llama_backend import LlamaBackend
 from .logger import OutcomeLogger
-from .metrics import Metrics
 from .policy import Exploration
 from .pool import ModelInfo, dump_pool, load_pool, update_pool_file
 from .records import OUTCOME_SCHEMA_VERSION, OutcomeRecord, parse_outcome, parse_outcome_line
 from .registry import history, promote, rollback
 from .router import ENGINES, CandidateScore, Decision, Outcome, Router, available_engines
-from .server import build_service, create_app, serve
-from .serving import Attempt, Completion, CompletionStream, RouteOptions, RoutingService
 from .trees import ObliviousEnsemble
 
+if TYPE_CHECKING:  # what __getattr__ resolves, for type checkers and editors
+    from .serving.backends import Backend, BackendBase, Finished, FunctionBackend, GenerationRequest, TextDelta
+    from .serving.calibration import calibrate_pool
+    from .serving.http import build_service, create_app, serve
+    from .serving.llama import LlamaBackend
+    from .serving.metrics import Metrics
+    from .serving.service import Attempt, Completion, CompletionStream, RouteOptions, RoutingService
+
 __version__ = "0.1.0"
+
+# Serving name -> the submodule of router_runtime.serving that defines it.
+_LAZY = {
+    **dict.fromkeys(("RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt"), "service"),
+    **dict.fromkeys(("Backend", "BackendBase", "FunctionBackend", "GenerationRequest", "TextDelta", "Finished"),
+                    "backends"),
+    "LlamaBackend": "llama",
+    "Metrics": "metrics",
+    **dict.fromkeys(("create_app", "serve", "build_service"), "http"),
+    "calibrate_pool": "calibration",
+}
+
+
+def __getattr__(name: str):
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.serving.{where}"), name)
+    globals()[name] = value  # resolved once; later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "__version__",

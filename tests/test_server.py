@@ -15,10 +15,10 @@ pytest.importorskip("sse_starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 from router_runtime import ContractError, FunctionBackend, Metrics, Router, RoutingService, create_app  # noqa: E402
-from router_runtime.backends import Finished, TextDelta  # noqa: E402
-from router_runtime.openai_api import parse_chat, parse_completion, parse_embeddings  # noqa: E402
+from router_runtime.serving.backends import Finished, TextDelta  # noqa: E402
+from router_runtime.serving.openai_api import parse_chat, parse_completion, parse_embeddings  # noqa: E402
 from router_runtime.pool import parse_model  # noqa: E402
-from router_runtime.server import header_value  # noqa: E402
+from router_runtime.serving.http import header_value  # noqa: E402
 
 POOL = (parse_model({"name": "small", "capabilities": ["chat"], "ms_per_token": 1.0}),
         parse_model({"name": "large", "capabilities": ["chat", "reason"], "size_b": 14, "ms_per_token": 5.0}),

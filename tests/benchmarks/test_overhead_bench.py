@@ -32,7 +32,7 @@ import pytest
 
 from llama_models import gemma3_path, require_llama_cpp, smollm2_path
 from router_runtime import (GenerationRequest, LlamaBackend, OutcomeLogger, RouteOptions, Router, RoutingService)
-from router_runtime.backends import BackendBase
+from router_runtime.serving.backends import BackendBase
 from router_runtime.pool import parse_model
 
 MAX_TOKENS = 16

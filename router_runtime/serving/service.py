@@ -68,11 +68,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
-from .errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
+from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
 from .metrics import Metrics
-from .pool import LinearCost, ModelInfo
-from .records import OutcomeRecord
-from .router import Decision, Outcome, Router
+from ..pool import LinearCost, ModelInfo
+from ..records import OutcomeRecord
+from ..router import Decision, Outcome, Router
 
 __all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty"]
 

@@ -1,0 +1,362 @@
+"""The OpenAI-compatible HTTP server (``zeta serve``): Starlette + uvicorn + sse-starlette, the ASGI
+stack of llama-cpp-python's own ``server`` extra (the ``serve`` extra here), imported only when a
+server is built (``MissingDependencyError`` names the extra otherwise).
+
+=========================  =================================================================
+endpoint                   what it does
+=========================  =================================================================
+POST /v1/chat/completions  chat; ``"stream": true`` answers by server-sent events
+POST /v1/completions       text completion (streamed or not)
+POST /v1/embeddings        embeddings, routed among embed-capable models only
+GET  /v1/models            the pool, plus ``auto``
+POST /v1/feedback          ``{"decision_id", "quality"}``: explicit quality for an answer
+GET  /metrics              Prometheus text format
+GET  /health               status, artifact, per-model state (cooldowns, loaded instances)
+=========================  =================================================================
+
+``model: "auto"`` routes; a pool model's name bypasses routing.  Every answer carries an
+``x-zeta-decision`` header (JSON: decision_id, model, per-model scores, cost weight, explored,
+artifact version, reason, attempts) and, in non-streamed bodies, the same object as ``zeta``.  The
+per-request routing options travel in the ``zeta`` body field (see ``openai_api``).
+
+Hardening: binds 127.0.0.1 unless told otherwise; an optional bearer token guards everything but
+``/health`` (compared in constant time); bodies above ``max_body_bytes`` get 413 before they are
+read whole; bad JSON or bad fields get 400 with an OpenAI error object naming the field; unknown
+paths 404 and wrong methods 405 in the same shape; an unexpected exception is a 500 in that shape,
+logged, and the server keeps serving.  Generation runs in worker threads; each model instance is
+checked out by one request at a time (the backend), so concurrent requests to one model queue
+instead of sharing a llama.cpp context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ContractError, MissingDependencyError, ServingError, ZetaError
+from .metrics import CONTENT_TYPE
+from .openai_api import (chat_chunk, chat_response, completion_chunk, completion_response, embeddings_response,
+                         error_body, parse_chat, parse_completion, parse_embeddings, parse_feedback, usage)
+from .service import AUTO, RoutingService
+
+__all__ = ["create_app", "serve", "DEFAULT_MAX_BODY_BYTES", "DECISION_HEADER"]
+
+log = logging.getLogger("zeta.server")
+
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+DECISION_HEADER = "x-zeta-decision"
+_MAX_HEADER_CHARS = 8000   # clients refuse response headers above 16 KB or so (h11's default)
+_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback", "/metrics",
+          "/health")
+
+
+def _need_serve_extra():
+    try:
+        import sse_starlette  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(f"the server needs the serve extra ({exc.name} is missing): "
+                                     "pip install 'zeta-router[serve]'") from None
+
+
+def header_value(header: dict[str, Any]) -> str:
+    """The decision as one ASCII header line, shortened (excluded list, then reason) when too long."""
+    h = dict(header)
+    text = json.dumps(h, ensure_ascii=True, separators=(",", ":"))
+    if len(text) > _MAX_HEADER_CHARS:
+        h["excluded"] = {"omitted": f"{len(h.get('excluded', {}))} models (header too long)"}
+        text = json.dumps(h, ensure_ascii=True, separators=(",", ":"))
+    if len(text) > _MAX_HEADER_CHARS:
+        h["reason"] = h["reason"][:200] + "..."
+        h["scores"] = {m: {"utility": s["utility"]} for m, s in h["scores"].items()}
+        text = json.dumps(h, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+def create_app(service: RoutingService, *, token: str | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    """The ASGI application serving ``service``."""
+    _need_serve_extra()
+    from sse_starlette.sse import EventSourceResponse
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    if token is not None and not token:
+        raise ContractError("token", "must be a non-empty string (or None for no authentication)")
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+        raise ContractError("max_body_bytes", f"must be a positive integer, got {max_body_bytes!r}")
+    metrics = service.metrics
+    metrics.declare("zeta_http_requests_total", "counter", "HTTP requests by path and status")
+
+    def error(status: int, message: str, *, param: str | None = None, code: str | None = None,
+              headers: dict | None = None) -> Any:
+        return JSONResponse(error_body(status, message, param=param, code=code), status_code=status, headers=headers)
+
+    def from_exception(exc: BaseException) -> Any:
+        if isinstance(exc, ContractError):
+            return error(400, str(exc), param=exc.field, code="invalid_value")
+        if isinstance(exc, ServingError):
+            return error(exc.status, str(exc), param=exc.param, code=exc.code)
+        if isinstance(exc, ZetaError):
+            return error(500, f"{type(exc).__name__}: {exc}", code="internal_error")
+        log.error("unexpected error", exc_info=exc)
+        return error(500, f"internal error ({type(exc).__name__})", code="internal_error")
+
+    class _TooLarge(Exception):
+        pass
+
+    async def read_json(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            raise _TooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _TooLarge()
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip():
+            raise ContractError("body", "empty body: send a JSON object")
+        try:
+            text = raw.decode("utf-8")  # json.loads(bytes) would also take UTF-16/32: the API is UTF-8
+        except UnicodeDecodeError as exc:
+            raise ContractError("body", f"not UTF-8 (byte {exc.start})") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError("body", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        except RecursionError:
+            raise ContractError("body", "JSON nested too deeply") from None
+
+    def endpoint(fn: Callable) -> Callable:
+        async def handler(request: Request) -> Any:
+            try:
+                return await fn(request)
+            except _TooLarge:
+                return error(413, f"request body larger than {max_body_bytes} bytes", code="body_too_large")
+            except Exception as exc:  # one bad request never takes the server down
+                return from_exception(exc)
+        handler.__name__ = fn.__name__
+        return handler
+
+    def decision_headers(header: dict[str, Any]) -> dict[str, str]:
+        return {DECISION_HEADER: header_value(header)}
+
+    async def streamed(stream, include_usage: bool, make_chunk: Callable, first_role: bool) -> Any:
+        """Run ``stream`` on a worker thread; answer by SSE once its first event is known (so the
+        decision header names the model that really answers, after any fallback)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def put(item):
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone (shutdown): nobody is listening
+                pass
+
+        def pump():
+            try:
+                for ev in stream:
+                    put(("delta", ev.text))
+                put(("end", stream.result))
+            except BaseException as exc:  # handed to the event loop, which answers with it
+                put(("error", exc))
+
+        threading.Thread(target=pump, name="zeta-stream", daemon=True).start()
+        try:
+            first = await queue.get()
+        except BaseException:
+            stream.cancel()
+            raise
+        if first[0] == "error":
+            return from_exception(first[1])
+        cid_prefix = "chatcmpl" if first_role else "cmpl"
+        cid, created, model = f"{cid_prefix}-{stream.decision_id}", int(time.time()), stream.model
+
+        async def events():
+            item = first
+            try:
+                if first_role:
+                    yield {"data": json.dumps(make_chunk(cid, model, created, role=True, content=""))}
+                while True:
+                    kind, value = item
+                    if kind == "delta":
+                        yield {"data": json.dumps(make_chunk(cid, model, created, **_piece(first_role, value)))}
+                    elif kind == "end":
+                        yield {"data": json.dumps(make_chunk(cid, model, created, finish_reason=value.finish_reason))}
+                        if include_usage:
+                            yield {"data": json.dumps(make_chunk(cid, model, created, usage_=usage(value)))}
+                        yield {"data": "[DONE]"}
+                        return
+                    else:
+                        exc = value
+                        status = exc.status if isinstance(exc, ServingError) else 500
+                        yield {"data": json.dumps(error_body(status, str(exc), code=getattr(exc, "code", None)))}
+                        return
+                    item = await queue.get()
+            finally:
+                stream.cancel()  # a client that went away stops generation at the next token
+
+        return EventSourceResponse(events(), headers=decision_headers(stream.header()), ping=15)
+
+    @endpoint
+    async def chat_completions(request: Request) -> Any:
+        req, options, stream, include_usage = parse_chat(await read_json(request))
+        if stream:
+            return await streamed(service.stream(req, options), include_usage, chat_chunk, True)
+        c = await run_in_threadpool(service.complete, req, options)
+        return JSONResponse(chat_response(c), headers=decision_headers(c.header()))
+
+    @endpoint
+    async def completions(request: Request) -> Any:
+        req, options, stream, include_usage = parse_completion(await read_json(request))
+        if stream:
+            return await streamed(service.stream(req, options), include_usage, completion_chunk, False)
+        c = await run_in_threadpool(service.complete, req, options)
+        return JSONResponse(completion_response(c), headers=decision_headers(c.header()))
+
+    @endpoint
+    async def embeddings(request: Request) -> Any:
+        req, options, fmt = parse_embeddings(await read_json(request))
+        c = await run_in_threadpool(service.complete, req, options)
+        return JSONResponse(embeddings_response(c, fmt), headers=decision_headers(c.header()))
+
+    @endpoint
+    async def models(request: Request) -> Any:
+        data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "zeta-router",
+                 "capabilities": sorted({c for m in service.pool for c in m.capabilities})}]
+        for m in service.pool:
+            data.append({"id": m.name, "object": "model", "created": 0, "owned_by": "local",
+                         "capabilities": list(m.capabilities), "context_length": m.context_length})
+        return JSONResponse({"object": "list", "data": data})
+
+    @endpoint
+    async def feedback(request: Request) -> Any:
+        decision_id, quality = parse_feedback(await read_json(request))
+        o = await run_in_threadpool(service.feedback, decision_id, quality)
+        return JSONResponse({"decision_id": decision_id, "model": o.model, "quality": o.quality,
+                             "quality_source": o.quality_source, "recorded": True})
+
+    @endpoint
+    async def metrics_endpoint(request: Request) -> Any:
+        # Per-request metrics are updated by the service's writer thread, within ~10 ms: catch up first.
+        await run_in_threadpool(service.flush, 2.0)
+        service.refresh_gauges()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @endpoint
+    async def health(request: Request) -> Any:
+        return JSONResponse(await run_in_threadpool(service.health))
+
+    async def http_error(request: Request, exc: HTTPException) -> Any:
+        msg = {404: f"no such endpoint: {request.url.path}", 405: f"method {request.method} not allowed here"}
+        return error(exc.status_code, msg.get(exc.status_code, str(exc.detail)), code="not_found"
+                     if exc.status_code == 404 else "method_not_allowed")
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        # Shutting down: the queued OutcomeRecords go to disk before the process ends.
+        await run_in_threadpool(service.flush, 30.0)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    return _Guard(app, token=token, metrics=metrics)
+
+
+def _piece(chat: bool, text: str) -> dict[str, Any]:
+    return {"content": text} if chat else {"text": text}
+
+
+class _Guard:
+    """Pure ASGI middleware: bearer-token check (constant time) and request counting.  Pure ASGI, not
+    Starlette's BaseHTTPMiddleware, so streamed responses pass through untouched."""
+
+    def __init__(self, app: Any, *, token: str | None, metrics: Any):
+        self.app = app
+        self._token = None if token is None else f"Bearer {token}".encode()
+        self._metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        label = path if path in _PATHS else "other"
+        status_seen = {"status": 500}
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        try:
+            if self._token is not None and path != "/health":
+                got = dict(scope.get("headers") or []).get(b"authorization", b"")
+                if not hmac.compare_digest(got, self._token):
+                    body = json.dumps(error_body(401, "missing or wrong bearer token (Authorization: Bearer ...)",
+                                                 code="invalid_api_key")).encode()
+                    await counting_send({"type": "http.response.start", "status": 401, "headers": [
+                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b"Bearer")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await self.app(scope, receive, counting_send)
+        finally:
+            self._metrics.inc("zeta_http_requests_total", {"path": label, "status": str(status_seen["status"])})
+
+
+def build_service(pool_path: str | os.PathLike, *, artifact: str | os.PathLike | None = "artifacts",
+                  log_dir: str | os.PathLike | None = "logs", memory_budget_mb: float | None = None,
+                  max_hops: int = 2, cooldown_s: float = 30.0, timeout_s: float = 300.0,
+                  n_threads: int | None = None, reload_interval_ms: float | None = 1000.0) -> RoutingService:
+    """A RoutingService over the llama.cpp backend for a pool file (what ``zeta serve`` runs).
+
+    With an artifact path, newly promoted versions are picked up by themselves (a stat of the
+    registry's CURRENT at most every ``reload_interval_ms``; None turns that off)."""
+    from .llama import LlamaBackend
+    from ..logger import OutcomeLogger
+    from ..pool import load_pool
+    from ..router import Router
+
+    pool = load_pool(pool_path)
+    backend = LlamaBackend(pool, base_dir=Path(pool_path).resolve().parent, memory_budget_mb=memory_budget_mb,
+                           n_threads=n_threads)
+    logger = OutcomeLogger(log_dir) if log_dir is not None else None
+    router = Router.load(artifact, pool=pool, logger=logger,
+                         reload_interval_ms=reload_interval_ms if artifact is not None else None)
+    return RoutingService(router, backend, max_hops=max_hops, cooldown_s=cooldown_s, timeout_s=timeout_s)
+
+
+def serve(service: RoutingService, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info") -> None:
+    """Serve until interrupted (uvicorn)."""
+    _need_serve_extra()
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("the server needs uvicorn: pip install 'zeta-router[serve]'") from None
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without a bearer token: anyone who can reach it can use your models", host)
+    app = create_app(service, token=token, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
