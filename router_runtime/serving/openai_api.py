@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from .backends import GenerationRequest
 from ..errors import ContractError
-from .service import AUTO, Completion, RouteOptions
+from .completion import AUTO, Completion, RouteOptions
 
 __all__ = ["parse_chat", "parse_completion", "parse_embeddings", "parse_feedback", "chat_response",
            "chat_chunk", "completion_response", "completion_chunk", "embeddings_response", "error_body",

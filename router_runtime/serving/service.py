@@ -56,110 +56,33 @@ out.  ``ServingError`` (with an HTTP status) is raised when no model can answer 
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
 import math
 import threading
 import time
-import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
-from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
 from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
-from .metrics import Metrics
 from ..pool import LinearCost, ModelInfo
 from ..records import OutcomeRecord
 from ..router import Decision, Outcome, Router
+from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
+from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
+from .metrics import Metrics
+from .signals import detect, outcome_fields
+from .stream import CompletionStream
+from .writer import RecordWriter, write_record
 
-__all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty"]
+__all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty",
+           "decision_header", "AUTO"]
 
 log = logging.getLogger("zeta.serving")
 
-AUTO = "auto"
 _CHAT_OVERHEAD_TOKENS = 8        # per chat message: role markers and separators of a typical template
 _DECIDER_CACHE = 64              # routers with load penalties, one per set of unloaded models
-_WRITER_IDLE_S = 5.0             # the record writer thread ends after this long without work
-_WRITER_PERIOD_S = 0.01          # how often the record writer looks for records to write
 _FEEDBACK_TEXT_BUDGET = 64 << 20  # characters of query text kept for answers that may get feedback
-
-
-@dataclass(frozen=True)
-class RouteOptions:
-    """How to route one request.  ``timeout_s`` bounds each attempt; None = the service's default."""
-
-    model: str = AUTO
-    kind: str | None = None                 # default: "embed" for embeddings, "chat" otherwise
-    cost_weight: float | None = None
-    max_latency_ms: float | None = None
-    timeout_s: float | None = None
-    candidates: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    model: str
-    decision_id: str
-    error: str | None
-    latency_ms: float
-
-
-@dataclass
-class Completion:
-    """An answered request.  ``decision_id`` is the id of the answer's record (what feedback takes)."""
-
-    decision: Decision
-    decision_id: str
-    model: str
-    requested_model: str
-    text: str = ""
-    embeddings: tuple[tuple[float, ...], ...] | None = None
-    finish_reason: str = "stop"
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    attempts: tuple[Attempt, ...] = ()
-    signals: tuple[str, ...] = ()
-    outcome: Outcome | None = None
-    record: OutcomeRecord | None = None        # only with background_records=False (else written later)
-
-    @property
-    def fallback_from(self) -> str | None:
-        return self.attempts[-2].model if len(self.attempts) > 1 else None
-
-    def header(self) -> dict[str, Any]:
-        return decision_header(self.decision, model=self.model, decision_id=self.decision_id,
-                               requested=self.requested_model, attempts=self.attempts)
-
-
-def decision_header(decision: Decision, *, model: str, decision_id: str, requested: str,
-                    attempts: Sequence[Attempt]) -> dict[str, Any]:
-    """The ``x-zeta-decision`` header's content: what was chosen, why, and how every candidate scored."""
-    failed = [a for a in attempts if a.error is not None]
-    return {
-        "decision_id": decision_id,
-        "model": model,
-        "requested_model": requested,
-        "routed": requested == AUTO,
-        "kind": decision.kind,
-        "scores": {s.model: {"quality": _r(s.quality), "cost": _r(s.cost), "latency_ms": _r(s.latency_ms),
-                             "utility": _r(s.utility)} for s in decision.scores},
-        "cost_weight": decision.cost_weight,
-        "explored": decision.explored,
-        "propensity": decision.propensity,
-        "artifact_version": decision.artifact_version,
-        "reason": decision.reason,
-        "excluded": dict(decision.excluded),
-        "fallback_from": failed[-1].model if failed and failed[-1].model != model else None,
-        "attempts": [{"model": a.model, "error": a.error} for a in attempts],
-    }
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else float(f"{v:.6g}")
 
 
 def with_load_penalty(m: ModelInfo) -> ModelInfo:
@@ -247,7 +170,7 @@ class RoutingService:
         self._capacity = feedback_capacity
         self._recent_chars = 0                          # query text held for feedback, bounded too
         self._clock = clock                             # for cooldowns; injectable so tests need no sleeping
-        self._writer = _RecordWriter(router, self.metrics) if background_records else None
+        self._writer = RecordWriter(router, self.metrics) if background_records else None
         self._pool_ref: tuple = ()                      # (pool tuple, name -> model, names with a load penalty)
 
     # -- public API -------------------------------------------------------------------------------
@@ -319,7 +242,7 @@ class RoutingService:
         if self._writer is not None:
             self._writer.submit(seen.decision, outcome)  # in order, after the answer's own line
         else:
-            _write(self.router, self.metrics, seen.decision, outcome)
+            write_record(self.router, self.metrics, seen.decision, outcome)
         self.metrics.inc("zeta_feedback_total", {"model": outcome.model or seen.decision.model})
         return outcome
 
@@ -525,7 +448,7 @@ class RoutingService:
                     self.metrics.inc("zeta_fallbacks_total", {"from_model": name, "to_model": order[hop + 1]})
                 previous = name
                 continue
-            signals = _signals(request, got)
+            signals, got.json_error = detect(request, got.text, got.final.finish_reason)
             rec, outcome = self._record(decision, did, name, previous, got, request, signals=signals, text=text)
             attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
             total_ms = (time.perf_counter() - t_start) * 1000.0
@@ -623,14 +546,7 @@ class RoutingService:
         if got.error is not None:
             success, error = False, str(got.error)
         else:
-            bad = [s for s in signals if s != "truncated"]
-            success = not bad
-            notes = [f"invalid JSON: {got.json_error}" if s == "invalid_json" else _SIGNAL_TEXT[s] for s in signals]
-            if "truncated" in signals and request.max_tokens is None:  # no limit asked: the context ran out
-                notes[signals.index("truncated")] = "truncated at the end of the context"
-            error = "; ".join(notes) or None
-            if bad:
-                quality, source = 0.0, "check"
+            success, error, quality, source = outcome_fields(signals, got.json_error, request.max_tokens)
         if name in self._pool_index()[3]:  # cost in ms of this machine: the measured time is the cost
             cost = got.latency_ms
         else:
@@ -656,176 +572,11 @@ class RoutingService:
         if self._writer is not None:
             self._writer.submit(d, outcome)
             return None, outcome
-        return _write(self.router, self.metrics, d, outcome), outcome
-
-
-def _write(router: Router, metrics: Metrics, decision: Decision, outcome: Outcome) -> OutcomeRecord | None:
-    try:
-        return router.record(decision, outcome)
-    except Exception as exc:  # a full disk must not turn an answer into an error
-        log.error("could not record the outcome of %s: %s", decision.decision_id, exc)
-        metrics.inc("zeta_record_errors_total")
-        return None
-
-
-_WRITERS: "weakref.WeakSet[_RecordWriter]" = weakref.WeakSet()
-
-
-class _RecordWriter:
-    """One daemon thread appending OutcomeRecords in submission order.
-
-    The request's thread only appends to a deque: no lock wait, no wake-up.  A wake-up would let the
-    writer take the GIL from the request for the whole write; instead the writer looks every
-    ``_WRITER_PERIOD_S``, mostly while requests are inside llama.cpp (which releases the GIL)."""
-
-    def __init__(self, router: Router, metrics: Metrics, maxsize: int = 100_000):
-        self._router = router
-        self._metrics = metrics
-        self._items: deque = deque()
-        self._maxsize = maxsize
-        self._busy = False
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-        _WRITERS.add(self)
-
-    def submit(self, decision: Decision, outcome: Outcome) -> None:
-        self.later(_write, self._router, self._metrics, decision, outcome)
-
-    def later(self, fn, *args) -> None:
-        """Run ``fn(*args)`` on the writer thread, after everything submitted before it."""
-        if len(self._items) >= self._maxsize:  # back-pressure, never loss: this request pays for a write
-            self.flush(timeout=None)
-            fn(*args)
-            return
-        with self._start:  # the writer ends when idle: queueing and (re)starting it are one step
-            self._items.append((fn, args))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="zeta-records", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            time.sleep(_WRITER_PERIOD_S)
-            if not self._items:
-                if time.monotonic() - idle_since > _WRITER_IDLE_S:
-                    with self._start:
-                        if not self._items:  # idle: end the thread (a service no longer used frees it)
-                            self._thread = None
-                            return
-                continue
-            self._busy = True
-            try:
-                while self._items:
-                    fn, args = self._items.popleft()
-                    try:
-                        fn(*args)
-                    except Exception:  # one bad job must not stop the log
-                        log.exception("deferred serving job failed")
-            finally:
-                self._busy = False
-            idle_since = time.monotonic()
-
-    def flush(self, timeout: float | None) -> bool:
-        end = None if timeout is None else time.monotonic() + timeout
-        while self._items or self._busy:
-            if end is not None and time.monotonic() > end:
-                return False
-            time.sleep(0.001)
-        return True
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    for w in list(_WRITERS):
-        w.flush(timeout=5.0)
+        return write_record(self.router, self.metrics, d, outcome), outcome
 
 
 class _CancelledError(BackendError):
-    cooldown = False
-
-
-_SIGNAL_TEXT = {"empty": "empty answer", "invalid_json": "invalid JSON",
-                "truncated": "truncated at max_tokens"}
-
-
-def _signals(request: GenerationRequest, got: _Attempted) -> tuple[str, ...]:
-    if request.mode == "embed":
-        return ()
-    out = []
-    if got.final.finish_reason == "length":
-        out.append("truncated")
-    if not got.text.strip():
-        out.append("empty")
-    elif request.json_mode:
-        try:
-            json.loads(got.text)
-        except json.JSONDecodeError as exc:
-            out.append("invalid_json")
-            got.json_error = f"{exc.msg} at char {exc.pos}"
-    return tuple(out)
-
-
-class CompletionStream:
-    """Iterate for ``TextDelta`` events; ``result`` holds the Completion when the stream is exhausted.
-
-    ``model``, ``decision`` and ``header()`` describe the attempt under way: once the first event has
-    arrived they are final (fallback happens only before it).  ``cancel()`` may be called from any
-    thread (a client that went away): generation stops at the next token, the instance is released and
-    the outcome is recorded as cancelled.  ``close()`` does the same from the consuming thread.
-    """
-
-    def __init__(self, service: RoutingService, request: GenerationRequest, options: RouteOptions):
-        self._cancel = threading.Event()
-        self._state: dict[str, Any] = {}
-        self._gen = service._serve(request, options, streaming=True, cancel=self._cancel, state=self._state)
-        self.result: Completion | None = None
-
-    def __iter__(self) -> "CompletionStream":
-        return self
-
-    def __next__(self) -> TextDelta:
-        if self.result is not None:
-            raise StopIteration
-        try:
-            return next(self._gen)
-        except StopIteration as stop:
-            self.result = stop.value
-            raise StopIteration from None
-
-    @property
-    def decision(self) -> Decision | None:
-        return self._state.get("decision")
-
-    @property
-    def model(self) -> str | None:
-        return self.result.model if self.result is not None else self._state.get("model")
-
-    @property
-    def decision_id(self) -> str | None:
-        return self.result.decision_id if self.result is not None else self._state.get("decision_id")
-
-    def header(self) -> dict[str, Any]:
-        if self.result is not None:
-            return self.result.header()
-        return decision_header(self._state["decision"], model=self._state["model"],
-                               decision_id=self._state["decision_id"], requested=self._state["requested"],
-                               attempts=self._state.get("attempts", ()))
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def close(self) -> None:
-        """Stop generating now (from the consuming thread); the attempt is recorded as cancelled."""
-        self._cancel.set()
-        if self.result is None:
-            try:
-                next(self._gen)   # lets the attempt see the cancel flag and record it
-            except (StopIteration, ServingError):
-                pass
-            except Exception:
-                pass
-            self._gen.close()
+    cooldown = False  # a client that went away says nothing about the model
 
 
 def _declare(m: Metrics) -> None:
