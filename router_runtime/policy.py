@@ -1,4 +1,12 @@
-"""Exploration: how the router occasionally tries a model other than its best guess, and with what
+"""The decision rule's order and exploration.
+
+Ranking (``rank_key``): candidates are ordered by utility, highest first; a tie goes to the cheaper
+model, then to the name, so the order never depends on the order candidates were given in.  The
+comparison is exact (floats compared as they are, no tolerance): two utilities that differ in the
+last bit are not a tie.  The runtime's decision, the serving fallback order and the offline
+evaluation all rank with this one key.
+
+Exploration: how the router occasionally tries a model other than its best guess, and with what
 exact probability, so that logged outcomes support off-policy evaluation and retraining.
 
 With exploration rate ε and greedy choice g (the highest utility), the probability of choosing a is
@@ -21,13 +29,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import ContractError
 
-__all__ = ["Exploration", "choice_probabilities", "MAX_EXPLORATION_RATE"]
+__all__ = ["Exploration", "choice_probabilities", "MAX_EXPLORATION_RATE", "rank_key", "rank_scores"]
 
 MAX_EXPLORATION_RATE = 0.5  # beyond this the router is a random policy with extra steps
+
+
+def rank_key(utility: float, cost: float, model: str) -> tuple[float, float, str]:
+    """Sort key of one candidate: ``min``/``sorted`` by it put the chosen model first."""
+    return (-utility, cost, model)
+
+
+def rank_scores(scores: Iterable[Any]) -> list[Any]:
+    """Candidate scores (anything with ``utility``, ``cost`` and ``model``), best first."""
+    return sorted(scores, key=lambda s: rank_key(s.utility, s.cost, s.model))
 
 
 @dataclass(frozen=True)

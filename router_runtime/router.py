@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .artifact import CURRENT_FILE, Artifact, load_artifact, resolve_artifact_dir
 from .errors import ContractError, MissingDependencyError, ZetaError
-from .policy import Exploration, choice_probabilities
+from .policy import Exploration, choice_probabilities, rank_scores
 from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .text import as_text, ascii_lower
@@ -509,7 +509,7 @@ class Router:
                 scores.append(CandidateScore(m.name, qual, cost, None if lat is None else lat.at(chars),
                                              qual - lam * cost / scale))
             how = f"highest predicted quality - {lam:g} x relative cost"
-        ranked = sorted(scores, key=_rank)
+        ranked = rank_scores(scores)
         best = ranked[0]
         chosen, propensity = best, 1.0
         if self._exploration.enabled and len(scores) > 1:
@@ -631,11 +631,6 @@ def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float
         if u < acc:
             return s
     return next(s for s in reversed(scores) if probs[s.model] > 0)  # u within rounding of 1.0
-
-
-def _rank(s: CandidateScore) -> tuple[float, float, str]:
-    # Ties go to the cheaper model, then to the name: deterministic whatever the candidate order.
-    return (-s.utility, s.cost, s.model)
 
 
 _DECISION_FIELDS = frozenset(f.name for f in fields(Decision))

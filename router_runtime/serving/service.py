@@ -65,6 +65,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
+from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
 from ..records import OutcomeRecord
 from ..router import Decision, Outcome, Router
@@ -381,8 +382,7 @@ class RoutingService:
             status, code = (400, "context_length_exceeded") if any(
                 "context" in why for why in d.excluded.values()) else (400, "no_capable_model")
             raise ServingError(d.reason, status=status, code=code)
-        ranked = sorted(d.scores, key=lambda s: (-s.utility, s.cost, s.model))
-        order = [d.model] + [s.model for s in ranked if s.model != d.model]
+        order = [d.model] + [s.model for s in rank_scores(d.scores) if s.model != d.model]
         return d, order[: 1 + self.max_hops]
 
     def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
