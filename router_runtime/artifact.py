@@ -1,4 +1,4 @@
-"""Artifacts: the versioned JSON a training run hands to the runtime, and the registry that holds them.
+"""Artifacts: the versioned JSON a training run hands to the runtime.
 
 An artifact is a directory with two files (documented in ``artifacts/README.md``):
 
@@ -11,14 +11,9 @@ Loading verifies hashes first, then versions, then every field, and raises a pre
 ``ArtifactError`` / ``ContractError``.  Nothing in an artifact is ever executed: it is JSON read with
 the standard library.
 
-The registry is a directory::
-
-    <root>/CURRENT                 one line: the current version name
-    <root>/versions/<version>/     router.json, manifest.json
-
-New versions are written to a temporary directory and renamed into place; CURRENT is replaced by
-write-temp, fsync, rename, fsync-directory, so a crash at any point leaves the old or the new pointer,
-never a torn one.
+New versions are written to a temporary directory of the registry (its layout and the CURRENT
+pointer are ``router_runtime.registry``'s) and renamed into place, so a version appears whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -27,8 +22,6 @@ import hashlib
 import json
 import math
 import os
-import re
-import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -36,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._atomic import fsync_dir, write_new_file
 from .errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -46,6 +40,20 @@ from .errors import (
 from .candidates import IDENTITY_PREFIX, candidate_vector, is_candidate_input
 from .features import FeatureSpec
 from .pool import ModelInfo, parse_model
+from .registry import (  # noqa: F401  (the registry names re-exported at their old path)
+    _MANIFEST_OWNED,
+    CURRENT_FILE,
+    MANIFEST_FILE,
+    ROUTER_FILE,
+    VERSIONS_DIR,
+    check_version_name,
+    current_version,
+    list_versions,
+    new_version_name,
+    resolve_artifact_dir,
+    set_current,
+    versions_dir,
+)
 from .trees import CandidateScorer, ObliviousEnsemble
 
 __all__ = [
@@ -64,15 +72,7 @@ __all__ = [
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 MANIFEST_VERSION = 1
-ROUTER_FILE = "router.json"
-MANIFEST_FILE = "manifest.json"
-CURRENT_FILE = "CURRENT"
-VERSIONS_DIR = "versions"
 MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files before reading them into memory
-# A version name is one plain path component: it is joined under versions/ and written into CURRENT,
-# so "..", "a/b", a leading dot (temp dirs), NUL or whitespace would escape the registry or break it.
-_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_MANIFEST_OWNED = ("manifest_version", "artifact_version", "format_version", "files")
 
 
 @dataclass(frozen=True)
@@ -165,28 +165,6 @@ def _non_finite_at(v: Any, at: str) -> tuple[str, float] | None:
         if found is not None:
             return found
     return None
-
-
-def _check_version_name(version: Any, where: str) -> str:
-    if not isinstance(version, str) or not _VERSION_NAME.fullmatch(version):
-        raise ContractError(where, f"must be a plain version name ([A-Za-z0-9][A-Za-z0-9._-]*, "
-                                   f"at most 128 characters), got {version!r}")
-    return version
-
-
-def resolve_artifact_dir(path: str | os.PathLike) -> Path:
-    """A version directory from a version dir, a ``router.json`` path, or a registry root (via CURRENT)."""
-    p = Path(path)
-    if p.is_file() and p.name == ROUTER_FILE:
-        return p.parent
-    if (p / ROUTER_FILE).exists() or (p / MANIFEST_FILE).exists():
-        return p
-    if (p / CURRENT_FILE).exists() or (p / VERSIONS_DIR).is_dir():
-        version = current_version(p)
-        if version is None:
-            raise ArtifactNotFoundError("registry has no CURRENT version", path=str(p))
-        return p / VERSIONS_DIR / version
-    raise ArtifactNotFoundError("no artifact here (no router.json and no registry CURRENT)", path=str(p))
 
 
 def load_artifact(path: str | os.PathLike) -> Artifact:
@@ -334,22 +312,6 @@ def _dumps(obj: Any) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=1, sort_keys=False) + "\n").encode("utf-8")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def new_version_name(router_bytes: bytes, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{_sha256(router_bytes)[:8]}"
-
-
 def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: dict[str, Any]) -> Path:
     """Write a new version into the registry at ``root`` and return its directory.
 
@@ -357,13 +319,13 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
     complete temporary directory); CURRENT is not touched: promotion is a separate, explicit step.
     """
     root = Path(root)
-    versions = root / VERSIONS_DIR
+    versions = versions_dir(root)
     # Everything is checked and serialised before the first byte hits the disk, so a refusal
     # leaves the registry exactly as it was (not even an empty versions/ directory).
     router_bytes = _json_bytes(dict(router, version=""), "router")
     if not router.get("version"):
         router = dict(router, version=new_version_name(router_bytes))
-    version = _check_version_name(router["version"], "version")
+    version = check_version_name(router["version"], "version")
     router_bytes = _json_bytes(router, "router")
     parse_router(json.loads(router_bytes))  # refuse to write what the runtime could not load
     owned = [k for k in _MANIFEST_OWNED if k in manifest]
@@ -387,11 +349,8 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
     try:
         for name, data in ((ROUTER_FILE, router_bytes), (MANIFEST_FILE, manifest_bytes)):
-            with open(tmp / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
+            write_new_file(tmp / name, data)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -402,7 +361,7 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
         # A half-written temp dir is invisible to list_versions but would pile up forever.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(versions)
+    fsync_dir(versions)
     return final
 
 
@@ -414,50 +373,3 @@ def _json_bytes(obj: Any, where: str) -> bytes:
         if bad is not None:  # name the field: json's own message does not say where
             raise ContractError(f"{where}.{bad[0]}", f"non-finite number {bad[1]!r} cannot be written as JSON") from None
         raise ContractError(where, f"not writable as JSON: {exc}") from None
-
-
-def current_version(root: str | os.PathLike) -> str | None:
-    """The version CURRENT points to, or None when there is no pointer yet."""
-    p = Path(root) / CURRENT_FILE
-    try:
-        text = p.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"unreadable CURRENT pointer: {exc}", path=str(p)) from None
-    if not _VERSION_NAME.fullmatch(text):  # also refuses NUL bytes, which would crash stat()
-        raise ArtifactError(f"CURRENT holds an invalid version name {text!r}", path=str(p))
-    return text
-
-
-def set_current(root: str | os.PathLike, version: str) -> None:
-    """Point CURRENT at ``version`` atomically, after checking the version loads."""
-    root = Path(root)
-    # A name current_version() would refuse ("..", "a/b") must never be written into CURRENT;
-    # "..", joined under versions/, would even resolve to the registry root and "load".
-    _check_version_name(version, "version")
-    load_artifact(root / VERSIONS_DIR / version)  # never point at something unloadable
-    # A random part, not the pid alone: two threads promoting at once must not share the temp file.
-    # (Not mkstemp: its 0600 mode would hide CURRENT from a runtime running as another user.)
-    tmp_name = root / f".{CURRENT_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp_name, "x", encoding="utf-8") as f:
-            f.write(version + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, root / CURRENT_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(root)
-
-
-def list_versions(root: str | os.PathLike) -> list[str]:
-    """Version names in the registry, oldest first (names start with a UTC timestamp)."""
-    d = Path(root) / VERSIONS_DIR
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))

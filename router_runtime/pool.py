@@ -61,12 +61,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._atomic import atomic_write
 from .errors import ContractError
 
 __all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS",
@@ -471,17 +471,4 @@ def update_pool_file(path: str | os.PathLike, updates: Mapping[str, Mapping[str,
     if got != want:
         raise ContractError("pool", "could not update the file safely (a value spans lines or sits in an "
                             f"inline table); set these by hand: {dict(updates)}", source=str(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pool-", suffix=".toml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(new_text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, new_text, mode=path.stat().st_mode & 0o7777)  # the user's file keeps its mode

@@ -1,28 +1,142 @@
-"""Registry operations with a history: promote, roll back, annotate.  Standard library only.
+"""The artifact registry: its whole layout, the CURRENT pointer, and promotions with a history.
+Standard library only.  Every module that touches a registry (artifact.py, flows) takes its paths
+from here::
 
-Every move of the CURRENT pointer appends one line to ``<root>/HISTORY.jsonl``
-(``{"ts", "action", "version", "previous", "reason"}``), so a rollback knows where to go back to and a
-person can see who moved what, when and why.  The pointer itself moves with ``set_current`` (atomic);
-the history line is written after it, so a crash in between leaves a valid CURRENT and, at worst, one
-missing history line (``rollback`` then falls back to the manifest's parent_version).
+    <root>/CURRENT                   one line: the current version name
+    <root>/versions/<version>/       router.json, manifest.json (an artifact, see artifact.py)
+    <root>/reports/<version>.json    a promotion decision and its evaluation (written by flows)
+    <root>/HISTORY.jsonl             one line per move of CURRENT
+
+CURRENT is replaced atomically (``router_runtime._atomic``), so a crash leaves the old or the new
+pointer, never a torn one.  Every move of the pointer appends one line to HISTORY.jsonl
+(``{"ts", "action", "version", "previous", "reason"}``), so a rollback knows where to go back to
+and a person can see who moved what, when and why.  The history line is written after the pointer
+moves, so a crash in between leaves a valid CURRENT and, at worst, one missing history line
+(``rollback`` then falls back to the manifest's parent_version).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import uuid
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST_FILE, VERSIONS_DIR, current_version, set_current
+from ._atomic import atomic_write
 from .errors import ArtifactError, ArtifactNotFoundError, ContractError
 
-__all__ = ["HISTORY_FILE", "promote", "rollback", "history", "annotate_manifest"]
+__all__ = [
+    "CURRENT_FILE", "VERSIONS_DIR", "REPORTS_DIR", "HISTORY_FILE", "ROUTER_FILE", "MANIFEST_FILE",
+    "versions_dir", "version_dir", "current_file", "reports_dir", "report_path", "history_file",
+    "check_version_name", "new_version_name", "current_version", "set_current", "list_versions",
+    "resolve_artifact_dir", "history", "promote", "rollback", "annotate_manifest",
+]
 
+CURRENT_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+REPORTS_DIR = "reports"
 HISTORY_FILE = "HISTORY.jsonl"
+ROUTER_FILE = "router.json"        # the two files of a version directory
+MANIFEST_FILE = "manifest.json"
+# A version name is one plain path component: it is joined under versions/ and written into CURRENT,
+# so "..", "a/b", a leading dot (temp dirs), NUL or whitespace would escape the registry or break it.
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_MANIFEST_OWNED = ("manifest_version", "artifact_version", "format_version", "files")
 
+
+# -- the layout ------------------------------------------------------------------------------------
+
+def versions_dir(root: str | os.PathLike) -> Path:
+    return Path(root) / VERSIONS_DIR
+
+
+def version_dir(root: str | os.PathLike, version: str) -> Path:
+    return Path(root) / VERSIONS_DIR / check_version_name(version, "version")
+
+
+def current_file(root: str | os.PathLike) -> Path:
+    return Path(root) / CURRENT_FILE
+
+
+def reports_dir(root: str | os.PathLike) -> Path:
+    return Path(root) / REPORTS_DIR
+
+
+def report_path(root: str | os.PathLike, version: str) -> Path:
+    return Path(root) / REPORTS_DIR / f"{check_version_name(version, 'version')}.json"
+
+
+def history_file(root: str | os.PathLike) -> Path:
+    return Path(root) / HISTORY_FILE
+
+
+def check_version_name(version: Any, where: str = "version") -> str:
+    if not isinstance(version, str) or not _VERSION_NAME.fullmatch(version):
+        raise ContractError(where, f"must be a plain version name ([A-Za-z0-9][A-Za-z0-9._-]*, "
+                                   f"at most 128 characters), got {version!r}")
+    return version
+
+
+def new_version_name(router_bytes: bytes, now: datetime | None = None) -> str:
+    """``<UTC time>-<first 8 hex of the router.json sha256>``: sorts by time, names the content."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{hashlib.sha256(router_bytes).hexdigest()[:8]}"
+
+
+# -- the pointer -----------------------------------------------------------------------------------
+
+def current_version(root: str | os.PathLike) -> str | None:
+    """The version CURRENT points to, or None when there is no pointer yet."""
+    p = current_file(root)
+    try:
+        text = p.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"unreadable CURRENT pointer: {exc}", path=str(p)) from None
+    if not _VERSION_NAME.fullmatch(text):  # also refuses NUL bytes, which would crash stat()
+        raise ArtifactError(f"CURRENT holds an invalid version name {text!r}", path=str(p))
+    return text
+
+
+def set_current(root: str | os.PathLike, version: str) -> None:
+    """Point CURRENT at ``version`` atomically, after checking the version loads."""
+    # artifact.py builds on this module's layout, so the loader is imported when a pointer moves.
+    from .artifact import load_artifact
+
+    # A name current_version() would refuse ("..", "a/b") must never be written into CURRENT;
+    # "..", joined under versions/, would even resolve to the registry root and "load".
+    load_artifact(version_dir(root, version))  # never point at something unloadable
+    atomic_write(current_file(root), version + "\n")
+
+
+def list_versions(root: str | os.PathLike) -> list[str]:
+    """Version names in the registry, oldest first (names start with a UTC timestamp)."""
+    d = versions_dir(root)
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def resolve_artifact_dir(path: str | os.PathLike) -> Path:
+    """A version directory from a version dir, a ``router.json`` path, or a registry root (via CURRENT)."""
+    p = Path(path)
+    if p.is_file() and p.name == ROUTER_FILE:
+        return p.parent
+    if (p / ROUTER_FILE).exists() or (p / MANIFEST_FILE).exists():
+        return p
+    if current_file(p).exists() or versions_dir(p).is_dir():
+        version = current_version(p)
+        if version is None:
+            raise ArtifactNotFoundError("registry has no CURRENT version", path=str(p))
+        return versions_dir(p) / version
+    raise ArtifactNotFoundError("no artifact here (no router.json and no registry CURRENT)", path=str(p))
+
+
+# -- promotions and their history ------------------------------------------------------------------
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
@@ -30,7 +144,7 @@ def _now() -> str:
 
 def history(root: str | os.PathLike) -> list[dict[str, Any]]:
     """Pointer moves, oldest first; unreadable lines (a torn last line) are skipped."""
-    p = Path(root) / HISTORY_FILE
+    p = history_file(root)
     if not p.exists():
         return []
     out = []
@@ -46,7 +160,7 @@ def history(root: str | os.PathLike) -> list[dict[str, Any]]:
 
 def _append_history(root: Path, entry: dict[str, Any]) -> None:
     line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(root / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(history_file(root), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
         os.fsync(fd)
@@ -79,7 +193,7 @@ def rollback(root: str | os.PathLike, *, reason: str = "manual rollback") -> str
             break
     if target is None:
         try:
-            manifest = json.loads((root / VERSIONS_DIR / cur / MANIFEST_FILE).read_text(encoding="utf-8"))
+            manifest = json.loads((versions_dir(root) / cur / MANIFEST_FILE).read_text(encoding="utf-8"))
             target = manifest.get("parent_version")
         except (OSError, ValueError):
             target = None
@@ -95,15 +209,9 @@ def annotate_manifest(version_dir: str | os.PathLike, key: str, value: Any) -> N
     Only keys that describe what happened to the version (promotion decisions, evaluations) belong
     here; the keys that describe its files are the exporter's and are refused.
     """
-    if key in ("manifest_version", "artifact_version", "format_version", "files"):
+    if key in _MANIFEST_OWNED:
         raise ContractError(f"manifest.{key}", "is written by write_artifact; not annotatable")
     path = Path(version_dir) / MANIFEST_FILE
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest[key] = value
-    tmp = path.with_name(f".{MANIFEST_FILE}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, ensure_ascii=False, indent=1, allow_nan=False, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(manifest, ensure_ascii=False, indent=1, allow_nan=False, default=str) + "\n")

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .artifact import CURRENT_FILE, Artifact, load_artifact, resolve_artifact_dir
+from .artifact import Artifact, load_artifact
 from .errors import ContractError, MissingDependencyError, ZetaError
 from .policy import Exploration, choice_probabilities, rank_scores
 from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
+from .registry import current_file, resolve_artifact_dir
 from .text import as_text, ascii_lower
 
 __all__ = ["Router", "Decision", "CandidateScore", "Outcome", "ENGINES", "available_engines"]
@@ -204,7 +205,7 @@ class Router:
                 raise ContractError("source", "hot reload needs the registry path the artifact came from")
             if not reload_interval_ms > 0:
                 raise ContractError("reload_interval_ms", f"must be > 0, got {reload_interval_ms!r}")
-            self._watch = self._source / CURRENT_FILE
+            self._watch = current_file(self._source)
         self._interval = (reload_interval_ms or 0.0) / 1000.0
         self._next_check = time.monotonic() + self._interval
         self._signature = _stat_signature(self._watch) if self._watch is not None else None

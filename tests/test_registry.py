@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from conftest import ROOT
-from router_runtime import ArtifactError, Router, current_version, list_versions, load_artifact, write_artifact
+from router_runtime import ArtifactError, ContractError, Router, current_version, list_versions, load_artifact, write_artifact
 from router_runtime.registry import annotate_manifest, history, promote, rollback
 
 
@@ -115,3 +115,16 @@ def test_sigkill_at_every_step_of_a_promotion_leaves_a_serving_current(tmp_path,
             assert "COMPLETED" in proc.stdout and cur != old and art.policy.cost_weight == 0.42
             break
     assert completed_at is not None and completed_at > 5  # several kill points were exercised
+
+
+def test_the_layout_helpers_name_every_place_of_the_registry(tmp_path):
+    from router_runtime import registry as reg
+
+    assert reg.version_dir(tmp_path, "v1") == tmp_path / "versions" / "v1"
+    assert reg.current_file(tmp_path) == tmp_path / "CURRENT"
+    assert reg.reports_dir(tmp_path) == tmp_path / "reports"
+    assert reg.report_path(tmp_path, "v1") == tmp_path / "reports" / "v1.json"
+    assert reg.history_file(tmp_path) == tmp_path / "HISTORY.jsonl"
+    for bad in ("..", "a/b", ".hidden", ""):
+        with pytest.raises(ContractError, match="plain version name"):
+            reg.version_dir(tmp_path, bad)
