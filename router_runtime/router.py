@@ -5,10 +5,9 @@ missing from the pool, a bug in scoring): it falls back to simple rules and says
 ``Decision.reason``.  Invalid *arguments* (a negative cost weight, an unknown candidate type) are the
 caller's bug and raise ``ContractError``.
 
-Engines.  The same decision can be computed three ways, with bit-identical results (tests check it):
-``"compiled"`` (the optional C extension ``router_runtime._speedups``: features and tree scoring),
-``"numpy"`` (features in Python, trees with numpy) and ``"python"`` (the standard library only, the
-reference).  ``engine="auto"`` takes the first one this installation has.
+The same decision can be computed on three engines with bit-identical results (``engines.py``);
+hot reload notices a moved CURRENT with ``reload.PointerWatch``; ids and timestamps come from
+``ids.py``; the ranking rule is ``policy.rank_key``.
 
 Thread safety: all state a decision reads is one immutable snapshot (``_State``) read once per call;
 replacing it (``swap``) is a single reference assignment.
@@ -21,22 +20,22 @@ import math
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .artifact import Artifact, load_artifact
-from .errors import ContractError, MissingDependencyError, ZetaError
+from .engines import ENGINES, available_engines, build_parts, resolve_engine
+from .errors import ContractError, ZetaError
+from .ids import new_id, utc_now
 from .policy import Exploration, choice_probabilities, rank_scores
 from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .registry import current_file, resolve_artifact_dir
+from .reload import PointerWatch
 from .text import as_text, ascii_lower
 
 __all__ = ["Router", "Decision", "CandidateScore", "Outcome", "ENGINES", "available_engines"]
-
-ENGINES = ("compiled", "numpy", "python")  # fastest first: what engine="auto" tries
 
 _CODE_CUES = ("```", "def ", "class ", "import ", "function", "#include", "public static", "console.log",
               "write a program", "write code", "python", "javascript", "sql")
@@ -141,38 +140,6 @@ def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | Non
     return tuple(out)
 
 
-# Decision ids: 128 bits from a generator seeded with 256 bits of os.urandom, reseeded in every forked
-# child (pre-fork servers must not repeat their parent's ids).  Uniqueness is all an id needs; not a
-# syscall per decision matters because a syscall releases the GIL, and a busy background thread (the
-# record writer) then holds the request thread up for up to the interpreter's switch interval.
-_IDS = random.Random(os.urandom(32))
-
-
-def _reseed_ids() -> None:
-    _IDS.seed(os.urandom(32))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def _new_id() -> str:
-    return f"{_IDS.getrandbits(128):032x}"
-
-
-_SECOND: tuple[int, str] = (-1, "")  # (Unix second, its ISO prefix): one strftime per second, not per call
-
-
-def _now() -> str:
-    """UTC now as ISO 8601 with microseconds and "Z", as ``datetime.isoformat`` writes it."""
-    global _SECOND
-    sec, ns = divmod(time.time_ns(), 1_000_000_000)
-    cached = _SECOND  # one read: a thread that swaps it in between cannot pair a prefix with another second
-    if cached[0] != sec:
-        cached = _SECOND = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{cached[1]}.{ns // 1000:06d}Z"
-
-
 class Router:
     """Routes queries among a pool of models.
 
@@ -186,7 +153,7 @@ class Router:
                  problem: str | None = None, exploration: Exploration | None = None, seed: int | None = None,
                  source: str | os.PathLike | None = None, reload_interval_ms: float | None = None,
                  engine: str = "auto", _parts: tuple | None = None, _scale: float | None = None):
-        self._engine = _resolve_engine(engine, use_numpy)
+        self._engine = resolve_engine(engine, use_numpy)
         self._engine_auto = engine == "auto" and use_numpy is None
         self.engine_problem: str | None = None  # why the current artifact is not on the engine asked for
         self._parts = _parts  # (artifact, engine parts) handed down by with_pool
@@ -200,16 +167,11 @@ class Router:
         # Hot reload: watch <registry>/CURRENT with a stat at most every reload_interval_ms.
         self._source = None if source is None else Path(source)
         self._watch = None
+        self._reload_lock = threading.Lock()
         if reload_interval_ms is not None:
             if self._source is None:
                 raise ContractError("source", "hot reload needs the registry path the artifact came from")
-            if not reload_interval_ms > 0:
-                raise ContractError("reload_interval_ms", f"must be > 0, got {reload_interval_ms!r}")
-            self._watch = current_file(self._source)
-        self._interval = (reload_interval_ms or 0.0) / 1000.0
-        self._next_check = time.monotonic() + self._interval
-        self._signature = _stat_signature(self._watch) if self._watch is not None else None
-        self._reload_lock = threading.Lock()
+            self._watch = PointerWatch(current_file(self._source), reload_interval_ms)
         self._index_cache: tuple[tuple[ModelInfo, ...], dict[str, ModelInfo]] | None = None
         self._eligible_cache: tuple[tuple[ModelInfo, ...], dict] | None = None
         self.reload_error: str | None = None  # why the last reload was refused (old artifact kept)
@@ -258,35 +220,11 @@ class Router:
 
     def _engine_parts(self, artifact: Artifact) -> tuple[str, Any, Any, Any]:
         """(engine, extract, score, stack) of ``artifact``, built once per artifact and shared with
-        the ``with_pool`` siblings (compiling a feature plan is not free).  The compiled engine may
-        refuse an artifact it cannot take exactly (leaf sums beyond int64, a plan beyond its limits):
-        under ``engine="auto"`` the next engine takes it and ``engine_problem`` says why; asked for
-        by name, that is the caller's error."""
+        the ``with_pool`` siblings (compiling a feature plan is not free)."""
         cached = self._parts
         if cached is not None and cached[0] is artifact:
             return cached[1]
-        spec, scorer = artifact.feature_spec, artifact.scorer
-        engine, parts = self._engine, None
-        self.engine_problem = None
-        if engine == "compiled":
-            from .compiled import CompiledScorer, CompiledSpec
-
-            try:
-                compiled = CompiledScorer(scorer)
-                parts = ("compiled", CompiledSpec(spec).extract, compiled.score, compiled.stack)
-            except (ValueError, ZetaError) as exc:
-                if not self._engine_auto:
-                    raise ContractError("engine", f"the compiled engine cannot take artifact "
-                                                  f"{artifact.version}: {exc}") from None
-                engine = "numpy" if _why_not("numpy") is None else "python"
-                self.engine_problem = f"compiled engine refused artifact {artifact.version} ({exc}): using {engine}"
-        if parts is None and engine == "numpy":
-            import numpy
-
-            parts = ("numpy", spec.extract, lambda q, b: scorer.score(q, b, use_numpy=True),
-                     lambda rows: numpy.asarray(rows, dtype=numpy.intp))
-        elif parts is None:
-            parts = ("python", spec.extract, scorer.score, tuple)
+        parts, self.engine_problem = build_parts(artifact, self._engine, auto=self._engine_auto)
         self._parts = (artifact, parts)
         return parts
 
@@ -337,19 +275,9 @@ class Router:
             self._maybe_reload()
 
     def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now < self._next_check or not self._reload_lock.acquire(blocking=False):
-            return
-        try:
-            self._next_check = now + self._interval
-            sig = _stat_signature(self._watch)
-            if sig == self._signature:
-                return
-            self._signature = sig
-        finally:
-            self._reload_lock.release()
-        # Verification reads and hashes the artifact: keep that off the decision path.
-        threading.Thread(target=self.reload, name="zeta-reload", daemon=True).start()
+        if self._watch.changed():
+            # Verification reads and hashes the artifact: keep that off the decision path.
+            threading.Thread(target=self.reload, name="zeta-reload", daemon=True).start()
 
     @property
     def artifact(self) -> Artifact | None:
@@ -531,9 +459,9 @@ class Router:
             reason = (f"exploring: {chosen.model} with probability {propensity:.3g} "
                       f"(rate {self._exploration.rate:g}, {self._exploration.method}); greedy was " + reason)
         return _new_decision({
-            "decision_id": _new_id(), "model": chosen.model, "kind": kind, "scores": tuple(scores),
+            "decision_id": new_id(), "model": chosen.model, "kind": kind, "scores": tuple(scores),
             "propensity": propensity, "explored": chosen is not best, "reason": reason,
-            "artifact_version": art.version, "cost_weight": lam, "excluded": excluded, "ts": _now(),
+            "artifact_version": art.version, "cost_weight": lam, "excluded": excluded, "ts": utc_now(),
             "query": text, "features": None if feats is None else tuple(feats)})
 
     def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
@@ -555,19 +483,19 @@ class Router:
                                       -m.expected_cost(chars)) for m in models)
         best = min(pick, key=lambda m: (m.expected_cost(chars), m.name))
         return Decision(
-            decision_id=_new_id(), model=best.name, kind=kind, scores=scores, propensity=1.0,
+            decision_id=new_id(), model=best.name, kind=kind, scores=scores, propensity=1.0,
             explored=False, reason=f"rule-based ({why}): {note}{rule}: {best.name}", artifact_version=None,
-            cost_weight=lam, excluded=excluded, ts=_now(), query=text)
+            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text)
 
     def _no_model(self, version, kind, lam, excluded, text, why=None) -> Decision:
         why = f" ({why})" if why else ""
         detail = "; ".join(f"{m}: {w}" for m, w in list(excluded.items())[:3])
         more = f" (+{len(excluded) - 3} more)" if len(excluded) > 3 else ""
         return Decision(
-            decision_id=_new_id(), model=None, kind=kind, scores=(), propensity=1.0, explored=False,
+            decision_id=new_id(), model=None, kind=kind, scores=(), propensity=1.0, explored=False,
             reason=f"no model in the pool can serve this {kind!r} request{why}: {detail or 'empty pool'}{more}",
             artifact_version=version,
-            cost_weight=lam, excluded=excluded, ts=_now(), query=text)
+            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text)
 
     # -- recording ----------------------------------------------------------------------------
     def record(self, decision: Decision, outcome: Outcome) -> OutcomeRecord:
@@ -580,7 +508,7 @@ class Router:
             candidates.append(model)
         text = decision.query if decision.query is not None and decision.query.strip() else None
         rec = OutcomeRecord(
-            decision_id=decision.decision_id, ts=_now(), artifact_version=decision.artifact_version,
+            decision_id=decision.decision_id, ts=utc_now(), artifact_version=decision.artifact_version,
             query=text if self._log_query_text else None,
             query_sha256=None if (self._log_query_text and text) else hashlib.sha256(
                 (decision.query or "").encode("utf-8")).hexdigest(),
@@ -617,14 +545,6 @@ def _lat(m: ModelInfo, chars: int) -> float | None:
     return m.latency_ms.at(chars) if m.latency_ms is not None else None
 
 
-def _stat_signature(path: Path | None) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, TypeError):
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float) -> CandidateScore:
     acc = 0.0
     for s in scores:
@@ -644,39 +564,3 @@ def _new_decision(values: dict[str, Any]) -> Decision:
     d = object.__new__(Decision)
     d.__dict__.update(values)
     return d
-
-
-def available_engines() -> dict[str, str | None]:
-    """Per engine, None when this installation can use it, else why not."""
-    return {e: _why_not(e) for e in ENGINES}
-
-
-def _why_not(engine: str) -> str | None:
-    # Checked one engine at a time: asking for "python" must not import numpy.
-    if engine == "compiled":
-        try:
-            from .compiled import available, unavailable_reason
-        except ImportError as exc:  # pragma: no cover - a broken installation
-            return f"router_runtime.compiled cannot be imported: {exc}"
-        return None if available() else unavailable_reason()
-    if engine == "numpy":
-        try:
-            import numpy  # noqa: F401  (imported here, never at package import)
-        except ImportError:
-            return "numpy is not installed: pip install zeta-router[fast]"
-    return None
-
-
-def _resolve_engine(engine: str, use_numpy: bool | None) -> str:
-    if engine not in ("auto",) + ENGINES:
-        raise ContractError("engine", f"must be 'auto' or one of {list(ENGINES)}, got {engine!r}")
-    if use_numpy is not None:
-        if engine != "auto":
-            raise ContractError("use_numpy", "give engine= or use_numpy=, not both")
-        engine = "numpy" if use_numpy else "python"
-    if engine == "auto":
-        return next(e for e in ENGINES if _why_not(e) is None)
-    why = _why_not(engine)
-    if why is not None:
-        raise MissingDependencyError(f"engine {engine!r} is not available: {why}")
-    return engine

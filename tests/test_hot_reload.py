@@ -96,7 +96,7 @@ def test_truncated_new_version_is_refused(registry):
 
 
 def test_the_stat_is_rate_limited(registry, monkeypatch):
-    import router_runtime.router as rmod
+    import router_runtime.reload as rmod
 
     calls = []
     real = rmod._stat_signature
