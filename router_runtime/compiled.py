@@ -11,7 +11,7 @@ present (``setup.py``; a failed build does not fail the install).  This module i
     >>> scorer.score(extract(query), bases)      # == CandidateScorer.score(q, [base_a, base_b])
 
 The pure-Python code (``FeatureSpec.extract``, ``CandidateScorer.score``) stays the reference:
-``tests/test_compiled.py`` checks both agree bit for bit.  Without the extension, ``available()`` is
+``tests/runtime/test_compiled.py`` checks both agree bit for bit.  Without the extension, ``available()`` is
 False, ``unavailable_reason()`` says why, and constructing ``CompiledSpec`` / ``CompiledScorer`` raises
 ``MissingDependencyError``.  ``ZETA_NO_SPEEDUPS=1`` in the environment turns the engine off (checked
 at import).  Standard library only: never imports numpy.

@@ -2,7 +2,7 @@
 
 The same spec is interpreted twice: here, in pure Python, once per request (``FeatureSpec.extract``),
 and in ``flows/features.py`` as Polars expressions over whole training tables.  Both must produce
-bit-identical float64 vectors; ``tests/test_features.py`` checks that on generated and real queries.
+bit-identical float64 vectors; ``tests/runtime/test_features.py`` checks that on generated and real queries.
 A spec travels inside the model artifact as JSON (``to_json`` / ``from_json``), fitted statistics
 included, so the runtime never refits anything.
 

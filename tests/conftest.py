@@ -64,3 +64,18 @@ def trained_registry(tmp_path_factory, sample_table, demo_pool):
                            chars=typical_chars(sample_table["query"].str.len_chars().to_numpy()))
     set_current(reg, path.name)
     return reg
+
+
+@pytest.fixture
+def reg(tmp_path) -> Path:
+    """Where a test's artifact registry goes (created by the first write)."""
+    return tmp_path / "registry"
+
+
+@pytest.fixture
+def vdir(reg) -> Path:
+    """One small artifact version written into ``reg`` (tests/artifact_docs.make_doc)."""
+    from artifact_docs import make_doc
+    from router_runtime.artifact import write_artifact
+
+    return write_artifact(reg, make_doc(), {})

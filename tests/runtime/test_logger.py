@@ -19,7 +19,7 @@ from router_runtime.errors import ContractError
 from router_runtime.logger import OutcomeLogger
 from router_runtime.records import OutcomeRecord, parse_outcome_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = OutcomeRecord(decision_id="t", ts="2026-01-01T00:00:00Z", query="how many r in strawberry? ü",
                          candidates=("a", "b"), model="a", propensity=0.5, success=True, latency_ms=12.5)
 

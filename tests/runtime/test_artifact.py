@@ -1,22 +1,20 @@
-"""Artifacts and the registry (router_runtime.artifact) and the model pool (router_runtime.pool).
-
-Every refusal checks the exact exception class and that the message names the field and the problem.
-"""
+"""Artifacts (router_runtime.artifact): write and load, integrity, the content of router.json and the
+refusals of write_artifact.  Every refusal checks the exact exception class and that the message
+names the field and the problem."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import math
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import router_runtime.artifact as artifact_mod
+from artifact_docs import VERSION_RE, edit_router, make_doc, raises, registry_snapshot, rewrite_router
 from router_runtime.artifact import (
     current_version,
     list_versions,
@@ -34,86 +32,8 @@ from router_runtime.errors import (
     SchemaVersionError,
     UnknownOpError,
 )
-from router_runtime.features import FeatureSpec, default_feature_spec
-from router_runtime.pool import CHARS_PER_TOKEN, LinearCost, load_pool, parse_model
+from router_runtime.features import default_feature_spec
 
-VERSION_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
-WORD = [[48, 57], [65, 90], [95, 95], [97, 122]]
-
-
-def small_spec() -> FeatureSpec:
-    """Single-output ops only: nothing to fit."""
-    spec = FeatureSpec.from_json({"version": 1, "max_chars": 4096, "features": [
-        {"name": "chars", "op": "char_count", "params": {}},
-        {"name": "words", "op": "count_runs", "params": {"ranges": WORD}},
-        {"name": "cue_code", "op": "contains_any", "params": {"literals": ["def ", "import "], "ascii_lower": True}},
-        {"name": "log_chars", "op": "log1p", "params": {"of": "chars"}},
-    ]})
-    assert not spec.needs_fit
-    return spec
-
-
-def make_doc(spec: FeatureSpec | None = None) -> dict:
-    spec = spec or small_spec()
-    inputs = [spec.output_names[0], "model__a", "model__b"]
-    return {
-        "format_version": 1,
-        "version": "",
-        "feature_spec": spec.to_json(),
-        "pool": [
-            {"name": "a", "capabilities": ["chat"], "cost": {"intercept": 0.0, "per_char": 1e-6}},
-            {"name": "b", "capabilities": ["chat", "code"], "size_b": 7,
-             "cost": {"intercept": 0.001, "per_char": 2e-6}},
-        ],
-        "quality_model": {"kind": "oblivious_trees", "inputs": inputs, "tree_depth": [1],
-                          "split_input": [inputs.index("model__a")], "split_border": [0.5],
-                          "leaf_values": [0.2, 0.8], "scale": 1.0, "bias": 0.0},
-        "calibration": {"kind": "clip", "low": 0.0, "high": 1.0},
-        "policy": {"cost_weight": 0.1, "cost_scale": 1e-3},
-    }
-
-
-def raises(cls, fn, *words):
-    with pytest.raises((ArtifactError, ContractError)) as ei:
-        fn()
-    exc = ei.value
-    assert type(exc) is cls, f"expected {cls.__name__}, got {type(exc).__name__}: {exc}"
-    msg = str(exc)
-    for w in words:
-        assert w.lower() in msg.lower(), f"{w!r} not in {msg!r}"
-    return exc
-
-
-def rewrite_router(vdir: Path, new_text: str | bytes) -> None:
-    """Replace router.json and fix the manifest's hash, so only the content check can fail."""
-    data = new_text.encode() if isinstance(new_text, str) else new_text
-    (vdir / "router.json").write_bytes(data)
-    man = json.loads((vdir / "manifest.json").read_text())
-    man["files"]["router.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (vdir / "manifest.json").write_text(json.dumps(man))
-
-
-def edit_router(vdir: Path, fn) -> None:
-    doc = json.loads((vdir / "router.json").read_text())
-    fn(doc)
-    rewrite_router(vdir, json.dumps(doc))
-
-
-def registry_snapshot(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
-
-
-@pytest.fixture
-def reg(tmp_path) -> Path:
-    return tmp_path / "registry"
-
-
-@pytest.fixture
-def vdir(reg) -> Path:
-    return write_artifact(reg, make_doc(), {})
-
-
-# -- write and load -----------------------------------------------------------------------------------
 
 def test_write_then_load_round_trip(reg):
     doc = make_doc()
@@ -174,17 +94,6 @@ def test_load_via_registry_root_version_dir_and_router_json(reg, vdir):
     for p in (reg, str(reg), vdir, vdir / "router.json"):
         art = load_artifact(p)
         assert art.version == vdir.name and art.path == str(vdir)
-
-
-def test_set_current_moves_the_pointer(reg):
-    v1 = write_artifact(reg, dict(make_doc(), version="20260101T000000Z-00000001"), {}).name
-    v2 = write_artifact(reg, dict(make_doc(), version="20260102T000000Z-00000002"), {}).name
-    set_current(reg, v1)
-    assert load_artifact(reg).version == v1
-    set_current(reg, v2)
-    assert load_artifact(reg).version == v2
-    assert list_versions(reg) == [v1, v2]
-    assert [p.name for p in reg.iterdir() if p.name.startswith(".")] == []  # no temp pointer left
 
 
 def test_fitted_default_spec_round_trips(reg):
@@ -490,175 +399,6 @@ def test_losing_a_race_for_the_same_version_is_an_artifact_error(reg, monkeypatc
 
 # -- the registry -------------------------------------------------------------------------------------
 
-def test_set_current_refuses_a_version_that_does_not_load_and_keeps_the_old_pointer(reg, vdir):
-    set_current(reg, vdir.name)
-    bad = write_artifact(reg, dict(make_doc(), version="20300101T000000Z-bbbbbbbb"), {})
-    (bad / "router.json").write_bytes((bad / "router.json").read_bytes().replace(b"0.8", b"0.7"))
-    pointer = (reg / "CURRENT").read_bytes()
-    with pytest.raises(ArtifactIntegrityError):
-        set_current(reg, bad.name)
-    with pytest.raises(ArtifactNotFoundError):
-        set_current(reg, "20300101T000000Z-cccccccc")
-    assert (reg / "CURRENT").read_bytes() == pointer
-    assert load_artifact(reg).version == vdir.name
-    assert sorted(p.name for p in reg.iterdir()) == ["CURRENT", "versions"]
-
-
-@pytest.mark.parametrize("name", ["../registry2/versions/x", ".", "..", "a/b", ""])
-def test_set_current_refuses_names_that_are_not_plain(reg, vdir, name):
-    set_current(reg, vdir.name)
-    with pytest.raises((ArtifactError, ContractError)):
-        set_current(reg, name)
-    assert current_version(reg) == vdir.name
-
-
-@pytest.mark.parametrize("content", [b"", b"\n", b"../../etc", b".tmp-x", b"a/b", b"\xff\xfe\x00",
-                                     b"bad\x00name", b"two\nlines", b"has space"])
-def test_current_with_garbage_content(reg, vdir, content):
-    (reg / "CURRENT").write_bytes(content)
-    raises(ArtifactError, lambda: load_artifact(reg), "CURRENT")
-    raises(ArtifactError, lambda: current_version(reg), "CURRENT")
-
-
-def test_current_pointing_at_a_missing_version(reg, vdir):
-    (reg / "CURRENT").write_text("20990101T000000Z-12345678\n")
-    raises(ArtifactNotFoundError, lambda: load_artifact(reg), "manifest.json", "missing")
-
-
-def test_registry_without_current(reg, vdir):
-    assert current_version(reg) is None
-    raises(ArtifactNotFoundError, lambda: load_artifact(reg), "no CURRENT")
-
-
-def test_empty_or_missing_directory(tmp_path):
-    raises(ArtifactNotFoundError, lambda: load_artifact(tmp_path), "no artifact here")
-    raises(ArtifactNotFoundError, lambda: load_artifact(tmp_path / "nope"), "no artifact here")
-    assert list_versions(tmp_path) == [] and current_version(tmp_path) is None
-
-
-def test_list_versions_ignores_temp_and_hidden_dirs_and_files(reg):
-    a = write_artifact(reg, dict(make_doc(), version="20260102T000000Z-00000002"), {}).name
-    b = write_artifact(reg, dict(make_doc(), version="20260101T000000Z-00000001"), {}).name
-    (reg / "versions" / ".tmp-20260103T000000Z-xyz-abc").mkdir()
-    (reg / "versions" / ".hidden").mkdir()
-    (reg / "versions" / "stray-file").write_text("x")
-    assert list_versions(reg) == [b, a]  # oldest first
-
-
-# -- the pool ----------------------------------------------------------------------------------------
-
-POOL_TOML = """
-[[models]]
-name = "qwen-0.5b"
-capabilities = ["chat", "code"]
-size_b = 0.5
-context_length = 32768
-cost = { intercept = 0.0001, per_char = 2e-7 }
-latency_ms = { intercept = 50.0, per_char = 0.01 }
-gguf = "models/qwen.gguf"
-
-[[models]]
-name = "llama-8b"
-size_b = 8
-input_price = 0.2
-output_price = 0.6
-
-[[models]]
-name = "embedder"
-capabilities = ["embed"]
-input_price = 0.02
-completion_tokens = 0
-"""
-
-
-def write_pool(tmp_path, text) -> Path:
-    p = tmp_path / "pool.toml"
-    p.write_text(text, encoding="utf-8")
-    return p
-
-
-def test_load_pool(tmp_path):
-    pool = load_pool(write_pool(tmp_path, POOL_TOML))
-    assert [m.name for m in pool] == ["qwen-0.5b", "llama-8b", "embedder"]
-    q, llama, emb = pool
-    assert q.capabilities == ("chat", "code") and q.can("code") and not q.can("embed")
-    assert q.size_b == 0.5 and q.context_length == 32768
-    assert q.cost == LinearCost(0.0001, 2e-7) and q.latency_ms == LinearCost(50.0, 0.01)
-    assert q.extra == {"gguf": "models/qwen.gguf"}
-    assert llama.capabilities == ("chat",) and llama.latency_ms is None
-    assert q.to_json()["gguf"] == "models/qwen.gguf"
-    assert parse_model(q.to_json()) == q
-
-
-def test_prices_derive_the_cost_model_by_hand(tmp_path):
-    llama, emb = load_pool(write_pool(tmp_path, POOL_TOML))[1:]
-    # 0.2 per 1M prompt tokens at 4 chars a token: 0.2 / 1e6 / 4 = 5e-8 per char.
-    # 0.6 per 1M output tokens x 256 expected output tokens = 1.536e-4 per call.
-    assert CHARS_PER_TOKEN == 4.0
-    assert math.isclose(llama.cost.per_char, 5e-8, rel_tol=1e-12)
-    assert math.isclose(llama.cost.intercept, 1.536e-4, rel_tol=1e-12)
-    # a 1,000-char query: 250 prompt tokens -> 250 * 0.2e-6 = 5e-5; plus 1.536e-4 -> 2.036e-4
-    assert math.isclose(llama.expected_cost(1000), 2.036e-4, rel_tol=1e-12)
-    # completion_tokens = 0: no output part; 0.02 / 1e6 / 4 = 5e-9 per char
-    assert emb.cost.intercept == 0.0 and math.isclose(emb.cost.per_char, 5e-9, rel_tol=1e-12)
-    assert math.isclose(emb.expected_cost(4000), 2e-5, rel_tol=1e-12)
-
-
-def test_explicit_cost_wins_over_prices():
-    m = parse_model({"name": "x", "cost": {"intercept": 1.0, "per_char": 0.0}, "input_price": 9.0})
-    assert m.cost == LinearCost(1.0, 0.0)
-
-
-def test_cost_fallbacks_without_a_cost_model():
-    assert parse_model({"name": "x", "size_b": 3}).expected_cost(100) == 3.0
-    assert parse_model({"name": "x"}).expected_cost(100) == 1.0
-    assert LinearCost(-5.0, 0.0).at(10) == 0.0  # never a negative cost
-
-
-def test_pool_invalid_toml(tmp_path):
-    exc = raises(ContractError, lambda: load_pool(write_pool(tmp_path, "[[models]\nname = 'x'")), "pool",
-                 "invalid TOML")
-    assert exc.source and "pool.toml" in str(exc)
-
-
-def test_pool_not_utf8(tmp_path):
-    p = tmp_path / "pool.toml"
-    p.write_bytes(b'[[models]]\nname = "caf\xe9"\n')
-    raises(ContractError, lambda: load_pool(p), "pool", "invalid TOML")
-
-
-@pytest.mark.parametrize("text", ["", "title = 'x'", "models = []", "models = 3"])
-def test_pool_without_models(tmp_path, text):
-    raises(ContractError, lambda: load_pool(write_pool(tmp_path, text)), "models", "at least one")
-
-
-def test_pool_duplicate_names(tmp_path):
-    text = '[[models]]\nname = "a"\n[[models]]\nname = "b"\n[[models]]\nname = "a"\n'
-    raises(ContractError, lambda: load_pool(write_pool(tmp_path, text)), "models", "duplicate", "'a'")
-
-
-@pytest.mark.parametrize("body,field,words", [
-    ('name = "a"\nsize_b = -1', "models[0].size_b", (">= 0", "-1")),
-    ('name = "a"\ncapabilities = "chat"', "models[0].capabilities", ("non-empty list",)),
-    ('name = "a"\ncapabilities = []', "models[0].capabilities", ("non-empty list",)),
-    ('name = "a"\ncapabilities = ["chat", 3]', "models[0].capabilities", ("non-empty list",)),
-    ('name = "a"\ncapabilities = ["chat", ""]', "models[0].capabilities", ("non-empty list",)),
-    ('name = ""', "models[0].name", ("non-empty string",)),
-    ('name = 3', "models[0].name", ("non-empty string",)),
-    ('size_b = 1', "models[0].name", ("non-empty string",)),
-    ('name = "a"\ncontext_length = 0', "models[0].context_length", ("positive integer",)),
-    ('name = "a"\ncontext_length = 1.5', "models[0].context_length", ("positive integer",)),
-    ('name = "a"\ncost = 3', "models[0].cost", ("intercept and per_char",)),
-    ('name = "a"\ncost = { intercept = 1.0 }', "models[0].cost", ("both intercept and per_char",)),
-    ('name = "a"\ninput_price = -0.5', "models[0].input_price", (">= 0",)),
-    ('name = "a"\nsize_b = nan', "models[0].size_b", ("finite number",)),
-    ('name = "a"\nsize_b = true', "models[0].size_b", ("finite number",)),
-])
-def test_pool_model_refusals(tmp_path, body, field, words):
-    exc = raises(ContractError, lambda: load_pool(write_pool(tmp_path, "[[models]]\n" + body + "\n")), field, *words)
-    assert exc.field == field
-
-
 def test_deeply_nested_router_json_is_an_artifact_error(vdir):
     rewrite_router(vdir, '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     raises(ArtifactError, lambda: load_artifact(vdir), "router.json", "nested too deeply")
@@ -668,13 +408,6 @@ def test_manifest_non_finite_number_is_named(vdir):
     man = (vdir / "manifest.json").read_text()
     (vdir / "manifest.json").write_text(man.rstrip().rstrip("}") + ', "metrics": {"auc": NaN}}')
     raises(ArtifactError, lambda: load_artifact(vdir), "manifest.json", "non-finite number NaN", "metrics.auc")
-
-
-def test_current_file_is_world_readable_like_any_file(reg, vdir):
-    set_current(reg, vdir.name)
-    umask = os.umask(0)
-    os.umask(umask)
-    assert (reg / "CURRENT").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_write_names_a_non_finite_number_in_the_document(reg):

@@ -32,7 +32,7 @@ from router_runtime.trees import CandidateScorer, ObliviousEnsemble
 
 from fit_corpus import FIT_CORPUS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "artifact_format_1"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NAN = float("nan")

@@ -34,7 +34,7 @@ from router_runtime.text import as_text, ascii_lower
 
 from fit_corpus import FIT_CORPUS
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NAN = float("nan")
 
 
@@ -111,7 +111,7 @@ def test_runtime_features_import_only_the_standard_library():
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('polars', 'numpy', 'pyarrow', 'flows')); "
         "assert not bad, bad"
     )
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
 
 
