@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._checks import finite
 from ._atomic import fsync_dir, write_new_file
 from .errors import (
     ArtifactError,
@@ -300,10 +301,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
 
 
 def _finite(obj: Mapping[str, Any], key: str, where: str) -> float:
-    v = obj.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ContractError(f"{where}.{key}", f"must be a finite number, got {v!r}")
-    return float(v)
+    return finite(obj.get(key), f"{where}.{key}")
 
 
 # -- writing and the registry ----------------------------------------------------------------------

@@ -57,6 +57,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ._checks import is_integer
 from .errors import ContractError, SchemaVersionError, UnknownOpError
 from .text import as_text, ascii_lower
 
@@ -118,7 +119,7 @@ class Feature:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return is_integer(v)
 
 
 def _check_ranges(v: Any, where: str) -> list[tuple[int, int]]:

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._checks import finite, is_integer
 from ._atomic import atomic_write
 from .errors import ContractError
 
@@ -195,12 +196,7 @@ class ModelInfo:
 def _num(m: Mapping[str, Any], key: str, where: str, *, minimum: float | None = 0.0) -> float | None:
     if key not in m or m[key] is None:
         return None
-    v = m[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ContractError(f"{where}.{key}", f"must be a finite number, got {v!r}")
-    if minimum is not None and v < minimum:
-        raise ContractError(f"{where}.{key}", f"must be >= {minimum}, got {v!r}")
-    return float(v)
+    return finite(m[key], f"{where}.{key}", low=minimum)
 
 
 def _opt_float(v: Any) -> float | None:
@@ -218,7 +214,7 @@ def _check_serving(extra: Mapping[str, Any], where: str) -> None:
     if mem is not None and mem <= 0:
         raise ContractError(f"{where}.memory_mb", f"must be > 0, got {extra['memory_mb']!r}")
     c = extra.get("concurrency")
-    if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+    if c is not None and (not is_integer(c) or c < 1):
         raise ContractError(f"{where}.concurrency", f"must be an integer >= 1, got {c!r}")
     t = extra.get("chat_template")
     if t is not None and (not isinstance(t, str) or not t.strip()):
@@ -278,7 +274,7 @@ def parse_model(m: Any, *, where: str = "model") -> ModelInfo:
     if not isinstance(caps, list) or not caps or not all(isinstance(c, str) and c for c in caps):
         raise ContractError(f"{where}.capabilities", "must be a non-empty list of strings")
     ctx = m.get("context_length")
-    if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0):
+    if ctx is not None and (not is_integer(ctx) or ctx <= 0):
         raise ContractError(f"{where}.context_length", f"must be a positive integer, got {ctx!r}")
     cost = _linear(m, "cost", where)
     if cost is None:

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from ._checks import is_finite, is_integer, is_number
 from .errors import ContractError, SchemaVersionError
 
 __all__ = [
@@ -228,7 +229,7 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
     if not isinstance(scores, dict):
         raise ContractError("scores", "must be an object of model -> number or null")
     for k, v in scores.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+        if v is not None and (not is_finite(v)):
             raise ContractError(f"scores.{k}", f"must be a finite number or null, got {v!r}")
     out["scores"] = dict(scores)
     out["explored"] = _bool(obj, "explored", default=False)
@@ -240,7 +241,7 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
         out[name] = None if v is None else float(v)
     for name in ("prompt_tokens", "completion_tokens"):
         v = obj.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        if v is not None and (not is_integer(v) or v < 0):
             raise ContractError(name, f"must be an integer >= 0 or null, got {v!r}")
         out[name] = v
     out["success"] = _bool(obj, "success", required=True)
@@ -258,7 +259,7 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
     feats = obj.get("features")
     if feats is not None:
         if not isinstance(feats, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in feats):
+                is_finite(v) for v in feats):
             raise ContractError("features", "must be a list of finite numbers or null")
         feats = tuple(float(v) for v in feats)
     out["features"] = feats
@@ -293,7 +294,7 @@ def _num(obj, name, *, required=False):
             raise ContractError(name, "missing" if name not in obj else "must not be null")
         return None
     v = obj[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not is_number(v):
         raise ContractError(name, f"must be a number, got {type(v).__name__}")
     try:
         finite = math.isfinite(v)

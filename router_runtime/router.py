@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ._checks import is_finite
 from .artifact import Artifact, load_artifact
 from .engines import ENGINES, available_engines, build_parts, resolve_engine
 from .errors import ContractError, ZetaError
@@ -316,8 +317,7 @@ class Router:
         """Choose a model for ``query``.  Deterministic for the same inputs and artifact."""
         if not isinstance(kind, str) or not kind:
             raise ContractError("kind", f"must be a non-empty string, got {kind!r}")
-        if cost_weight is not None and (isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float))
-                                        or not math.isfinite(cost_weight) or cost_weight < 0):
+        if cost_weight is not None and (not is_finite(cost_weight) or cost_weight < 0):
             raise ContractError("cost_weight", f"must be a finite number >= 0, got {cost_weight!r}")
         if max_latency_ms is not None and (not isinstance(max_latency_ms, (int, float)) or max_latency_ms <= 0):
             raise ContractError("max_latency_ms", f"must be a positive number, got {max_latency_ms!r}")

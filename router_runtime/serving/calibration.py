@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from .._checks import is_integer
 from ..errors import ContractError
 from ..pool import load_pool, update_pool_file
 
@@ -30,7 +31,7 @@ def calibrate_pool(pool_path: str | os.PathLike, *, models: Sequence[str] | None
     from .llama import LlamaBackend
 
     for name, v, lo in (("prompt_tokens", prompt_tokens, 1), ("gen_tokens", gen_tokens, 1), ("repeats", repeats, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        if not is_integer(v) or v < lo:
             raise ContractError(name, f"must be an integer >= {lo}, got {v!r}")
     pool = load_pool(pool_path)
     by_name = {m.name: m for m in pool}

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .._checks import is_integer
 from ..errors import ContractError, MissingDependencyError, ServingError, ZetaError
 from .metrics import CONTENT_TYPE
 from .openai_api import (chat_chunk, chat_response, completion_chunk, completion_response, embeddings_response,
@@ -95,7 +96,7 @@ def create_app(service: RoutingService, *, token: str | None = None,
 
     if token is not None and not token:
         raise ContractError("token", "must be a non-empty string (or None for no authentication)")
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+    if not is_integer(max_body_bytes) or max_body_bytes < 1:
         raise ContractError("max_body_bytes", f"must be a positive integer, got {max_body_bytes!r}")
     metrics = service.metrics
     metrics.declare("zeta_http_requests_total", "counter", "HTTP requests by path and status")

@@ -24,11 +24,11 @@ candidates        list of model names to choose among (default: the whole pool)
 from __future__ import annotations
 
 import base64
-import math
 import struct
 import time
 from typing import Any, Mapping
 
+from .._checks import is_finite, is_integer
 from .backends import GenerationRequest
 from ..errors import ContractError
 from .completion import AUTO, Completion, RouteOptions
@@ -76,7 +76,7 @@ def _number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float | 
     v = body.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+    if not is_finite(v) or not lo <= v <= hi:
         raise ContractError(key, f"must be a number in [{lo:g}, {hi:g}], got {v!r}")
     return float(v)
 
@@ -85,7 +85,7 @@ def _int(body: Mapping[str, Any], key: str, lo: int) -> int | None:
     v = body.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+    if not is_integer(v) or v < lo:
         raise ContractError(key, f"must be an integer >= {lo}, got {v!r}")
     return v
 
@@ -136,12 +136,12 @@ def parse_route_options(body: Mapping[str, Any]) -> RouteOptions:
         raise ContractError(f"{ZETA_FIELD}.{unknown[0]}", "unknown routing option (cost_weight, max_latency_ms, "
                                                            "kind, timeout_ms, candidates)")
     cw = z.get("cost_weight")
-    if cw is not None and (isinstance(cw, bool) or not isinstance(cw, (int, float)) or not math.isfinite(cw)
+    if cw is not None and (not is_finite(cw)
                            or cw < 0):
         raise ContractError(f"{ZETA_FIELD}.cost_weight", f"must be a finite number >= 0, got {cw!r}")
     lat, tmo = z.get("max_latency_ms"), z.get("timeout_ms")
     for key, v in (("max_latency_ms", lat), ("timeout_ms", tmo)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        if v is not None and (not is_finite(v)
                               or v <= 0):
             raise ContractError(f"{ZETA_FIELD}.{key}", f"must be a positive number, got {v!r}")
     kind = z.get("kind")
@@ -266,7 +266,7 @@ def parse_feedback(body: Any) -> tuple[str, float]:
     did, q = body.get("decision_id"), body.get("quality")
     if not isinstance(did, str) or not did:
         raise ContractError("decision_id", "is required: the decision_id of an answer (x-zeta-decision header)")
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not math.isfinite(q) or not 0.0 <= q <= 1.0:
+    if not is_finite(q) or not 0.0 <= q <= 1.0:
         raise ContractError("quality", f"must be a number in [0, 1], got {q!r}")
     return did, float(q)
 

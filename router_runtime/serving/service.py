@@ -64,6 +64,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
+from .._checks import is_finite, is_integer
 from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
@@ -148,10 +149,10 @@ class RoutingService:
     def __init__(self, router: Router, backend: Backend, *, max_hops: int = 2, cooldown_s: float = 30.0,
                  timeout_s: float = 300.0, feedback_capacity: int = 10_000, metrics: Metrics | None = None,
                  clock=time.monotonic, background_records: bool = True):
-        if isinstance(max_hops, bool) or not isinstance(max_hops, int) or max_hops < 0:
+        if not is_integer(max_hops) or max_hops < 0:
             raise ContractError("max_hops", f"must be an integer >= 0, got {max_hops!r}")
         for name, v in (("cooldown_s", cooldown_s), ("timeout_s", timeout_s)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not is_finite(v) or v < 0:
                 raise ContractError(name, f"must be a finite number >= 0, got {v!r}")
         if not router.pool:
             raise ContractError("pool", "the router has no model pool to serve")
@@ -230,7 +231,7 @@ class RoutingService:
         returns the outcome as recorded (the answer's, with ``quality`` and quality_source "user")."""
         if not isinstance(decision_id, str) or not decision_id:
             raise ContractError("decision_id", "must be a non-empty string")
-        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality) \
+        if not is_finite(quality) \
                 or not 0.0 <= quality <= 1.0:
             raise ContractError("quality", f"must be a number in [0, 1], got {quality!r}")
         with self._lock:
