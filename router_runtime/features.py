@@ -57,7 +57,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ._checks import is_integer
+from ._checks import boolean, is_integer
 from .errors import ContractError, SchemaVersionError, UnknownOpError
 from .text import as_text, ascii_lower
 
@@ -146,12 +146,6 @@ def _check_literal(v: Any, lower: bool, where: str) -> str:
     return v
 
 
-def _check_bool(v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise ContractError(where, f"must be true or false, got {v!r}")
-    return v
-
-
 def _validate(features: tuple[Feature, ...]) -> None:
     """Raise ContractError (or a subclass) naming the first field that breaks the contract."""
     kinds: dict[str, int] = {}  # feature name -> number of outputs
@@ -181,10 +175,10 @@ def _validate(features: tuple[Feature, ...]) -> None:
         if f.op in ("count_class", "count_runs"):
             _check_ranges(p["ranges"], f"{pf}.ranges")
         elif f.op == "count_literal":
-            lower = _check_bool(p["ascii_lower"], f"{pf}.ascii_lower")
+            lower = boolean(p["ascii_lower"], f"{pf}.ascii_lower")
             _check_literal(p["literal"], lower, f"{pf}.literal")
         elif f.op == "contains_any":
-            lower = _check_bool(p["ascii_lower"], f"{pf}.ascii_lower")
+            lower = boolean(p["ascii_lower"], f"{pf}.ascii_lower")
             lits = p["literals"]
             if not isinstance(lits, (list, tuple)) or not lits:
                 raise ContractError(f"{pf}.literals", f"must be a non-empty list of strings, got {lits!r}")

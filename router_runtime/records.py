@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from ._checks import is_finite, is_integer, is_number
+from ._checks import boolean, is_finite, is_integer, is_number
 from .errors import ContractError, SchemaVersionError
 
 __all__ = [
@@ -310,10 +310,7 @@ def _bool(obj, name, *, required=False, default=None):
         if required:
             raise ContractError(name, "missing" if name not in obj else "must not be null")
         return default
-    v = obj[name]
-    if not isinstance(v, bool):
-        raise ContractError(name, f"must be true or false, got {v!r}")
-    return v
+    return boolean(obj[name], name)
 
 
 def _ts(obj) -> str:

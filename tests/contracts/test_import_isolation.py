@@ -32,12 +32,17 @@ REPORT = (
 )
 
 
-def run(body: str, *args: str) -> dict:
+def fresh(prelude: str, body: str, *args: str) -> dict:
+    """Run ``prelude + body`` in a fresh interpreter; its last printed line, as JSON."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", REPORT + body, json.dumps(HEAVY), *args], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", prelude + body, *args], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(body: str, *args: str) -> dict:
+    return fresh(REPORT, body, json.dumps(HEAVY), *args)
 
 
 def small_artifact(root: Path) -> Path:
@@ -111,11 +116,7 @@ PROBE = (
 
 
 def probe(body: str, *args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", PROBE + body, json.dumps(SERVING), json.dumps(SERVING_MODULES),
-                          *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return fresh(PROBE, body, json.dumps(SERVING), json.dumps(SERVING_MODULES), *args)
 
 
 def test_the_serving_probe_sees_the_serving_stack():
