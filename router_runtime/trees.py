@@ -4,7 +4,7 @@ The shape follows CatBoost's standalone applier: an ensemble is arrays (per-tree
 split border, leaf values, scale, bias) that one generic evaluator walks.  Unlike that applier, inputs
 are matched by *name* (``inputs``), and bad data raises a precise ``ContractError``.
 
-Exactness (GUIDE §7): CatBoost compares ``float32(x) > border`` with float32 borders.  Rather than
+Exactness: CatBoost compares ``float32(x) > border`` with float32 borders.  Rather than
 rounding every input at run time, each border is turned once into a float64 threshold ``t`` such that
 ``x > t`` holds exactly when ``float32(x) > border`` does, for every float64 ``x``.  Missing values
 follow the training's nan treatment: ``AsTrue`` sends NaN to the "greater" side, everything else to
