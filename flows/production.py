@@ -44,11 +44,12 @@ from router_runtime.pool import load_pool
 from router_runtime.registry import promote
 from router_runtime.router import Router
 
-from .drift import drift_report
+from .evaluate.drift import drift_report
+from .evaluate.gate import Evidence, gate
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
                      plan_ingest, scan_curated, staging_dir, training_columns)
-from .ope import deterministic_probs, ope_estimates, paired_difference
+from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
 from .runners import task_runner_from_env
 from .training import TrainParams, build_pool, train_quality_model
 
@@ -119,19 +120,11 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     return out
 
 
-def gate(evaluation: dict[str, Any], champion_version: str | None, *, margin: float, min_ess: float) -> tuple[bool, str]:
-    if champion_version is None:
-        return True, "no champion yet: the first candidate is promoted"
-    ess = evaluation["candidate"]["ess"]
-    if ess < min_ess:
-        return False, f"too little evidence: ESS {ess:.1f} < {min_ess:g} logged rows matching the candidate"
+def _evidence(evaluation: dict[str, Any]) -> Evidence:
+    """The off-policy paired difference as the gate's evidence (with the candidate's ESS)."""
     diff = evaluation["difference"]
-    lo, hi, d = diff["ci_low"], diff["ci_high"], diff["diff"]
-    if lo > margin:
-        return True, (f"better than champion {champion_version}: {diff['estimator'].upper()} improvement "
-                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] > margin {margin:g}")
-    return False, (f"not better than champion {champion_version} with confidence: improvement {d:+.4f} "
-                   f"[{lo:+.4f}, {hi:+.4f}], lower bound not above margin {margin:g}")
+    return Evidence(diff["diff"], diff["ci_low"], diff["ci_high"], measure=f"{diff['estimator'].upper()} improvement",
+                    ess=evaluation["candidate"]["ess"])
 
 
 @_task
@@ -280,7 +273,7 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
     version = Path(path).name
     evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
-    promoted, reason = gate(evaluation, champion, margin=margin, min_ess=min_ess)
+    promoted, reason = gate(champion, _evidence(evaluation) if champion else None, margin=margin, min_ess=min_ess)
     decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                 "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
                 f"{holdout_fraction:.0%} of the curated logs"

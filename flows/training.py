@@ -46,7 +46,7 @@ PARITY_TOLERANCE = 1e-9
 
 # Below this many observed outcomes per model the trees are 4 deep, from it on 6 (``depth=None``); with
 # full information that is the number of training queries, a bandit log has 1/(number of models) of it.
-# Measured with `zeta evaluate-benchmark`'s normalized AIQ gain (flows/metrics.py) on splits that are
+# Measured with `zeta evaluate-benchmark`'s normalized AIQ gain (flows/evaluate/curves.py) on splits that are
 # not the reported ones: RouteProfile (420 train queries, 30 seeded splits) depth 4: 0.152, depth 6:
 # 0.093; LLMRouter (a 70/30 split of its train file, 3,900 queries, 6 splits), with identity_weight 3,
 # depth 6: 0.228, 5: 0.221, 4: 0.201.  Deep trees need many queries per leaf; shallow ones also make a
