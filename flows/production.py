@@ -28,7 +28,6 @@ manifest, ``sample`` in the evaluation of the report.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from router_runtime.router import Router
 from .evaluate.drift import drift_report
 from .evaluate.gate import Evidence, gate
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
+from .curated import default_curated_dir
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
                      plan_ingest, scan_curated, staging_dir, training_columns)
 from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
@@ -59,12 +59,6 @@ _task = task(cache_policy=NO_CACHE, persist_result=False)
 MIN_TRAIN_ROWS = 50
 TRAIN_BUDGET = 200_000  # training rows above which the candidate trains on a stratified sample (see README)
 EVAL_BUDGET = 20_000    # recent rows above which the off-policy evaluation uses a stratified sample
-
-
-def default_curated_dir(logs: str | os.PathLike) -> Path:
-    """Beside the logs, never inside them (ingestion reads every *.jsonl under a log directory)."""
-    p = Path(logs)
-    return p.parent / f"{p.name}-curated" if p.is_dir() else p.parent / "curated"
 
 
 def _policy_choices(art: Artifact, queries: list[str], candidates: list[list[str]], models: list[str]) -> np.ndarray:
@@ -120,11 +114,15 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     return out
 
 
-def _evidence(evaluation: dict[str, Any]) -> Evidence:
-    """The off-policy paired difference as the gate's evidence (with the candidate's ESS)."""
+def offpolicy_gate(evaluation: dict[str, Any], champion: str | None, *, margin: float,
+                   min_ess: float) -> tuple[bool, str]:
+    """The promotion gate (``flows.evaluate.gate``) on ``evaluate_on_logs``'s paired difference."""
+    if champion is None:
+        return gate(None, None, margin=margin)
     diff = evaluation["difference"]
-    return Evidence(diff["diff"], diff["ci_low"], diff["ci_high"], measure=f"{diff['estimator'].upper()} improvement",
-                    ess=evaluation["candidate"]["ess"])
+    evidence = Evidence(diff["diff"], diff["ci_low"], diff["ci_high"],
+                        measure=f"{diff['estimator'].upper()} improvement", ess=evaluation["candidate"]["ess"])
+    return gate(champion, evidence, margin=margin, min_ess=min_ess)
 
 
 @_task
@@ -273,7 +271,7 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
     version = Path(path).name
     evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
-    promoted, reason = gate(champion, _evidence(evaluation) if champion else None, margin=margin, min_ess=min_ess)
+    promoted, reason = offpolicy_gate(evaluation, champion, margin=margin, min_ess=min_ess)
     decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                 "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
                 f"{holdout_fraction:.0%} of the curated logs"

@@ -29,11 +29,11 @@ from router_runtime.registry import promote as promote_to_current
 
 from .evaluate.gate import FIRST_CANDIDATE, Evidence, gate
 from .evaluate.holdout import holdout_comparison, holdout_report
+from .curated import default_curated_dir
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document, typical_chars
 from .importers import COST_MODELS, import_benchmark
 from .ingest import curated_training_table, ingest_logs, read_curated
 from .tables import read_table, validate_benchmark_table
-from .production import default_curated_dir
 from .training import TrainParams, TrainedModel, build_pool, split_query_ids, train_quality_model
 
 __all__ = ["train_router", "SOURCE_FORMATS"]

@@ -84,9 +84,10 @@ def _mixed_lines(seed: int = 0) -> list[bytes]:
 @pytest.mark.parametrize("known", [None, frozenset({"m1", "m2", "m9"})])
 def test_fast_path_and_python_validator_agree_on_a_mixed_file(known, monkeypatch):
     import flows.ingest
+    import flows.validate
 
     # Bisect down to single lines: every line pyarrow can read is judged by the fast path alone.
-    monkeypatch.setattr(flows.ingest, "PYTHON_GROUP", 1)
+    monkeypatch.setattr(flows.validate, "PYTHON_GROUP", 1)
     lines = _mixed_lines()
     numbers = list(range(1, len(lines) + 1))
     fast, fq, n_fast = validate_lines(lines, numbers, "f", known_models=known, fast=True)
@@ -105,6 +106,7 @@ def test_fast_path_and_python_validator_agree_on_a_mixed_file(known, monkeypatch
 
 def test_ingest_fast_and_python_paths_write_the_same_partitions(tmp_path, monkeypatch):
     import flows.ingest
+    import flows.validate
 
     raw = tmp_path / "raw"
     raw.mkdir()
