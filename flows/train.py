@@ -22,60 +22,33 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from router_runtime.artifact import current_version, load_artifact, parse_router
-from router_runtime.errors import ContractError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import ModelInfo, load_pool
 from router_runtime.registry import promote as promote_to_current
 
+from . import sources
 from .evaluate.gate import FIRST_CANDIDATE, Evidence, gate
 from .evaluate.holdout import holdout_comparison, holdout_report
-from .curated import default_curated_dir
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document, typical_chars
-from .importers import COST_MODELS, import_benchmark
-from .ingest import curated_training_table, ingest_logs, read_curated
-from .tables import read_table, validate_benchmark_table
-from .training import TrainParams, TrainedModel, build_pool, split_query_ids, train_quality_model
+from .sources import SOURCE_FORMATS
+from .training import TrainParams, TrainedModel, build_pool, train_quality_model
 
 __all__ = ["train_router", "SOURCE_FORMATS"]
 
-SOURCE_FORMATS = ("table", "routeprofile", "dcrouter", "logs")
 _task = task(cache_policy=NO_CACHE, persist_result=False)
 
 
 @_task
 def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The training table and a description of where it came from."""
-    if source_format in ("routeprofile", "dcrouter"):
-        table = import_benchmark(source, source_format)
-        return table, {"source": str(source), "format": source_format, "full_information": True,
-                       "cost_model": COST_MODELS[source_format]}
-    if source_format == "table":
-        table = validate_benchmark_table(read_table(source), source=str(source))
-        return table, {"source": str(source), "format": "table", "full_information": True,
-                       "cost_model": "the table's cost column"}
-    if source_format == "logs":
-        # The same ingestion as the production loop (quarantine, dedupe, curated Parquet beside the logs).
-        curated = default_curated_dir(source)
-        ing = ingest_logs(source, curated, settle_seconds=0)
-        table = curated_training_table(read_curated(curated))
-        if table.is_empty():
-            raise ContractError("logs", f"no usable outcome records in {source}")
-        return table, {"source": str(source), "format": "logs", "full_information": False,
-                       "cost_model": "the logged cost field (0 when absent)", "curated": str(curated),
-                       "files": ing.files, "records": len(table), "ingested_now": ing.ingested,
-                       "feedback_now": ing.feedback, "quarantined": ing.quarantined,
-                       "quarantine_file": ing.quarantine_file, "duplicates": ing.duplicates,
-                       "window": {"start": table["ts"].min().isoformat(), "end": table["ts"].max().isoformat()}}
-    raise ContractError("source_format", f"must be one of {SOURCE_FORMATS}, got {source_format!r}")
+    """The training table and a description of where it came from (``flows.sources``)."""
+    return sources.load_source(source, source_format)
 
 
 @_task
-def split_table(table: pl.DataFrame, test_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    if "split" in table.columns and set(table["split"].unique().to_list()) >= {"train", "test"}:
-        return table.filter(pl.col("split") == "train"), table.filter(pl.col("split") == "test")
-    test_ids = split_query_ids(table["query_id"].to_list(), test_fraction, seed)
-    is_test = pl.col("query_id").is_in(sorted(test_ids))
-    return table.filter(~is_test), table.filter(is_test)
+def split_table(table: pl.DataFrame, test_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """The pipeline's one split; a ``split`` column holding ``train`` and ``test`` is used when present."""
+    column = "split" if "split" in table.columns and set(table["split"].unique().to_list()) >= {"train", "test"} else None
+    return sources.split_table(table, column, test_fraction, seed)
 
 
 @_task
@@ -135,7 +108,7 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     """
     declared = load_pool(pool) if pool else ()
     table, provenance = load_source(source, source_format)
-    train, test = split_table(table, test_fraction, seed)
+    train, test, split = split_table(table, test_fraction, seed)
     full_pool = build_pool(train, declared)
     params = TrainParams(iterations=iterations, depth=depth, learning_rate=learning_rate, seed=seed)
     model = train_model(train, full_pool, params)
@@ -146,7 +119,8 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     manifest = {
         "training": {**provenance, "rows": model.rows, "train_queries": train["query_id"].n_unique(),
                      "test_queries": test["query_id"].n_unique(), "models": sorted(trained),
-                     "params": (model.params or params).to_json(), "test_fraction": test_fraction},
+                     "params": (model.params or params).to_json(), "test_fraction": test_fraction,
+                     "split": split},
         "metrics": metrics,
         "parent_version": parent,
     }

@@ -7,8 +7,8 @@ the Markdown summary as a Prefect artifact.  Metrics are defined in ``flows.eval
 ``flows.evaluate.baselines``; the router's predictions come from the runtime ``Router`` itself
 (``flows.evaluate.holdout.predicted_matrix``), so what is measured is what ships.
 
-Honesty rules: a test query whose exact text also occurs in the train part is dropped from the test
-part and counted (LLMRouter's two files share 119 questions); the bandit router sees only a simulated
+Honesty rules: the pipeline's one split (``flows.sources.split_table``: a test query whose exact text
+also occurs in the train part is dropped from the test part and counted); the bandit router sees only a simulated
 uniform log of the train part (one revealed model per query, weight 1/propensity).
 """
 
@@ -34,11 +34,12 @@ from router_runtime.features import default_feature_spec
 
 from .baselines import fit_knn, fixed_choices, task_predictions
 from .holdout import QualityMatrix, predicted_matrix, quality_matrix
+from .. import sources
 from ..export import DEFAULT_COST_WEIGHT, cost_scale, router_document
 from ..logs import logs_to_table, read_outcome_logs, simulate_logs
 from .curves import (COST_WEIGHTS, aiq, apgr, cost_at_quality, cpt, normalized_gain, quality_at_cost,
                       strong_share_curve, sweep_curve)
-from ..training import TrainParams, build_pool, split_query_ids, train_quality_model
+from ..training import TrainParams, build_pool, train_quality_model
 
 __all__ = ["load_benchmark", "split_benchmark", "fit_router", "evaluate_routers", "summary_markdown",
            "plot_curves", "write_report", "evaluate_benchmark", "run_evaluation", "ROUTERS"]
@@ -54,37 +55,17 @@ def _quiet(msg: str) -> None:
 
 
 def load_benchmark(source: str | os.PathLike, fmt: str = "table") -> tuple[pl.DataFrame, str]:
-    """A validated benchmark table and the statement of its cost model."""
-    from ..importers import COST_MODELS, import_benchmark
-    from ..tables import read_table, validate_benchmark_table
-
-    if fmt == "table":
-        return validate_benchmark_table(read_table(source), source=str(source)), "the table's cost column"
-    return import_benchmark(source, fmt), COST_MODELS[fmt]
+    """A validated benchmark table and the statement of its cost model (``flows.sources.load_table``)."""
+    return sources.load_table(str(source), fmt)
 
 
 def split_benchmark(table: pl.DataFrame, split_column: str | None = None, test_fraction: float = 0.3,
                     seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """Train and test parts; test queries whose text occurs in train are dropped (and counted)."""
-    if split_column is not None:
-        if split_column not in table.columns:
-            raise ContractError(split_column, f"no such column (columns: {', '.join(table.columns)})")
-        values = set(table[split_column].cast(pl.String).unique().to_list())
-        if values != {"train", "test"}:
-            raise ContractError(split_column, f"must hold exactly 'train' and 'test', got {sorted(map(str, values))}")
-        is_test = pl.col(split_column).cast(pl.String) == "test"
-        how = f"column {split_column!r}"
-    else:
-        test_ids = split_query_ids(table["query_id"].to_list(), test_fraction, seed)
-        is_test = pl.col("query_id").is_in(sorted(test_ids))
-        how = f"query_id hash, test fraction {test_fraction}, seed {seed}"
-    train, test = table.filter(~is_test), table.filter(is_test)
-    seen = set(train["query"].unique().to_list())
-    leaked = test.filter(pl.col("query").is_in(sorted(seen)))["query_id"].n_unique()
-    test = test.filter(~pl.col("query").is_in(sorted(seen)))
+    """The pipeline's split (``flows.sources.split_table``); both parts must hold queries."""
+    train, test, info = sources.split_table(table, split_column, test_fraction, seed)
     if train.is_empty() or test.is_empty():
-        raise ContractError("split", f"empty {'train' if train.is_empty() else 'test'} part ({how})")
-    return train, test, {"how": how, "test_queries_dropped_as_seen_in_train": leaked}
+        raise ContractError("split", f"empty {'train' if train.is_empty() else 'test'} part ({info['how']})")
+    return train, test, info
 
 
 def fit_router(train: pl.DataFrame, params: TrainParams, *,
