@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from router_runtime.artifact import current_version, load_artifact, parse_router
 from router_runtime.features import default_feature_spec
@@ -27,6 +26,7 @@ from router_runtime.pool import ModelInfo, load_pool
 from router_runtime.registry import promote as promote_to_current
 
 from . import sources
+from ._prefect import step
 from .evaluate.gate import FIRST_CANDIDATE, Evidence, gate
 from .evaluate.holdout import holdout_comparison, holdout_report
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document, typical_chars
@@ -35,30 +35,29 @@ from .training import TrainParams, TrainedModel, build_pool, train_quality_model
 
 __all__ = ["train_router", "SOURCE_FORMATS"]
 
-_task = task(cache_policy=NO_CACHE, persist_result=False)
 
 
-@_task
+@step
 def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The training table and a description of where it came from (``flows.sources``)."""
     return sources.load_source(source, source_format)
 
 
-@_task
+@step
 def split_table(table: pl.DataFrame, test_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """The pipeline's one split; a ``split`` column holding ``train`` and ``test`` is used when present."""
     column = "split" if "split" in table.columns and set(table["split"].unique().to_list()) >= {"train", "test"} else None
     return sources.split_table(table, column, test_fraction, seed)
 
 
-@_task
+@step
 def train_model(train: pl.DataFrame, pool: tuple[ModelInfo, ...], params: TrainParams) -> TrainedModel:
     get_run_logger().info("training on %d rows (%d queries, %d models)", len(train),
                           train["query_id"].n_unique(), train["model"].n_unique())
     return train_quality_model(train, default_feature_spec(), pool, params)
 
 
-@_task
+@step
 def evaluate_model(model: TrainedModel, pool: tuple[ModelInfo, ...], train: pl.DataFrame, test: pl.DataFrame,
                    full_information: bool, cost_weight: float, scale: float) -> dict[str, Any]:
     if not full_information or test.is_empty():
@@ -68,14 +67,14 @@ def evaluate_model(model: TrainedModel, pool: tuple[ModelInfo, ...], train: pl.D
     return {"holdout": holdout_report(art, test, train, cost_weights=(0.0, 0.05, 0.1, 0.2, 0.5, 1.0))}
 
 
-@_task
+@step
 def export_model(registry: str, model: TrainedModel, pool: tuple[ModelInfo, ...], cost_weight: float,
                  scale: float, manifest: dict[str, Any], chars: float | None = None) -> str:
     return str(export_artifact(registry, model, pool, cost_weight=cost_weight, scale=scale, manifest=manifest,
                                chars=chars))
 
 
-@_task
+@step
 def decide_promotion(registry: str, path: str, champion: str | None, test: pl.DataFrame, full_information: bool,
                      margin: float, seed: int) -> dict[str, Any]:
     """The gate of a training run: full-information holdout against the champion (see the README)."""

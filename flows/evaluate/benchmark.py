@@ -24,22 +24,22 @@ from typing import Any, Callable
 
 import numpy as np
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from router_runtime.artifact import Artifact, parse_router
 from router_runtime.errors import ContractError, MissingDependencyError
 from router_runtime.features import default_feature_spec
 
-from .baselines import fit_knn, fixed_choices, task_predictions
-from .holdout import QualityMatrix, predicted_matrix, quality_matrix
 from .. import sources
+from .._prefect import step
 from ..export import DEFAULT_COST_WEIGHT, cost_scale, router_document
 from ..logs import logs_to_table, read_outcome_logs, simulate_logs
+from ..training import TrainParams, build_pool, train_quality_model
+from .baselines import fit_knn, fixed_choices, task_predictions
 from .curves import (COST_WEIGHTS, aiq, apgr, cost_at_quality, cpt, normalized_gain, quality_at_cost,
                       strong_share_curve, sweep_curve)
-from ..training import TrainParams, build_pool, train_quality_model
+from .holdout import QualityMatrix, predicted_matrix, quality_matrix
 
 __all__ = ["load_benchmark", "split_benchmark", "fit_router", "evaluate_routers", "summary_markdown",
            "plot_curves", "write_report", "evaluate_benchmark", "run_evaluation", "ROUTERS"]
@@ -305,35 +305,34 @@ def _finish(r: dict[str, Any], split: dict[str, Any], cost_model: str, seed: int
 
 # ------------------------------------------------------------------------------------------- flow
 
-_task = task(cache_policy=NO_CACHE, persist_result=False)
 
 
-@_task
+@step
 def load_table(source: str, source_format: str) -> tuple[pl.DataFrame, str]:
     return load_benchmark(source, source_format)
 
 
-@_task
+@step
 def split_table(table: pl.DataFrame, split_column: str | None, test_fraction: float, seed: int):
     return split_benchmark(table, split_column, test_fraction, seed)
 
 
-@_task
+@step
 def train_router_model(train: pl.DataFrame, params: TrainParams, name: str) -> tuple[Artifact, TrainParams]:
     return _fit(train, params, get_run_logger().info, name)
 
 
-@_task
+@step
 def simulate_bandit_log(train: pl.DataFrame, seed: int) -> pl.DataFrame:
     return bandit_table(train, seed)
 
 
-@_task
+@step
 def compare_routers(train: pl.DataFrame, test: pl.DataFrame, routers: dict[str, Artifact]) -> dict[str, Any]:
     return evaluate_routers(train, test, routers, progress=get_run_logger().info)
 
 
-@_task
+@step
 def write_outputs(report: dict[str, Any], json_out: str | None, report_dir: str | None) -> dict[str, str]:
     paths = write_report(report, report_dir) if report_dir else {}
     if json_out:
