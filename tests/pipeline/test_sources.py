@@ -53,3 +53,14 @@ def test_training_uses_a_split_column_and_refuses_other_values():
 def test_unknown_source_format_is_refused():
     with pytest.raises(ContractError, match="source_format"):
         load_source("anywhere", "csv-ish")
+
+
+
+def test_split_is_seeded_and_stable():
+    ids = [f"q{i}" for i in range(1000)]
+    a = split_query_ids(ids, 0.3, seed=0)
+    assert a == split_query_ids(list(reversed(ids)), 0.3, seed=0)
+    assert a != split_query_ids(ids, 0.3, seed=1)
+    assert 250 < len(a) < 350
+    with pytest.raises(ContractError, match="test_fraction"):
+        split_query_ids(ids, 1.0, seed=0)
