@@ -37,8 +37,10 @@ CLI = {
 }
 
 FLOWS = {  # import path of the flow object -> its registered Prefect name
+    "flows.train:train_router": "zeta-train-router",
     "flows.pipeline:train_router": "zeta-train-router",
     "flows.production:run_pipeline": "zeta-pipeline",
+    "flows.evaluate.benchmark:evaluate_benchmark": "zeta-evaluate-benchmark",
     "flows.benchmark_eval:evaluate_benchmark": "zeta-evaluate-benchmark",
 }
 
