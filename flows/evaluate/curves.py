@@ -1,4 +1,4 @@
-"""Routing quality metrics, each defined once (GUIDE §4).  numpy only; tests on hand-computed cases
+"""Routing quality metrics, each defined once, here (this docstring is their definition).  numpy only; tests on hand-computed cases
 in ``tests/pipeline/test_curves.py``.
 
 Curves.  A router is a cost-quality curve: for each cost weight λ of a sweep it routes every test query
