@@ -46,7 +46,8 @@ def load_source(source: str, source_format: str) -> tuple[pl.DataFrame, dict[str
 @step
 def split_table(table: pl.DataFrame, test_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """The pipeline's one split; a ``split`` column holding ``train`` and ``test`` is used when present."""
-    column = "split" if "split" in table.columns and set(table["split"].unique().to_list()) >= {"train", "test"} else None
+    marked = "split" in table.columns and set(table["split"].unique().to_list()) >= {"train", "test"}
+    column = "split" if marked else None
     return sources.split_table(table, column, test_fraction, seed)
 
 
@@ -88,7 +89,8 @@ def decide_promotion(registry: str, path: str, champion: str | None, test: pl.Da
     if not ev["comparable"]:
         return {"promoted": True, "evaluation": ev,
                 "reason": f"champion {champion} cannot be judged on this data ({ev['reason']}): candidate promoted"}
-    evidence = Evidence(ev["diff"], ev["ci_low"], ev["ci_high"], measure="utility", where=f" on {ev['n']} held-out queries")
+    evidence = Evidence(ev["diff"], ev["ci_low"], ev["ci_high"], measure="utility",
+                        where=f" on {ev['n']} held-out queries")
     promoted, reason = gate(champion, evidence, margin=margin)
     return {"promoted": promoted, "evaluation": ev, "reason": reason}
 

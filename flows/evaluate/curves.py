@@ -1,5 +1,5 @@
-"""Routing quality metrics, each defined once, here (this docstring is their definition).  numpy only; tests on hand-computed cases
-in ``tests/pipeline/test_curves.py``.
+"""Routing quality metrics, each defined once: this docstring is their definition.  numpy only; tests
+on hand-computed cases in ``tests/pipeline/test_curves.py``.
 
 Curves.  A router is a cost-quality curve: for each cost weight λ of a sweep it routes every test query
 by the runtime's rule (``flows.evaluate.holdout.route_at``: highest ``q̂ − λ·ĉ/scale``, ties to the cheaper
