@@ -185,12 +185,9 @@ def cmd_artifacts(a: argparse.Namespace) -> int:
 
 
 def _load_any_table(source: str, fmt: str):
-    from .importers import import_benchmark
-    from .tables import read_table, validate_benchmark_table
+    from .sources import load_table
 
-    if fmt == "table":
-        return validate_benchmark_table(read_table(source), source=source)
-    return import_benchmark(source, fmt)
+    return load_table(source, fmt)[0]
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 The ops and their exact meaning are documented in ``router_runtime/features.py``; this module must
 give bit-identical float64 values (``tests/test_features.py`` is the judge).  How each op is built,
-and why that way (Rust ``regex`` and Python ``re`` differ, see GUIDE section 7):
+and why that way (Rust ``regex`` and Python ``re`` differ: the list is in ``router_runtime/features.py``):
 
 - truncation: ``str.slice(0, max_chars)`` counts code points, like Python slicing;
 - ASCII lower-casing: ``str.replace_many`` of A-Z -> a-z (``str.to_lowercase`` is Unicode-aware and

@@ -1,24 +1,13 @@
-"""Ingestion: raw outcome logs (JSONL) → curated Parquet partitioned by day, incrementally.
+"""Ingestion: raw outcome logs (JSONL) → the curated store (``flows.curated``), incrementally.
 
-Every line is validated against OutcomeRecord v1.  A bad line is written, byte for byte
-(``raw_base64``) and readable (``raw``), to ``<curated>/_quarantine/<run>.jsonl`` with the file, the
-line number and the reason; nothing is silently dropped.  Records whose ``decision_id`` was already
-ingested (in this run or an earlier one) are counted as duplicates and skipped; the first one wins.
-
-Explicit feedback: a valid line with ``quality_source`` "user" and a ``quality`` is feedback on its
-decision_id (``RoutingService.feedback`` appends the answer's record again with the user's quality).
-It never takes the answer's place: it goes to ``<curated>/_feedback/*.parquet`` (the day partitions'
-columns), and the readers (``scan_curated``, ``read_curated``: training, evaluation and off-policy
-estimates) give the record the quality of its latest feedback, with quality_source "user".  Latest is
-the largest ``ts``; on equal ``ts`` the lower quality, a tie-break that depends on neither file nor run
-order.  So feedback may come in the same run as its answer, in a later run (after the answer is in a
-day partition) or before it (another file or unit), any number of times.  A decision_id with feedback
-and no other line (yet; or a host that logs the user's verdict directly with ``Router.record``) is
-read from its earliest feedback line, as its record: nothing is lost, and its answer line takes over
-when it arrives.  A feedback line equal to one already taken in (decision_id, ts, quality) is a
-duplicate.  ``IngestResult.feedback`` counts the feedback lines taken, ``feedback_unmatched`` the
-decision_ids in the feedback table without a record of their own; every non-blank line is exactly
-one of ingested, feedback, quarantined or duplicate.
+Every line is validated against OutcomeRecord v1 (``flows.validate``).  A bad line is written, byte
+for byte (``raw_base64``) and readable (``raw``), to ``<curated>/_quarantine/<run>.jsonl`` with the
+file, the line number and the reason; nothing is silently dropped.  Records whose ``decision_id`` was
+already ingested (in this run or an earlier one) are counted as duplicates and skipped; the first one
+wins.  Explicit feedback lines (``flows.feedback``) go to the feedback table instead, deduplicated on
+(decision_id, ts, quality).  ``IngestResult.feedback`` counts the feedback lines taken,
+``feedback_unmatched`` the decision_ids in the feedback table without a record of their own; every
+non-blank line is exactly one of ingested, feedback, quarantined or duplicate.
 
 Incremental and idempotent: ``<curated>/_state/ingest.json`` remembers, per file, the byte offset up
 to which complete lines were consumed.  A re-run reads only what was appended since; a new file is
@@ -34,28 +23,14 @@ Scale: a run is planned (``plan_ingest``) as units of at most ``unit_bytes`` of 
 boundaries; each unit (``ingest_unit``) validates its lines and stages Parquet files, independently of
 the others, so units can be mapped over a task runner (threads, or Dask workers sharing the
 filesystem); ``commit_ingest`` then drops duplicates across units and earlier runs, moves the staged
-files into the day partitions and the feedback table, and saves the state.  Validation has two paths
-that must agree:
+files into the day partitions and the feedback table, and saves the state.
 
-- the fast path: pyarrow's JSON reader with the contract's types as an explicit schema, then
-  vectorized Polars checks of every rule of ``parse_outcome``.  pyarrow, not ``pl.read_ndjson``,
-  because Polars turns a number given for a string field into its text and keeps the first of two
-  duplicate keys, where Python refuses the first and keeps the last; pyarrow refuses both, and also
-  lone surrogates and invalid UTF-8.  It may refuse a valid line (a ``NaN`` inside a query's text, a
-  timestamp with more than 6 fraction digits, an explicit null in an unknown field ...), never accept
-  an invalid one;
-- the Python validator (``parse_outcome_line``), for every line the fast path did not accept (a
-  block pyarrow cannot read is bisected down to small groups first): it gives the exact reason, and a
-  valid line it accepts is ingested like any other.
-
-Both paths write the same curated values; ``scores`` and ``extra`` are canonical JSON (keys sorted,
-compact; ``scores`` without null entries, its numbers formatted by Polars in both paths).
+The readers of the curated store and the line validator live in their own modules; this module
+re-exports them (``from flows.ingest import read_curated, validate_lines, ...`` keeps working).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import shutil
@@ -69,9 +44,13 @@ from typing import Any, Callable, Iterable, Sequence
 import polars as pl
 
 from router_runtime.errors import ContractError
-from router_runtime.records import MAX_LINE_BYTES, QUALITY_SOURCES, OutcomeRecord, parse_outcome_line
 
+from .curated import (_LINE, CURATED_SCHEMA, FEEDBACK_DIR, PARQUET_COMPRESSION, _curated_parts, _feedback_parts,
+                      _unmatched_feedback_ids, curated_row, curated_training_table, read_curated, scan_curated,
+                      scan_feedback, training_columns)
+from .feedback import feedback_key, is_feedback
 from .logs import log_files
+from .validate import validate_lines
 
 __all__ = ["IngestResult", "IngestPlan", "IngestUnit", "UnitResult", "ingest_logs", "plan_ingest", "ingest_unit",
            "commit_ingest", "staging_dir", "validate_lines", "read_curated", "scan_curated", "curated_row",
@@ -80,27 +59,8 @@ __all__ = ["IngestResult", "IngestPlan", "IngestUnit", "UnitResult", "ingest_log
 STATE_FILE = Path("_state") / "ingest.json"
 QUARANTINE_DIR = "_quarantine"
 STAGING_DIR = "_staging"
-FEEDBACK_DIR = "_feedback"   # explicit feedback lines (quality_source "user"), applied when reading
 UNIT_BYTES = 256 << 20     # the work of one task: a file is cut into units of about this size
 BLOCK_BYTES = 32 << 20     # a unit is read and validated this much at a time: bounds a worker's memory
-PARQUET_COMPRESSION = "lz4"  # measured: a third faster to write than zstd, files about twice as large
-PYTHON_GROUP = 8           # a refused block is bisected down to this many lines, then read line by line
-
-CURATED_SCHEMA = {
-    "decision_id": pl.String, "ts": pl.Datetime("us", "UTC"), "day": pl.String,
-    "artifact_version": pl.String, "query": pl.String, "query_sha256": pl.String, "request_kind": pl.String,
-    "candidates": pl.List(pl.String), "model": pl.String, "propensity": pl.Float64, "scores": pl.String,
-    "explored": pl.Boolean, "fallback_from": pl.String, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
-    "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "success": pl.Boolean, "error": pl.String,
-    "quality": pl.Float64, "quality_source": pl.String, "features": pl.List(pl.Float64), "cost": pl.Float64,
-    "extra": pl.String, "source_file": pl.String,
-}
-_KV = pl.List(pl.Struct({"k": pl.String, "v": pl.Float64}))
-_LINE = "__zeta_line"
-# Rows before canonical encoding: scores as (model, score) pairs, and the unit-local line number.
-_STAGE_SCHEMA = {**CURATED_SCHEMA, "scores": _KV, _LINE: pl.Int64}
-_INT64_MAX = (1 << 63) - 1
-_KNOWN_FIELDS = frozenset(OutcomeRecord.__dataclass_fields__)  # includes "extra": never an unknown field
 
 
 @dataclass
@@ -183,273 +143,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _curated_parts(curated: Path) -> list[Path]:
-    return sorted(curated.glob("day=*/*.parquet"))
-
-
-def _feedback_parts(curated: Path) -> list[Path]:
-    return sorted((curated / FEEDBACK_DIR).glob("*.parquet"))
-
-
-def is_feedback() -> pl.Expr:
-    """The rule that makes a valid line feedback: quality_source "user" with a quality (the same rule
-    as ``flows.logs.read_outcome_logs``)."""
-    return ((pl.col("quality_source") == "user") & pl.col("quality").is_not_null()).fill_null(False)
-
-
-def _feedback_key() -> pl.Expr:
-    """What makes two feedback lines the same feedback: (decision_id, ts, quality), as one string (the
-    last two parts hold no "|", so the key is unambiguous whatever the decision_id holds)."""
-    return pl.concat_str([pl.col("decision_id"), pl.col("ts").dt.epoch("us").cast(pl.String),
-                          pl.col("quality").cast(pl.String)], separator="|")
-
-
-# ------------------------------------------------------------------------------------- Python path
-
-def curated_row(rec: OutcomeRecord, source: str) -> dict[str, Any]:
-    """One validated record as a row of the curated schema: exactly what ingestion writes for it
-    (``scores`` through the same Polars encoder as the fast path, so a record with scores costs a
-    one-row frame here; ingestion itself encodes whole blocks)."""
-    row = _row(rec, source, 0)
-    del row[_LINE]
-    row["scores"] = (_canonical(pl.DataFrame({"scores": [row["scores"]]}, schema={"scores": _KV}))["scores"][0]
-                     if row["scores"] else "{}")
-    return row
-
-
-def _row(rec: OutcomeRecord, source: str, line: int) -> dict[str, Any]:
-    """A record in the staging shape (see ``_STAGE_SCHEMA``)."""
-    ts = datetime.fromisoformat(rec.ts).astimezone(timezone.utc)
-    return {
-        "decision_id": rec.decision_id, "ts": ts, "day": ts.strftime("%Y-%m-%d"),
-        "artifact_version": rec.artifact_version, "query": rec.query, "query_sha256": rec.query_sha256,
-        "request_kind": rec.request_kind, "candidates": list(rec.candidates), "model": rec.model,
-        "propensity": rec.propensity,
-        "scores": [{"k": k, "v": float(v)} for k, v in sorted(rec.scores.items()) if v is not None],
-        "explored": rec.explored, "fallback_from": rec.fallback_from, "latency_ms": rec.latency_ms,
-        "ttft_ms": rec.ttft_ms, "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
-        "success": rec.success, "error": rec.error, "quality": rec.quality, "quality_source": rec.quality_source,
-        "features": None if rec.features is None else list(rec.features), "cost": rec.cost,
-        "extra": (json.dumps(dict(rec.extra), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-                  if rec.extra else None),
-        "source_file": source, _LINE: line,
-    }
-
-
-def _python_lines(lines: Sequence[bytes], numbers: Sequence[int], source: str, known_models: frozenset[str] | None,
-                  rows: list[dict[str, Any]], quarantine: list[dict[str, Any]]) -> None:
-    for n, line in zip(numbers, lines):
-        try:
-            rec = parse_outcome_line(line, known_models=known_models)
-        except ContractError as exc:
-            field_, reason = exc.field, str(exc)
-        except (OverflowError, ValueError) as exc:  # e.g. an integer too large for a float: refuse, never crash
-            field_, reason = "line", f"line: unreadable value: {exc}"
-        else:
-            big = [k for k in ("prompt_tokens", "completion_tokens") if (getattr(rec, k) or 0) > _INT64_MAX]
-            if not big:
-                rows.append(_row(rec, source, n))
-                continue
-            # Valid by the contract, but the curated store holds int64: keep it in quarantine, not lost.
-            field_, reason = big[0], f"{big[0]}: larger than the curated store's int64"
-        quarantine.append({"file": source, "line": n, "reason": reason, "field": field_,
-                           "raw": line.decode("utf-8", errors="replace"),
-                           "raw_base64": base64.b64encode(line).decode("ascii")})
-
-
-# --------------------------------------------------------------------------------------- fast path
-
-def _arrow_schema():
-    import pyarrow as pa
-
-    s, f, i, b = pa.string(), pa.float64(), pa.int64(), pa.bool_()
-    return pa.schema([
-        ("schema_version", i), ("decision_id", s), ("ts", s), ("artifact_version", s), ("query", s),
-        ("query_sha256", s), ("request_kind", s), ("candidates", pa.list_(s)), ("model", s), ("propensity", f),
-        ("scores", pa.struct([])), ("explored", b), ("fallback_from", s), ("latency_ms", f), ("ttft_ms", f),
-        ("prompt_tokens", i), ("completion_tokens", i), ("success", b), ("error", s), ("quality", f),
-        ("quality_source", s), ("features", pa.list_(f)), ("cost", f)])
-
-
-_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
-# A superset of the characters Python's str.isspace() knows: a query with a character outside it is
-# certainly not blank in Python (Rust's idea of whitespace differs, so strip_chars cannot decide).
-_NOT_SPACE = r"[^\x00-\x20\x7f-\xa0\x{1680}\x{2000}-\x{200b}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-_NUMERIC = (pl.Float64, pl.Int64, pl.Null)
-
-
-def _read_arrow(lines: Sequence[bytes]):
-    """The lines as one Arrow table and the bytes read, or None when pyarrow refuses the block or
-    rows ≠ lines (two objects on one line: Python says why)."""
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    data = b"\n".join(lines)
-    try:
-        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=2 << 20),
-                             parse_options=pj.ParseOptions(explicit_schema=_arrow_schema(),
-                                                           unexpected_field_behavior="infer"))
-    except (pa.ArrowException, ValueError):  # ValueError: UnicodeDecodeError of invalid UTF-8
-        return None
-    return (table, data) if table.num_rows == len(lines) else None
-
-
-def _opt(c: pl.Expr, cond: pl.Expr) -> pl.Expr:
-    return c.is_null() | cond
-
-
-def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[int], source: str,
-                known_models: frozenset[str] | None) -> tuple[pl.DataFrame, pl.Series]:
-    """Rows in the staging shape and, per line, whether the fast path accepts it (one lazy pass)."""
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    extras = [c for c in df.columns if c not in _KNOWN_FIELDS]
-    col = pl.col
-    df = df.with_columns(pl.Series(_LINE, numbers, dtype=pl.Int64))
-    checks: list[pl.Expr] = []
-    # Python refuses NaN/Infinity anywhere (unknown fields too), a leading BOM and oversized lines;
-    # pyarrow takes them.  Looked for in the whole block first: per line only when present.
-    raw_needed = (b"NaN" in data or b"Infinity" in data or b"\xef\xbb\xbf" in data
-                  or max(map(len, lines)) > MAX_LINE_BYTES or any(df[k].null_count() for k in extras))
-    if raw_needed:
-        df = df.with_columns(pl.Series("__zeta_raw", lines, dtype=pl.Binary))
-        rawc = col("__zeta_raw")
-        checks += [rawc.bin.size() <= MAX_LINE_BYTES, ~rawc.bin.contains(b"NaN"), ~rawc.bin.contains(b"Infinity"),
-                   ~rawc.bin.starts_with(b"\xef\xbb\xbf")]
-    ts_base = col("ts").str.replace(r"(Z|\+00:00)$", "")
-    ts = ts_base.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
-    cand = col("candidates")
-    checks += [
-        col("schema_version") == 1,
-        col("decision_id").str.len_chars().is_between(1, 128),
-        col("ts").str.contains(_TS_RE), ts.is_not_null(),
-        ts.dt.strftime("%Y-%m-%dT%H:%M:%S") == ts_base.str.slice(0, 19),  # no 24:00 or :60 normalised away
-        _opt(col("query"), col("query").str.contains(_NOT_SPACE)),
-        _opt(col("query_sha256"), col("query_sha256").str.contains(r"^[0-9a-f]{64}$")),
-        col("query").is_not_null() | col("query_sha256").is_not_null(),
-        _opt(col("request_kind"), col("request_kind") != ""),
-        cand.list.len() >= 1,
-        ~cand.list.eval(pl.element().is_null() | (pl.element() == "")).list.any(),
-        col("model") != "", cand.list.contains(col("model")),
-        col("propensity").is_finite(), col("propensity") > 0, col("propensity") <= 1,
-        col("success").is_not_null(),
-        _opt(col("quality"), col("quality").is_finite() & col("quality").is_between(0.0, 1.0)),
-        _opt(col("quality_source"), col("quality_source").is_in(sorted(QUALITY_SOURCES))),
-        col("quality").is_null() | col("quality_source").is_not_null(),
-        _opt(col("features"),
-             ~col("features").list.eval(pl.element().is_null() | ~pl.element().is_finite()).list.any()),
-    ]
-    checks += [_opt(col(n), col(n).is_finite() & (col(n) >= 0)) for n in ("latency_ms", "ttft_ms", "cost")]
-    checks += [_opt(col(n), col(n) >= 0) for n in ("prompt_tokens", "completion_tokens")]
-    if known_models is not None:
-        checks.append(col("model").is_in(sorted(known_models)))
-    score_fields = df.schema["scores"].fields
-    for f in score_fields:
-        v = col("scores").struct.field(f.name)
-        checks.append(v.is_null() | v.cast(pl.Float64).is_finite() if f.dtype in _NUMERIC else v.is_null())
-    fragments = []
-    for k in sorted(extras):
-        if k == "extra":
-            continue
-        if df.schema[k] in (pl.String, pl.Boolean, pl.Int64):
-            fragments.append(pl.when(col(k).is_not_null())
-                             .then(pl.struct(col(k)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")))
-        else:  # a float, date-like string, list, object or all-null field: Python writes it exactly
-            checks.append(col(k).is_null())
-        if df[k].null_count():
-            # Absent or explicit null?  Only Python can tell (it keeps {"k": null}): ambiguous lines go there.
-            quoted = json.dumps(k, ensure_ascii=False).encode()
-            checks.append(col(k).is_not_null()
-                          | (~col("__zeta_raw").bin.contains(quoted) & ~col("__zeta_raw").bin.contains(b"\\")))
-    kv = [pl.struct(k=pl.lit(f.name), v=col("scores").struct.field(f.name).cast(pl.Float64))
-          for f in sorted(score_fields, key=lambda f: f.name) if f.dtype in _NUMERIC]  # others: null if accepted
-    scores = (pl.concat_list(kv).list.eval(pl.element().filter(pl.element().struct.field("v").is_not_null()))
-              if kv else pl.lit([], dtype=_KV))
-    present = pl.concat_list(fragments).list.drop_nulls() if fragments else None
-    extra = (pl.when(present.list.len() > 0).then(pl.format("{{{}}}", present.list.join(",")))
-             if fragments else pl.lit(None, dtype=pl.String))
-    day_ts = ts.dt.replace_time_zone("UTC")
-    out = df.lazy().select(
-        "decision_id", day_ts.alias("ts"), day_ts.dt.strftime("%Y-%m-%d").alias("day"), "artifact_version", "query",
-        "query_sha256", col("request_kind").fill_null("chat"), "candidates", "model", "propensity",
-        scores.alias("scores"), col("explored").fill_null(False), "fallback_from", "latency_ms", "ttft_ms",
-        "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
-        extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
-        pl.all_horizontal(checks).fill_null(False).alias("__zeta_ok"),
-    ).collect()
-    ok = out["__zeta_ok"]
-    return out.filter(ok).drop("__zeta_ok").cast(_STAGE_SCHEMA), ok
-
-
-def _utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def validate_lines(lines: Sequence[bytes], numbers: Sequence[int], source: str, *,
-                   known_models: frozenset[str] | None = None, fast: bool = True
-                   ) -> tuple[pl.DataFrame, list[dict[str, Any]], int]:
-    """Validate non-blank lines: (valid rows in line order, quarantine entries, lines taken by the fast path).
-
-    ``fast=False`` is the Python validator alone (the reference the fast path is tested against).
-    """
-    rows: list[dict[str, Any]] = []
-    quarantine: list[dict[str, Any]] = []
-    frames: list[pl.DataFrame] = []
-    n_fast = 0
-
-    def go(lo: int, hi: int) -> None:
-        nonlocal n_fast
-        if hi <= lo:
-            return
-        table = _read_arrow(lines[lo:hi])
-        if table is None and hi - lo > PYTHON_GROUP:  # a bad line somewhere: bisect, log(n) re-reads each
-            mid = (lo + hi) // 2
-            go(lo, mid)
-            go(mid, hi)
-            return
-        if table is None:
-            _python_lines(lines[lo:hi], numbers[lo:hi], source, known_models, rows, quarantine)
-            return
-        frame, ok = _fast_frame(*table, lines[lo:hi], numbers[lo:hi], source, known_models)
-        frames.append(frame)
-        n_fast += len(frame)
-        refused = (~ok).arg_true().to_list()
-        if refused:
-            _python_lines([lines[lo + i] for i in refused], [numbers[lo + i] for i in refused], source,
-                          known_models, rows, quarantine)
-
-    if fast:
-        # pyarrow does not check UTF-8 everywhere (an invalid key name passes): Python decodes every
-        # non-ASCII line first (most lines are ASCII, and isascii is cheap).
-        bad = [i for i, x in enumerate(lines) if not x.isascii() and not _utf8(x)]
-        if bad:
-            _python_lines([lines[i] for i in bad], [numbers[i] for i in bad], source, known_models, rows, quarantine)
-            drop = set(bad)
-            keep = [i for i in range(len(lines)) if i not in drop]
-            lines, numbers = [lines[i] for i in keep], [numbers[i] for i in keep]
-        go(0, len(lines))
-    else:
-        _python_lines(lines, numbers, source, known_models, rows, quarantine)
-    if rows:
-        frames.append(pl.DataFrame(rows, schema=_STAGE_SCHEMA))
-    out = pl.concat(frames) if frames else pl.DataFrame(schema=_STAGE_SCHEMA)
-    if len(frames) > 1:
-        out = out.sort(_LINE)
-    quarantine.sort(key=lambda q: q["line"])
-    return _canonical(out), quarantine, n_fast
-
-
-def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
-    """Staging shape → curated shape: ``scores`` pairs as JSON, one encoder for both paths."""
-    pair = (pl.element().struct.json_encode().str.strip_prefix('{"k":')
-            .str.replace(',"v":', ":", literal=True, n=1).str.strip_suffix("}"))
-    return frame.with_columns(pl.format("{{{}}}", pl.col("scores").list.eval(pair).list.join(",")).alias("scores"))
-
-
 # ------------------------------------------------------------------------------------------- units
 
 def _split_lines(data: bytes, final: bool) -> tuple[list[bytes], int]:
@@ -509,7 +202,7 @@ def ingest_unit(unit: IngestUnit, staging: str, *, known_models: frozenset[str] 
         if fb.any():  # feedback lines go their own way: they never take the place of an answer's line
             feedback = frame.filter(fb).drop(_LINE)
             frame = frame.filter(~fb)
-            key = feedback.select(_feedback_key().alias("key"))["key"]
+            key = feedback.select(feedback_key().alias("key"))["key"]
             first_fb = key.is_first_distinct()
             if seen_feedback:
                 first_fb &= ~key.is_in(pl.concat(seen_feedback).implode())
@@ -632,17 +325,6 @@ def _known_ids(curated: Path) -> pl.Series:
     return pl.scan_parquet(parts).select("decision_id").collect()["decision_id"]
 
 
-def _unmatched_feedback_ids(curated: Path) -> pl.Series:
-    """decision_ids of the feedback table without a record in the day partitions."""
-    fb_parts, parts = _feedback_parts(curated), _curated_parts(curated)
-    if not fb_parts:
-        return pl.Series("decision_id", [], dtype=pl.String)
-    ids = pl.scan_parquet(fb_parts).select(pl.col("decision_id").unique())
-    if parts:
-        ids = ids.join(pl.scan_parquet(parts).select("decision_id"), on="decision_id", how="anti")
-    return ids.collect()["decision_id"]
-
-
 def _move_staged(staged: Sequence[str], known: pl.Series, key: pl.Expr,
                  dest: Callable[[int, str], Path]) -> tuple[int, list[str]]:
     """Move the staged files to ``dest(i, src)`` without the rows whose ``key`` is ``known`` or staged
@@ -710,9 +392,9 @@ def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResu
         result.ingested -= dropped
     if feedback_staged:  # the same for feedback, on (decision_id, ts, quality)
         fb_parts = _feedback_parts(cur)
-        known = (pl.scan_parquet(fb_parts).select(_feedback_key().alias("key")).collect()["key"] if fb_parts
+        known = (pl.scan_parquet(fb_parts).select(feedback_key().alias("key")).collect()["key"] if fb_parts
                  else pl.Series("key", [], dtype=pl.String))
-        dropped, _ = _move_staged(feedback_staged, known, _feedback_key(),
+        dropped, _ = _move_staged(feedback_staged, known, feedback_key(),
                                   lambda i, src: cur / FEEDBACK_DIR / f"part-{plan.run}-{i}.parquet")
         result.duplicates += dropped
         result.feedback -= dropped
@@ -751,68 +433,3 @@ def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
 
     results = (map_units or (lambda fn, us: [fn(u) for u in us]))(one, plan.units)
     return commit_ingest(plan, results)
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-def scan_feedback(curated: str | os.PathLike) -> pl.LazyFrame | None:
-    """The feedback table as stored, one row per feedback line taken (the curated columns), lazily;
-    None when there is none.  ``scan_curated`` applies it; this is for looking at it."""
-    parts = _feedback_parts(Path(curated))
-    return pl.scan_parquet(parts) if parts else None
-
-
-def scan_curated(curated: str | os.PathLike) -> pl.LazyFrame | None:
-    """Every curated record, lazily, explicit feedback applied (None when there is none yet).
-
-    A record with feedback has the quality of its latest feedback line (largest ``ts``; equal ``ts``:
-    the lower quality) and quality_source "user"; a decision_id with feedback but no record of its own
-    is read from its earliest feedback line (smallest ``ts``, then the lower quality), with that
-    latest quality.  Without feedback, the day partitions as they are.
-    """
-    cur = Path(curated)
-    parts = _curated_parts(cur)
-    records = pl.scan_parquet(parts) if parts else None
-    fb = scan_feedback(cur)
-    if fb is None:
-        return records
-    feedback = fb.collect()  # one row per feedback line: small next to the records
-    latest = feedback.group_by("decision_id").agg(
-        pl.col("quality").sort_by(["ts", "quality"], descending=[True, False]).first().alias("__zeta_feedback"))
-    unmatched = _unmatched_feedback_ids(cur)
-    orphans = (feedback.filter(pl.col("decision_id").is_in(unmatched.implode()))
-               .sort(["decision_id", "ts", "quality"]).unique("decision_id", keep="first", maintain_order=True))
-    base = orphans.lazy() if records is None else pl.concat([records, orphans.lazy()])
-    fbq = pl.col("__zeta_feedback")
-    return (base.join(latest.lazy(), on="decision_id", how="left")
-            .with_columns(pl.coalesce(fbq, pl.col("quality")).alias("quality"),
-                          pl.when(fbq.is_not_null()).then(pl.lit("user")).otherwise(pl.col("quality_source"))
-                          .alias("quality_source"))
-            .drop("__zeta_feedback"))
-
-
-def read_curated(curated: str | os.PathLike, *, since: datetime | None = None) -> pl.DataFrame:
-    """All curated records (optionally from ``since`` on), oldest first, feedback applied (``scan_curated``)."""
-    lf = scan_curated(curated)
-    if lf is None:
-        return pl.DataFrame(schema=CURATED_SCHEMA)
-    if since is not None:
-        lf = lf.filter(pl.col("ts") >= since)
-    return lf.sort(["ts", "decision_id"]).collect()
-
-
-def training_columns(lf: pl.LazyFrame, *, candidates: bool = True) -> pl.LazyFrame:
-    """Curated records as training rows (lazy); see ``curated_training_table``."""
-    return (lf.filter(pl.col("query").is_not_null())
-            .select(pl.col("decision_id").alias("query_id"), "query", "model",
-                    pl.coalesce(pl.col("quality"), pl.col("success").cast(pl.Float64)).alias("quality"),
-                    pl.col("cost").fill_null(0.0), "propensity", (1.0 / pl.col("propensity")).alias("weight"),
-                    "ts", *(["candidates"] if candidates else [])))
-
-
-def curated_training_table(frame: pl.DataFrame) -> pl.DataFrame:
-    """Curated records as training rows: quality (else 1/0 from success), cost (else 0), weight 1/p.
-
-    Records without query text (hash-only logging) cannot give text features and are left out.
-    """
-    return training_columns(frame.lazy()).collect()

@@ -5,7 +5,6 @@ turning them into a training table, and simulating them from full-information be
 from __future__ import annotations
 
 import glob
-import json
 import os
 import random
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,9 @@ import polars as pl
 
 from router_runtime.errors import ContractError
 from router_runtime.records import OutcomeRecord, parse_outcome_line
+
+from .curated import CURATED_SCHEMA, curated_row, curated_training_table
+from .feedback import feedback_rank, is_feedback_record, stand_in_order
 
 __all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
 
@@ -43,29 +45,22 @@ def log_files(source: str | os.PathLike) -> list[Path]:
     return matches
 
 
-def _is_feedback(rec: OutcomeRecord) -> bool:
-    """The rule of ``flows.ingest.is_feedback``: quality_source "user" with a quality."""
-    return rec.quality_source == "user" and rec.quality is not None
-
-
 def _order(rec: OutcomeRecord) -> tuple[datetime, float]:
-    """Earliest first: by ts, then the lower quality (``max`` of ``_latest`` is the reverse tie-break)."""
-    return datetime.fromisoformat(rec.ts), rec.quality
+    return stand_in_order(datetime.fromisoformat(rec.ts), rec.quality)
 
 
-def _latest(rec: OutcomeRecord) -> tuple[datetime, float]:
-    return datetime.fromisoformat(rec.ts), -rec.quality
+def _rank(rec: OutcomeRecord) -> tuple[datetime, float]:
+    return feedback_rank(datetime.fromisoformat(rec.ts), rec.quality)
 
 
 def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | None = None) -> LogReadResult:
     """Validate every line; a bad one is kept (raw bytes, as text with replacement) with its reason.
 
-    The same rules as ingestion and its readers (``flows/ingest.py``): the first line of a decision_id
-    is its record, later ones are duplicates, except feedback lines (quality_source "user" with a
-    quality), which never take a record's place: each record gets the quality of its latest feedback
-    (largest ts, equal ts: the lower quality) with quality_source "user"; a decision_id with feedback
-    and no other line is read from its earliest feedback line.  Feedback equal to an earlier one in
-    (decision_id, ts, quality) is a duplicate."""
+    The same rules as ingestion and its readers (``flows.ingest``, ``flows.curated``): the first line
+    of a decision_id is its record, later ones are duplicates, except feedback lines, which never take a
+    record's place: each record gets the quality of its winning feedback line with quality_source
+    "user"; a decision_id with feedback and no other line is read from its stand-in feedback line;
+    feedback equal to an earlier one in (decision_id, ts, quality) is a duplicate (``flows.feedback``)."""
     out = LogReadResult()
     seen: set[str] = set()
     feedback: dict[str, list[OutcomeRecord]] = {}
@@ -83,8 +78,8 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
                     out.quarantined.append({"file": str(path), "line": n, "reason": str(exc),
                                             "raw": line.decode("utf-8", errors="replace")})
                     continue
-                if _is_feedback(rec):
-                    key = (rec.decision_id, *_order(rec))
+                if is_feedback_record(rec):
+                    key = (rec.decision_id, datetime.fromisoformat(rec.ts), rec.quality)
                     if key in seen_feedback:
                         out.duplicates += 1
                     else:
@@ -100,20 +95,18 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
     if feedback:
         for i, rec in enumerate(out.records):
             if rec.decision_id in feedback:
-                latest = max(feedback[rec.decision_id], key=_latest)
+                latest = max(feedback[rec.decision_id], key=_rank)
                 out.records[i] = replace(rec, quality=latest.quality, quality_source="user")
         for decision_id, lines in feedback.items():
             if decision_id not in seen:
-                out.records.append(replace(min(lines, key=_order), quality=max(lines, key=_latest).quality))
+                out.records.append(replace(min(lines, key=_order), quality=max(lines, key=_rank).quality))
                 out.feedback_unmatched += 1
     return out
 
 
 def logs_to_table(records: list[OutcomeRecord]) -> pl.DataFrame:
     """Outcome records as training rows, by the same rule as curated logs
-    (``flows.ingest.curated_training_table``: quality, else 1/0 from success; weight 1/propensity)."""
-    from .ingest import CURATED_SCHEMA, curated_row, curated_training_table  # ingest imports this module
-
+    (``flows.curated.curated_training_table``: quality, else 1/0 from success; weight 1/propensity)."""
     return curated_training_table(pl.DataFrame([curated_row(r, "") for r in records], schema=CURATED_SCHEMA))
 
 

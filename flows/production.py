@@ -17,7 +17,8 @@ not, goes into the candidate's manifest (key ``promotion``) and into ``<registry
 
 Scale: ingestion is planned as units of the log files and the units are mapped over the flow's task
 runner (a bounded thread pool by default; ``run_pipeline.with_options(task_runner=...)``,
-``zeta pipeline --task-runner dask`` or ``ZETA_TASK_RUNNER=dask`` for Dask, see ``flows/runners.py``).
+``zeta pipeline --task-runner dask`` or ``ZETA_TASK_RUNNER=dask`` for Dask, read when a run starts:
+``flows/_prefect.py``, ``flows/runners.py``).
 The curated window is read lazily; above ``train_budget`` training rows the candidate trains on a
 stratified sample (by model and day, proportional allocation, chosen by a seeded hash of
 ``decision_id``), and above
@@ -28,14 +29,12 @@ manifest, ``sample`` in the evaluation of the report.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger, unmapped
 
 from router_runtime.artifact import Artifact, current_version, load_artifact
 from router_runtime.errors import ZetaError
@@ -44,26 +43,21 @@ from router_runtime.pool import load_pool
 from router_runtime.registry import promote
 from router_runtime.router import Router
 
-from .drift import drift_report
+from ._prefect import runner_at_run_time, step
+from .curated import default_curated_dir
+from .evaluate.drift import drift_report
+from .evaluate.gate import Evidence, gate
+from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
                      plan_ingest, scan_curated, staging_dir, training_columns)
-from .ope import deterministic_probs, ope_estimates, paired_difference
-from .runners import task_runner_from_env
 from .training import TrainParams, build_pool, train_quality_model
 
 __all__ = ["run_pipeline", "evaluate_on_logs", "default_curated_dir"]
 
-_task = task(cache_policy=NO_CACHE, persist_result=False)
 MIN_TRAIN_ROWS = 50
 TRAIN_BUDGET = 200_000  # training rows above which the candidate trains on a stratified sample (see README)
 EVAL_BUDGET = 20_000    # recent rows above which the off-policy evaluation uses a stratified sample
-
-
-def default_curated_dir(logs: str | os.PathLike) -> Path:
-    """Beside the logs, never inside them (ingestion reads every *.jsonl under a log directory)."""
-    p = Path(logs)
-    return p.parent / f"{p.name}-curated" if p.is_dir() else p.parent / "curated"
 
 
 def _policy_choices(art: Artifact, queries: list[str], candidates: list[list[str]], models: list[str]) -> np.ndarray:
@@ -119,32 +113,28 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     return out
 
 
-def gate(evaluation: dict[str, Any], champion_version: str | None, *, margin: float, min_ess: float) -> tuple[bool, str]:
-    if champion_version is None:
-        return True, "no champion yet: the first candidate is promoted"
-    ess = evaluation["candidate"]["ess"]
-    if ess < min_ess:
-        return False, f"too little evidence: ESS {ess:.1f} < {min_ess:g} logged rows matching the candidate"
+def offpolicy_gate(evaluation: dict[str, Any], champion: str | None, *, margin: float,
+                   min_ess: float) -> tuple[bool, str]:
+    """The promotion gate (``flows.evaluate.gate``) on ``evaluate_on_logs``'s paired difference."""
+    if champion is None:
+        return gate(None, None, margin=margin)
     diff = evaluation["difference"]
-    lo, hi, d = diff["ci_low"], diff["ci_high"], diff["diff"]
-    if lo > margin:
-        return True, (f"better than champion {champion_version}: {diff['estimator'].upper()} improvement "
-                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] > margin {margin:g}")
-    return False, (f"not better than champion {champion_version} with confidence: improvement {d:+.4f} "
-                   f"[{lo:+.4f}, {hi:+.4f}], lower bound not above margin {margin:g}")
+    evidence = Evidence(diff["diff"], diff["ci_low"], diff["ci_high"],
+                        measure=f"{diff['estimator'].upper()} improvement", ess=evaluation["candidate"]["ess"])
+    return gate(champion, evidence, margin=margin, min_ess=min_ess)
 
 
-@_task
+@step
 def plan_ingest_task(logs: str, curated: str, settle_seconds: float) -> IngestPlan:
     return plan_ingest(logs, curated, settle_seconds=settle_seconds)
 
 
-@_task
+@step
 def ingest_unit_task(unit: IngestUnit, staging: str) -> UnitResult:
     return ingest_unit(unit, staging)
 
 
-@_task
+@step
 def commit_ingest_task(plan: IngestPlan, results: list[UnitResult]) -> IngestResult:
     r = commit_ingest(plan, results)
     get_run_logger().info("ingested %d, feedback %d (%d without their answer), quarantined %d, duplicates %d from "
@@ -185,7 +175,7 @@ def stratified_sample(lf: pl.LazyFrame, budget: int, seed: int) -> tuple[pl.Lazy
         "decision_id per stratum (Polars Expr.hash)", "strata": len(thr)}
 
 
-@_task
+@step
 def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN_BUDGET,
                 eval_budget: int = EVAL_BUDGET, seed: int = 0
                 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], dict[str, Any]]:
@@ -228,7 +218,7 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
     return train, recent, train_info, recent_info
 
 
-@_task
+@step
 def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, params: TrainParams,
                     cost_weight: float, parent: str | None, sample: dict[str, Any] | None = None) -> str:
     declared = load_pool(pool_file) if pool_file else ()
@@ -245,7 +235,7 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
                                chars=typical_chars(train["query"].str.len_chars().to_numpy())))
 
 
-@_task
+@step
 def evaluate(candidate_path: str, champion_version: str | None, registry: str, recent: pl.DataFrame,
              train: pl.DataFrame, seed: int, sample: dict[str, Any] | None = None) -> dict[str, Any]:
     candidate = load_artifact(candidate_path)
@@ -257,7 +247,7 @@ def evaluate(candidate_path: str, champion_version: str | None, registry: str, r
     return out
 
 
-@flow(name="zeta-pipeline", task_runner=task_runner_from_env())
+@flow(name="zeta-pipeline", task_runner=runner_at_run_time())
 def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = None, pool: str | None = None,
                  holdout_fraction: float = 0.2, margin: float = 0.0, min_ess: float = 30.0, seed: int = 0,
                  iterations: int = 300, cost_weight: float = DEFAULT_COST_WEIGHT,
@@ -280,7 +270,7 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
     version = Path(path).name
     evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
-    promoted, reason = gate(evaluation, champion, margin=margin, min_ess=min_ess)
+    promoted, reason = offpolicy_gate(evaluation, champion, margin=margin, min_ess=min_ess)
     decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                 "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
                 f"{holdout_fraction:.0%} of the curated logs"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from router_runtime.errors import ContractError, MissingDependencyError
+
 __all__ = ["task_runner", "task_runner_from_env", "RUNNERS", "default_workers"]
 
 RUNNERS = ("threads", "dask")
@@ -33,8 +35,8 @@ def task_runner(kind: str = "threads", *, workers: int | None = None, address: s
         try:
             from prefect_dask import DaskTaskRunner
         except ImportError as exc:
-            raise SystemExit(f"zeta: --task-runner dask needs the dask extra ({exc.name} is missing): "
-                             "pip install 'zeta-router[dask]'") from None
+            raise MissingDependencyError(f"the dask task runner needs the dask extra ({exc.name} is missing): "
+                                         "pip install 'zeta-router[dask]'") from None
         if address:
             return DaskTaskRunner(address=address)
         # One thread per worker process: the work is Python + native code that threads itself.
@@ -43,12 +45,13 @@ def task_runner(kind: str = "threads", *, workers: int | None = None, address: s
         if memory_limit:
             kwargs["memory_limit"] = memory_limit
         return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=kwargs)
-    raise ValueError(f"unknown task runner {kind!r}; choose one of {RUNNERS}")
+    raise ContractError("task_runner", f"must be one of {RUNNERS}, got {kind!r}")
 
 
 def task_runner_from_env() -> Any:
-    """The flow's default runner: ``ZETA_TASK_RUNNER`` (threads | dask), ``ZETA_DASK_ADDRESS`` and
-    ``ZETA_WORKERS``, so a deployment moves to Dask through its work pool's environment, no code."""
+    """The runner the environment names: ``ZETA_TASK_RUNNER`` (threads | dask), ``ZETA_DASK_ADDRESS`` and
+    ``ZETA_WORKERS``; the production flow asks for it when a run starts (``flows._prefect``), so a
+    deployment moves to Dask through its work pool's environment, no code."""
     workers = os.environ.get("ZETA_WORKERS")
     return task_runner(os.environ.get("ZETA_TASK_RUNNER", "threads"), workers=int(workers) if workers else None,
                        address=os.environ.get("ZETA_DASK_ADDRESS") or None)

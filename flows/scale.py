@@ -105,7 +105,7 @@ def run_stages(logs: str, work: str, *, workers: int | None = None, iterations: 
         path, champion, registry, recent, train, seed, einfo), lambda _: len(recent))
 
     def gate_and_promote():
-        promoted, reason = prod.gate(evaluation, champion, margin=0.0, min_ess=30.0)
+        promoted, reason = prod.offpolicy_gate(evaluation, champion, margin=0.0, min_ess=30.0)
         record_decision(registry, path, {"promoted": promoted, "reason": reason}, evaluation, ingest=ing.to_json())
         if promoted:
             promote(registry, Path(path).name, reason=reason)

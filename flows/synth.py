@@ -47,7 +47,7 @@ def simulate_logs_at_scale(table: pl.DataFrame, out_dir: str | os.PathLike, *, r
     that model's revealed quality, cost and token counts; a latency growing with the model's cost and
     the text's length, with log-normal noise; ``failure_rate`` of the calls fail (``success`` false,
     no quality).  Timestamps have a daytime peak and are in order within each file.  Every line is a
-    valid OutcomeRecord v1 (``tests/test_scale.py`` parses a sample with ``parse_outcome_line``).
+    valid OutcomeRecord v1 (``tests/pipeline/test_scale.py`` parses a sample with ``parse_outcome_line``).
     """
     if policy not in POLICIES:
         raise ContractError("policy", f"must be one of {POLICIES} at scale, got {policy!r}")

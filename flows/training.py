@@ -8,7 +8,6 @@ carry an inverse-propensity weight so that the logging policy's preferences do n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +24,7 @@ from router_runtime.pool import LinearCost, ModelInfo
 from router_runtime.trees import ObliviousEnsemble
 
 from .features import add_features, fit_feature_spec
+from .sources import split_query_ids  # the split rule's home; this path is documented
 
 __all__ = [
     "TrainParams",
@@ -46,7 +46,7 @@ PARITY_TOLERANCE = 1e-9
 
 # Below this many observed outcomes per model the trees are 4 deep, from it on 6 (``depth=None``); with
 # full information that is the number of training queries, a bandit log has 1/(number of models) of it.
-# Measured with `zeta evaluate-benchmark`'s normalized AIQ gain (flows/metrics.py) on splits that are
+# Measured with `zeta evaluate-benchmark`'s normalized AIQ gain (flows/evaluate/curves.py) on splits that are
 # not the reported ones: RouteProfile (420 train queries, 30 seeded splits) depth 4: 0.152, depth 6:
 # 0.093; LLMRouter (a 70/30 split of its train file, 3,900 queries, 6 splits), with identity_weight 3,
 # depth 6: 0.228, 5: 0.221, 4: 0.201.  Deep trees need many queries per leaf; shallow ones also make a
@@ -106,18 +106,6 @@ class TrainedModel:
     rows: int = 0
     parity_max_abs_diff: float = 0.0
     params: TrainParams | None = None  # as trained (depth resolved)
-
-
-def split_query_ids(query_ids: Sequence[str], test_fraction: float, seed: int) -> set[str]:
-    """The test part of a split by query_id: a seeded hash, stable across runs, machines and row order."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ContractError("test_fraction", f"must be in [0, 1), got {test_fraction}")
-    test = set()
-    for q in set(query_ids):
-        h = int.from_bytes(hashlib.sha256(f"{seed}:{q}".encode()).digest()[:8], "big")
-        if h / 2**64 < test_fraction:
-            test.add(q)
-    return test
 
 
 def fit_linear_cost(chars: np.ndarray, y: np.ndarray) -> LinearCost:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.metrics import (aiq, apgr, cost_at_quality, cpt, nondecreasing_hull, normalized_gain,
+from flows.evaluate.curves import (aiq, apgr, cost_at_quality, cpt, nondecreasing_hull, normalized_gain,
                            quality_at_cost, strong_share_curve, sweep_curve)
 
 # A rises, then falls at its last point: hull (1,.2) (2,.5) (3,.6); the fall to (4,.55) is cut.

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import polars as pl
 import pytest
 
 from conftest import SAMPLE
-from flows.benchmark_eval import ROUTERS, load_benchmark, run_evaluation, split_benchmark
+from flows.evaluate.benchmark import ROUTERS, load_benchmark, run_evaluation, split_benchmark
 from flows.cli import main
 from flows.tables import write_table
 from flows.training import TrainParams

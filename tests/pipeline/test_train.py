@@ -10,11 +10,9 @@ import pytest
 
 from conftest import SAMPLE
 from flows.logs import read_outcome_logs, simulate_logs
-from flows.pipeline import train_router
+from flows.train import train_router
 from flows.tables import write_table
-from flows.training import check_parity, ensemble_from_catboost, split_query_ids
 from router_runtime import (
-    ArtifactParityError,
     ContractError,
     Router,
     current_version,
@@ -134,29 +132,3 @@ def test_bad_table_fails_the_flow_and_writes_nothing(tmp_path, sample_table):
     with pytest.raises(ContractError, match="quality"):
         train_router(source=str(path), registry=str(tmp_path / "reg"), iterations=10)
     assert list_versions(tmp_path / "reg") == []
-
-
-def test_export_refuses_an_ensemble_that_disagrees_with_catboost():
-    from catboost import CatBoostRegressor
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(300, 3))
-    y = x[:, 0] + rng.normal(size=300) * 0.1
-    model = CatBoostRegressor(iterations=20, depth=3, verbose=0, random_seed=0, allow_writing_files=False)
-    model.fit(x, y)
-    ens = ensemble_from_catboost(model, ["a", "b", "c"])
-    assert check_parity(ens, model, x) <= 1e-9
-    first_tree = 2 ** ens["tree_depth"][0]
-    ens["leaf_values"][:first_tree] = [v + 1e-6 for v in ens["leaf_values"][:first_tree]]
-    with pytest.raises(ArtifactParityError, match="differ from CatBoost"):
-        check_parity(ens, model, x)
-
-
-def test_split_is_seeded_and_stable():
-    ids = [f"q{i}" for i in range(1000)]
-    a = split_query_ids(ids, 0.3, seed=0)
-    assert a == split_query_ids(list(reversed(ids)), 0.3, seed=0)
-    assert a != split_query_ids(ids, 0.3, seed=1)
-    assert 250 < len(a) < 350
-    with pytest.raises(ContractError, match="test_fraction"):
-        split_query_ids(ids, 1.0, seed=0)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import flows.ope as ope
-from flows.ope import (bias_coverage_study, deterministic_probs, format_study, ope_estimates,
-                       paired_difference)
+import flows.evaluate.bootstrap as bootstrap
+from flows.evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
+from ope_study import bias_coverage_study, format_study
 from router_runtime.errors import ContractError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 # Case A: 4 rows, 2 actions, stochastic target.
 A_ACT = np.array([0, 1, 0, 1])
@@ -86,7 +86,7 @@ def test_bootstrap_is_seeded_and_chunking_does_not_change_it(monkeypatch):
     a = ope_estimates(*args, n_bootstrap=64, seed=11)
     assert a == ope_estimates(*args, n_bootstrap=64, seed=11)
     assert a != ope_estimates(*args, n_bootstrap=64, seed=12)
-    monkeypatch.setattr(ope, "_BOOT_CHUNK", 7 * n + 5)   # 7 replicates per chunk, last chunk partial
+    monkeypatch.setattr(bootstrap, "_BOOT_CHUNK", 7 * n + 5)   # 7 replicates per chunk, last chunk partial
     assert a == ope_estimates(*args, n_bootstrap=64, seed=11)
     assert a.ci_low <= a.dr <= a.ci_high and a.ips_ci[0] <= a.ips <= a.ips_ci[1]
     assert a.snips_ci[0] <= a.snips <= a.snips_ci[1]

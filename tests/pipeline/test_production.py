@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, SAMPLE, shared_data
 from flows.cli import main
-from flows.evaluation import quality_matrix
+from flows.evaluate.holdout import quality_matrix
 from flows.importers import import_dcrouter
 from flows.logs import simulate_logs
 from flows.production import run_pipeline
