@@ -82,7 +82,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def _train(a: argparse.Namespace, source: str, source_format: str, pool: str | None) -> dict[str, Any]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .pipeline import train_router
+    from .train import train_router
 
     return train_router(source=source, source_format=source_format, registry=a.registry, pool=pool,
                         seed=a.seed, test_fraction=a.test_fraction, iterations=a.iterations,
@@ -142,7 +142,7 @@ def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:
     """Router vs baselines on the test part of a benchmark table (Prefect flow zeta-evaluate-benchmark)."""
     _need_pipeline()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .benchmark_eval import evaluate_benchmark, summary_markdown
+    from .evaluate.benchmark import evaluate_benchmark, summary_markdown
 
     r = evaluate_benchmark(source=a.table, source_format=a.format, split_column=a.split_column,
                            test_fraction=a.test_fraction, seed=a.seed, bandit=a.bandit, json_out=a.json,
@@ -155,7 +155,7 @@ def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:
 
 def cmd_artifacts(a: argparse.Namespace) -> int:
     from router_runtime import current_version, list_versions, load_artifact
-    from router_runtime.registry import history, promote, rollback
+    from router_runtime.registry import history, promote, rollback, version_dir
 
     if a.action == "list":
         cur = current_version(a.registry)
@@ -177,7 +177,7 @@ def cmd_artifacts(a: argparse.Namespace) -> int:
         for e in history(a.registry):
             print(f"{e.get('ts')}  {e.get('action', '?'):8s} {e.get('previous')} -> {e['version']}  {e.get('reason', '')}")
         return 0
-    art = load_artifact(Path(a.registry) / "versions" / a.version if a.version else a.registry)
+    art = load_artifact(version_dir(a.registry, a.version) if a.version else a.registry)
     print(json.dumps({"version": art.version, "models": [m.name for m in art.pool],
                       "features": len(art.feature_spec.output_names), "trees": art.ensemble.n_trees,
                       "policy": art.policy.__dict__, "manifest": art.manifest}, indent=1, default=str))

@@ -13,7 +13,8 @@ import numpy as np
 import router_runtime
 from router_runtime.artifact import FORMAT_VERSION, write_artifact
 from router_runtime.pool import ModelInfo
-from router_runtime.registry import annotate_manifest
+from router_runtime._atomic import atomic_write
+from router_runtime.registry import annotate_manifest, report_path
 
 from .training import TrainedModel
 
@@ -85,10 +86,9 @@ def record_decision(registry: str | Path, version_dir: str | Path, decision: dic
     ``<registry>/reports/<version>.json``; returns the report path."""
     annotate_manifest(version_dir, "promotion", decision)
     annotate_manifest(version_dir, "evaluation", evaluation)
-    reports = Path(registry) / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
     version = Path(version_dir).name
-    path = reports / f"{version}.json"
-    path.write_text(json.dumps({"version": version, **extra, "decision": decision, "evaluation": evaluation},
-                               indent=1, default=str))
+    path = report_path(registry, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"version": version, **extra, "decision": decision, "evaluation": evaluation},
+                                  indent=1, default=str))
     return path

@@ -1,7 +1,7 @@
 """The Polars interpreter of a ``FeatureSpec`` and the fitting of its statistics.
 
 The ops and their exact meaning are documented in ``router_runtime/features.py``; this module must
-give bit-identical float64 values (``tests/test_features.py`` is the judge).  How each op is built,
+give bit-identical float64 values (``tests/runtime/test_features.py`` is the judge).  How each op is built,
 and why that way (Rust ``regex`` and Python ``re`` differ: the list is in ``router_runtime/features.py``):
 
 - truncation: ``str.slice(0, max_chars)`` counts code points, like Python slicing;

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import polars as pl
 
+from router_runtime._atomic import atomic_write
 from router_runtime.errors import ContractError
 
 from .curated import (_LINE, CURATED_SCHEMA, FEEDBACK_DIR, PARQUET_COMPRESSION, _curated_parts, _feedback_parts,
@@ -135,12 +136,7 @@ def _load_state(curated: Path) -> dict[str, Any]:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, data)
 
 
 # ------------------------------------------------------------------------------------------- units

@@ -40,7 +40,7 @@ from router_runtime.artifact import Artifact, current_version, load_artifact
 from router_runtime.errors import ZetaError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import load_pool
-from router_runtime.registry import promote
+from router_runtime.registry import promote, version_dir
 from router_runtime.router import Router
 
 from ._prefect import runner_at_run_time, step
@@ -239,7 +239,7 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
 def evaluate(candidate_path: str, champion_version: str | None, registry: str, recent: pl.DataFrame,
              train: pl.DataFrame, seed: int, sample: dict[str, Any] | None = None) -> dict[str, Any]:
     candidate = load_artifact(candidate_path)
-    champion = load_artifact(Path(registry) / "versions" / champion_version) if champion_version else None
+    champion = load_artifact(version_dir(registry, champion_version)) if champion_version else None
     out = evaluate_on_logs(candidate, champion, recent, seed=seed)
     out["sample"] = sample
     sample = lambda s: s.sample(min(len(s), 20_000), seed=seed).to_list() if len(s) else []  # noqa: E731

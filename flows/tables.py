@@ -51,12 +51,13 @@ reads every table of version <= N.
 from __future__ import annotations
 
 import os
-import uuid
+import io
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from router_runtime._atomic import atomic_write
 from router_runtime.errors import ContractError, SchemaVersionError
 
 __all__ = [
@@ -125,28 +126,19 @@ def read_table(path: str | os.PathLike) -> pl.DataFrame:
 
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` by extension; create parent directories; replace the target atomically.
-
-    Readers never see a half-written file: the data goes to a temporary file in the same
-    directory (same filesystem, so ``os.replace`` is atomic), is fsynced, then renamed.
-    """
+    """Write ``df`` by extension; create parent directories; replace the target atomically
+    (``router_runtime._atomic``: readers never see a half-written file)."""
     path = Path(path)
     fmt = _format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        if fmt == "csv":
-            df.write_csv(tmp)
-        elif fmt == "jsonl":
-            df.write_ndjson(tmp)  # UTF-8, non-ASCII kept as is
-        else:
-            df.write_parquet(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    if fmt == "csv":
+        df.write_csv(buf)
+    elif fmt == "jsonl":
+        df.write_ndjson(buf)  # UTF-8, non-ASCII kept as is
+    else:
+        df.write_parquet(buf)
+    atomic_write(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------- validation

@@ -24,6 +24,7 @@ from router_runtime.artifact import current_version, load_artifact, parse_router
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import ModelInfo, load_pool
 from router_runtime.registry import promote as promote_to_current
+from router_runtime.registry import version_dir
 
 from . import sources
 from ._prefect import step
@@ -85,7 +86,7 @@ def decide_promotion(registry: str, path: str, champion: str | None, test: pl.Da
         return {"promoted": False, "evaluation": None, "reason": "no full-information holdout to compare "
                 "with the champion: use `zeta pipeline` (off-policy gate) or `zeta artifacts promote`"}
     candidate = load_artifact(path)
-    ev = holdout_comparison(candidate, load_artifact(Path(registry) / "versions" / champion), test, seed=seed)
+    ev = holdout_comparison(candidate, load_artifact(version_dir(registry, champion)), test, seed=seed)
     if not ev["comparable"]:
         return {"promoted": True, "evaluation": ev,
                 "reason": f"champion {champion} cannot be judged on this data ({ev['reason']}): candidate promoted"}

@@ -56,11 +56,18 @@ def predicted_matrix(artifact: Artifact, m: QualityMatrix) -> tuple[np.ndarray, 
 
 
 def route_at(pq: np.ndarray, pc: np.ndarray, cost_weight: float, cost_scale: float) -> np.ndarray:
-    """Chosen column per row, with the runtime's tie rule (higher utility, then cheaper, then name)."""
+    """Chosen column per row under the runtime's rank rule (``router_runtime.policy.rank_key``): the
+    highest utility, compared exactly as the runtime compares it, then the cheaper, then the name.
+
+    The utility is the runtime's expression in the runtime's order of operations
+    (``quality - cost_weight * cost / cost_scale``), so a row's choice is the model ``Router.decide``
+    would pick from the same predictions.  Columns are sorted by model name, so among exact ties in
+    utility and cost the lowest column index is the name order.  Vectorized; ``tests/pipeline`` checks
+    it against ``min(..., key=rank_key)`` on near-ties.
+    """
     util = pq - cost_weight * pc / cost_scale
     best = util.max(axis=1, keepdims=True)
-    # Among ties, the cheapest; columns are sorted by name, so argmin picks the name order last.
-    masked = np.where(np.isclose(util, best, rtol=0.0, atol=1e-15), pc, np.inf)
+    masked = np.where(util == best, pc, np.inf)
     return masked.argmin(axis=1)
 
 
