@@ -53,11 +53,18 @@ stated 4 chars a token).  ``cost_in_ms`` tells whether a model's cost is in that
 layer then adds ``load_ms`` to the cost and latency of a model that is not loaded (``load_cost`` for a
 cost declared in another unit).
 
-Any other key is kept in ``ModelInfo.extra`` too.
+Descriptor fields (kept in ``ModelInfo.extra``; what is known about a model beyond its size, for
+people and for a cold-start prior): ``family`` (str), ``quantization`` (str, e.g. "Q4_K_M"),
+``description`` (str), ``benchmark_score`` (a public benchmark score in [0, 1]).
+
+A pool *file* accepts exactly these keys (and, at the top level, ``models`` and ``judge``): a misspelt
+key (``capabilites``) would otherwise be kept silently and change routing, so it is refused with the
+nearest known name.  An artifact's pool list is read as written (older artifacts carry what they carry).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -70,7 +77,7 @@ from ._checks import finite, is_integer
 from ._atomic import atomic_write
 from .errors import ContractError
 
-__all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS",
+__all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS", "DESCRIPTOR_FIELDS",
            "resolve_gguf", "dump_pool", "update_pool_file"]
 
 CHARS_PER_TOKEN = 4.0  # the stated prompt-token estimate used wherever tokens are not measured
@@ -80,6 +87,9 @@ _KNOWN = {"name", "capabilities", "size_b", "context_length", "cost", "latency_m
 # The serving fields live in ``extra`` (see the module docstring); these are their validators' kinds.
 _SERVING_NUMBERS = ("ms_per_prompt_token", "ms_per_token", "load_ms", "load_cost")
 SERVING_FIELDS = ("gguf", *_SERVING_NUMBERS, "concurrency", "memory_mb", "chat_template", "llama_options")
+DESCRIPTOR_FIELDS = ("family", "quantization", "description", "benchmark_score")
+POOL_FILE_KEYS = frozenset(_KNOWN | set(SERVING_FIELDS) | set(DESCRIPTOR_FIELDS))
+POOL_FILE_TOP_LEVEL_KEYS = frozenset({"models", "judge"})
 
 
 @dataclass(frozen=True)
@@ -306,6 +316,14 @@ def parse_model(m: Any, *, where: str = "model") -> ModelInfo:
     )
 
 
+def _refuse_unknown_keys(table: Mapping[str, Any], known: frozenset[str], where: str, path: Any) -> None:
+    for key in table:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {', '.join(sorted(known))}"
+            raise ContractError(f"{where}.{key}", f"unknown key{hint}", source=str(path))
+
+
 def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
     """Read a pool file: a TOML document with one ``[[models]]`` table per model."""
     try:
@@ -318,6 +336,10 @@ def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
     models = doc.get("models")
     if not isinstance(models, list) or not models:
         raise ContractError("models", "a pool needs at least one [[models]] table", source=str(path))
+    _refuse_unknown_keys(doc, POOL_FILE_TOP_LEVEL_KEYS, "pool", path)
+    for i, m in enumerate(models):
+        if isinstance(m, dict):
+            _refuse_unknown_keys(m, POOL_FILE_KEYS, f"models[{i}]", path)
     pool = tuple(parse_model(m, where=f"models[{i}]") for i, m in enumerate(models))
     names = [m.name for m in pool]
     dupes = sorted({n for n in names if names.count(n) > 1})

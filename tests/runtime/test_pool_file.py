@@ -185,3 +185,25 @@ def test_load_penalty_math():
     assert with_load_penalty(usd).cost == LinearCost(0.003, 0.0)
     assert math.isclose(with_load_penalty(usd).latency_ms.intercept, 6620.0)
     assert with_load_penalty(parse_model({"name": "x"})) is not None
+
+
+def test_a_misspelt_key_in_a_pool_file_is_refused_with_the_nearest_name(tmp_path):
+    p = tmp_path / "pool.toml"
+    p.write_text('[[models]]\nname = "a"\ncapabilites = ["chat", "code"]\n')
+    with pytest.raises(ContractError) as e:
+        load_pool(p)
+    assert "models[0].capabilites" in str(e.value) and "did you mean 'capabilities'" in str(e.value)
+
+
+def test_a_misspelt_top_level_key_is_refused(tmp_path):
+    p = tmp_path / "pool.toml"
+    p.write_text('judeg = "a"\n[[models]]\nname = "a"\n')
+    with pytest.raises(ContractError, match="did you mean 'judge'"):
+        load_pool(p)
+
+
+def test_descriptor_fields_are_accepted_and_kept(tmp_path):
+    p = tmp_path / "pool.toml"
+    p.write_text('[[models]]\nname = "a"\nfamily = "qwen2.5"\nquantization = "Q4_K_M"\nbenchmark_score = 0.7\n')
+    (m,) = load_pool(p)
+    assert m.extra == {"family": "qwen2.5", "quantization": "Q4_K_M", "benchmark_score": 0.7}
