@@ -108,6 +108,7 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # see flows/cli.py main()
     if job == "demo":
         cmd = [str(py), "-m", "flows.cli", "demo", *rest]
     elif job == "zeta":

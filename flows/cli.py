@@ -82,6 +82,9 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def _train(a: argparse.Namespace, source: str, source_format: str, pool: str | None) -> dict[str, Any]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The embedded server gets 20 s to start by default; on a loaded 2-core machine (load average 11,
+    # measured) it needed more and the whole command failed.  Waiting longer costs nothing when it is fast.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from .train import train_router
 
     return train_router(source=source, source_format=source_format, registry=a.registry, pool=pool,
@@ -154,17 +157,30 @@ def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:
 
 
 def cmd_artifacts(a: argparse.Namespace) -> int:
-    from router_runtime import current_version, list_versions, load_artifact
+    from router_runtime import current_version, load_artifact
     from router_runtime.registry import history, promote, rollback, version_dir
 
+    from .registry_admin import collect_garbage, format_rows, gate_refusal, version_rows
+
     if a.action == "list":
-        cur = current_version(a.registry)
-        for v in list_versions(a.registry):
-            print(("* " if v == cur else "  ") + v)
+        rows = version_rows(a.registry)
+        if a.json:
+            print(json.dumps(rows, indent=1))
+        elif rows:
+            print(format_rows(rows))
+        return 0
+    if a.action == "gc":
+        removed = collect_garbage(a.registry, keep=a.keep, dry_run=a.dry_run)
+        verb = "would remove" if a.dry_run else "removed"
+        print(f"{verb} {len(removed)} version(s), kept the {a.keep} newest, CURRENT and its rollback target"
+              + "".join(f"\n  {v}" for v in removed))
         return 0
     if a.action == "promote":
         if not a.version:
             raise SystemExit("zeta: artifacts promote needs a VERSION")
+        refused = gate_refusal(a.registry, a.version)
+        if refused:
+            print(f"zeta: warning: the promotion gate refused {a.version}: {refused}", file=sys.stderr)
         prev = promote(a.registry, a.version, reason=a.reason or "manual promotion")
         print(f"CURRENT: {prev} -> {a.version}")
         return 0
@@ -305,8 +321,78 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.HelpFormatter):
+    """--help shows each flag's default (when it has one worth showing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    # Subcommand parsers are built with the parent's class: every --help shows defaults.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zeta-router")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        import router_runtime
+
+        return router_runtime.__version__
+
+
+# Flags that mean the same in every command they appear in: their help is written once, here, and
+# given to any such flag that has no text of its own (tests/pipeline/test_cli.py: every flag has help).
+_COMMON_HELP = {
+    "--json": "print the result as JSON",
+    "--seed": "random seed (splits, samples, CatBoost); the same seed reproduces the same result",
+    "--registry": "artifact registry root (versions/, CURRENT, HISTORY.jsonl, reports/)",
+    "--format": "input format: a benchmark table, a raw data set (routeprofile, dcrouter) or outcome logs",
+    "--test-fraction": "share of queries held out for evaluation (split by query_id)",
+    "--iterations": "CatBoost trees",
+    "--pool": "pool TOML: models, capabilities, sizes, context lengths, cost models",
+    "--logs": "directory (or glob) of outcome JSONL logs",
+    "--min-ess": "smallest effective sample size the off-policy gate accepts",
+    "--holdout-fraction": "share of the most recent curated rows kept for the off-policy evaluation",
+    "--max-latency-ms": "exclude models whose expected latency is above this",
+    "--exploration-rate": "for --policy artifact: the logging policy's exploration rate",
+    "--name": "deployment name",
+    "--cron": "schedule (cron expression)",
+    "--timezone": "time zone of the cron schedule",
+    "--port": "TCP port to listen on",
+    "--max-body-bytes": "largest request body accepted (413 above)",
+    "--log-level": "server log level",
+    "--prompt-tokens": "prompt length of each timing run",
+    "--gen-tokens": "tokens generated in each timing run",
+    "--repeats": "timing runs per model",
+    "--threads": "llama.cpp threads per model (default: llama.cpp's choice)",
+    "query": "the query text",
+    "source": "a benchmark table file, a raw data set directory (with --format) or a log directory",
+    "pool": "pool TOML file",
+}
+
+
+def _fill_common_help(ap: argparse.ArgumentParser) -> None:
+    for action in ap._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _fill_common_help(sub)
+        elif not action.help:
+            key = action.option_strings[0] if action.option_strings else action.dest
+            action.help = _COMMON_HELP.get(key)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="zeta", description="Zeta Router: a learned router for local LLMs.")
+    ap = _Parser(prog="zeta", description="Zeta Router: a learned router for local LLMs.")
+    ap.add_argument("--version", action="version", version=f"zeta {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("route", help="route one query and print the decision")
@@ -360,11 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, metavar="DIR", help="write report.json, summary.md and curves.png here")
     p.set_defaults(fn=cmd_evaluate_benchmark)
 
-    p = sub.add_parser("artifacts", help="list, show, promote, roll back, or show the pointer history")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback", "history"])
-    p.add_argument("version", nargs="?")
-    p.add_argument("--registry", default="artifacts")
+    p = sub.add_parser("artifacts", help="list, show, promote, roll back, garbage-collect, or show the pointer "
+                                         "history")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback", "history", "gc"],
+                   help="list: versions with created_at, gate result and figure (* = CURRENT); gc: remove old "
+                        "versions")
+    p.add_argument("version", nargs="?", help="for show and promote")
+    p.add_argument("--registry", default="artifacts", help="registry root")
     p.add_argument("--reason", help="recorded in the registry history")
+    p.add_argument("--keep", type=int, default=10, help="gc: how many newest versions to keep (CURRENT and "
+                                                        "its rollback target are always kept)")
+    p.add_argument("--dry-run", action="store_true", help="gc: print what would be removed")
+    p.add_argument("--json", action="store_true", help="list: as JSON")
     p.set_defaults(fn=cmd_artifacts)
 
     p = sub.add_parser("bench", help="decision latency: runtime (numpy, pure Python) vs CatBoost predict")
@@ -449,20 +542,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print, do not write the pool file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_calibrate)
+    _fill_common_help(ap)
     return ap
 
 
+def _unreachable_api(exc: BaseException) -> bool:
+    """A connection to the Prefect API failed (httpx's errors, wrapped or not, or the OS's)."""
+    while exc is not None:
+        if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") or isinstance(exc, ConnectionError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Prefect's anonymous usage analytics are off unless the operator turns them on.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`zeta ... | head`): stop quietly, and keep Python's exit-time flush of
+        # stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a CLI prints a clear line, not a traceback, for expected errors
         from router_runtime.errors import ZetaError
 
         if isinstance(exc, (ZetaError, FileNotFoundError)):
             print(f"zeta: error: {exc}", file=sys.stderr)
+            return 2
+        if _unreachable_api(exc):
+            url = os.environ.get("PREFECT_API_URL", "(embedded server)")
+            print(f"zeta: error: cannot reach the Prefect API at {url}: {exc}. Start it with `prefect server "
+                  "start` or unset PREFECT_API_URL to use the embedded server.", file=sys.stderr)
             return 2
         raise
 

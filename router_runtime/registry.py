@@ -32,7 +32,7 @@ __all__ = [
     "CURRENT_FILE", "VERSIONS_DIR", "REPORTS_DIR", "HISTORY_FILE", "ROUTER_FILE", "MANIFEST_FILE",
     "versions_dir", "version_dir", "current_file", "reports_dir", "report_path", "history_file",
     "check_version_name", "new_version_name", "current_version", "set_current", "list_versions",
-    "resolve_artifact_dir", "history", "promote", "rollback", "annotate_manifest",
+    "resolve_artifact_dir", "history", "promote", "rollback", "rollback_target", "annotate_manifest",
 ]
 
 CURRENT_FILE = "CURRENT"
@@ -178,6 +178,21 @@ def promote(root: str | os.PathLike, version: str, *, reason: str, action: str =
     return previous
 
 
+def rollback_target(root: str | os.PathLike, version: str) -> str | None:
+    """The version ``rollback`` would go back to from ``version``: the one current before ``version``
+    was last promoted (from the history), else its manifest's parent_version; None when neither."""
+    # Walk back along promotions only: rolling back twice goes two promotions back, not to and fro.
+    for entry in reversed(history(root)):
+        if entry["version"] == version and entry.get("action") == "promote" and entry.get("previous"):
+            return entry["previous"]
+    try:
+        manifest = json.loads((versions_dir(root) / version / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    parent = manifest.get("parent_version") if isinstance(manifest, dict) else None
+    return parent if isinstance(parent, str) and parent else None
+
+
 def rollback(root: str | os.PathLike, *, reason: str = "manual rollback") -> str:
     """Move CURRENT back to the version that was current before the current one was promoted
     (from the history, else the manifest's parent_version).  Returns that version."""
@@ -185,18 +200,7 @@ def rollback(root: str | os.PathLike, *, reason: str = "manual rollback") -> str
     cur = current_version(root)
     if cur is None:
         raise ArtifactNotFoundError("nothing to roll back: the registry has no CURRENT", path=str(root))
-    target = None
-    # Walk back along promotions only: rolling back twice goes two promotions back, not to and fro.
-    for entry in reversed(history(root)):
-        if entry["version"] == cur and entry.get("action") == "promote" and entry.get("previous"):
-            target = entry["previous"]
-            break
-    if target is None:
-        try:
-            manifest = json.loads((versions_dir(root) / cur / MANIFEST_FILE).read_text(encoding="utf-8"))
-            target = manifest.get("parent_version")
-        except (OSError, ValueError):
-            target = None
+    target = rollback_target(root, cur)
     if not target:
         raise ArtifactError(f"no earlier version to roll back to from {cur}", path=str(root))
     promote(root, target, reason=reason, action="rollback")

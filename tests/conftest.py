@@ -16,6 +16,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 _prefect_home = tempfile.mkdtemp(prefix="zeta-prefect-home-")
 os.environ["PREFECT_HOME"] = _prefect_home
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # loaded CI machines start it slowly
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 

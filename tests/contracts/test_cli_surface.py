@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 CLI = {
-    "artifacts": ["--reason", "--registry"],
+    "artifacts": ["--dry-run", "--json", "--keep", "--reason", "--registry"],
     "bench": ["--json", "--quick"],
     "calibrate": ["--dry-run", "--gen-tokens", "--json", "--models", "--prompt-tokens", "--repeats", "--threads"],
     "demo": ["--format", "--iterations", "--pool", "--registry", "--seed", "--source", "--test-fraction"],
