@@ -274,7 +274,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
     """The OpenAI-compatible server in front of the pool's llama.cpp models."""
     from router_runtime.server import build_service, serve
 
-    token = a.token if a.token is not None else os.environ.get("ZETA_TOKEN") or None
+    token = a.token or None
+    if a.memory_budget_mb is None:
+        print("zeta serve: warning: no memory budget (--memory-budget-mb, $ZETA_MEMORY_BUDGET_MB): every model "
+              "stays loaded once used; set one to unload idle models", file=sys.stderr, flush=True)
     service = build_service(a.pool, artifact=a.artifact, log_dir=a.log_dir, memory_budget_mb=a.memory_budget_mb,
                             max_hops=a.max_hops, cooldown_s=a.cooldown_s, timeout_s=a.timeout_s,
                             n_threads=a.threads, reload_interval_ms=a.reload_interval_ms or None)
@@ -388,6 +391,38 @@ def _fill_common_help(ap: argparse.ArgumentParser) -> None:
         elif not action.help:
             key = action.option_strings[0] if action.option_strings else action.dest
             action.help = _COMMON_HELP.get(key)
+
+
+def _env_defaults(p: argparse.ArgumentParser, prefix: str = "ZETA_") -> None:
+    """Every flag of ``p`` can also be set by an environment variable (``--memory-budget-mb`` by
+    ``ZETA_MEMORY_BUDGET_MB``); a flag on the command line wins.  For services started by a supervisor
+    or a container, where the environment is the configuration.  A bad value is a usage error of that
+    command only (``main`` reports it), not of every command."""
+    errors: list[str] = []
+    for action in p._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        var = prefix + action.dest.upper()
+        action.help = f"{action.help or ''} [env {var}]".strip()
+        raw = os.environ.get(var)
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            if raw.strip().lower() not in ("1", "true", "yes", "0", "false", "no", ""):
+                errors.append(f"${var}: expected 1/true/yes or 0/false/no, got {raw!r}")
+                continue
+            value: Any = raw.strip().lower() in ("1", "true", "yes")
+        else:
+            try:
+                value = action.type(raw) if action.type else raw
+            except (TypeError, ValueError):
+                errors.append(f"${var}: invalid value {raw!r} for {action.option_strings[0]}")
+                continue
+            if action.choices is not None and value not in action.choices:
+                errors.append(f"${var}: {raw!r} is not one of {', '.join(map(str, action.choices))}")
+                continue
+        p.set_defaults(**{action.dest: value})
+    p.set_defaults(env_errors=errors)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(missing: route by rules and say so)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (default: $ZETA_TOKEN)")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
     p.add_argument("--log-dir", default="logs", help="outcome log directory (JSONL, rotated)")
     p.add_argument("--memory-budget-mb", type=float, default=None, help="unload idle models above this")
     p.add_argument("--max-hops", type=int, default=2, help="fallbacks per request after a failure")
@@ -543,7 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_calibrate)
     _fill_common_help(ap)
+    _env_defaults(_subcommand(ap, "serve"))
     return ap
+
+
+def _subcommand(ap: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    (action,) = [a for a in ap._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices[name]
 
 
 def _unreachable_api(exc: BaseException) -> bool:
@@ -558,7 +599,10 @@ def _unreachable_api(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     # Prefect's anonymous usage analytics are off unless the operator turns them on.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if getattr(args, "env_errors", None):
+        _subcommand(ap, args.command).error("; ".join(args.env_errors))
     try:
         return args.fn(args)
     except KeyboardInterrupt:

@@ -113,3 +113,26 @@ def test_a_dead_prefect_api_url_is_one_clear_line_not_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "cannot reach the Prefect API at http://127.0.0.1:9/api" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+
+
+def test_serve_options_come_from_the_environment_and_the_command_line_wins(monkeypatch):
+    monkeypatch.setenv("ZETA_PORT", "9123")
+    monkeypatch.setenv("ZETA_MEMORY_BUDGET_MB", "2048")
+    monkeypatch.setenv("ZETA_TOKEN", "s3cret")
+    monkeypatch.setenv("ZETA_LOG_LEVEL", "debug")
+    a = build_parser().parse_args(["serve", "pool.toml"])
+    assert (a.port, a.memory_budget_mb, a.token, a.log_level) == (9123, 2048.0, "s3cret", "debug")
+    assert build_parser().parse_args(["serve", "pool.toml", "--port", "7000"]).port == 7000
+    text = " ".join(_subparsers(build_parser())["serve"].format_help().split())
+    assert "[env ZETA_MEMORY_BUDGET_MB]" in text
+
+
+@pytest.mark.parametrize("var,value", [("ZETA_PORT", "eighty"), ("ZETA_LOG_LEVEL", "loud")])
+def test_a_bad_environment_value_is_a_usage_error_of_serve_only(monkeypatch, capsys, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "pool.toml"])
+    assert e.value.code == 2 and f"${var}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # other commands do not read it
+        main(["--version"])
+    assert e.value.code == 0
