@@ -8,6 +8,10 @@ serialises writers and every line goes out in one ``os.write`` on an ``O_APPEND`
 loses at most the line being written, and a torn last line is quarantined by ingestion, never fatal.
 A write that fails half-way (a full disk) closes the file, so the next line starts a fresh one
 instead of being glued onto the torn half.
+
+``RecordFile`` is the same guarantee for a batch writer (shadow replay, a judge): one new file
+``<prefix>-<UTC yyyymmddTHHMMSSZ>-<8 hex>.jsonl`` per run, whole lines, fsync of the file and its
+directory on ``close``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from .records import OutcomeRecord
 
-__all__ = ["OutcomeLogger"]
+__all__ = ["OutcomeLogger", "RecordFile"]
 
 
 class OutcomeLogger:
@@ -70,11 +74,8 @@ class OutcomeLogger:
                 self._fd = None
             if self._fd is None:
                 self._open()
-            view = memoryview(data)
             try:
-                while view:  # os.write may write less than asked (signals, full disks)
-                    n = os.write(self._fd, view)
-                    view = view[n:]
+                _write_all(self._fd, data)
                 if self.fsync:
                     os.fsync(self._fd)
             except BaseException:
@@ -95,6 +96,69 @@ class OutcomeLogger:
                 self._fd = None
 
     def __enter__(self) -> "OutcomeLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # os.write may write less than asked (signals, full disks)
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class RecordFile:
+    """One new JSONL file of records written by one batch run, in ``directory``.
+
+    Created with ``O_EXCL`` (never someone else's file) on the first ``write``; each record is one
+    ``os.write`` on an ``O_APPEND`` descriptor, so a crash loses at most the line being written and
+    every earlier line is whole.  ``close`` fsyncs the file and its directory.  Not thread-safe: one
+    batch writer owns it."""
+
+    def __init__(self, directory: str | os.PathLike, prefix: str):
+        if not prefix or "/" in prefix or os.sep in prefix:
+            raise ValueError(f"prefix must be a plain file name part, got {prefix!r}")
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.path: Path | None = None
+        self.lines = 0
+        self._fd: int | None = None
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        while True:
+            path = self.directory / f"{self.prefix}-{stamp}-{secrets.token_hex(4)}.jsonl"
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            self.path = path
+            return
+
+    def write(self, record: OutcomeRecord) -> None:
+        if self._fd is None:
+            self._open()
+        _write_all(self._fd, record.to_line().encode("utf-8"))
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def __enter__(self) -> "RecordFile":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -293,3 +293,24 @@ def test_directory_is_created(tmp_path):
     with OutcomeLogger(d) as log:
         log.write(rec(1))
     assert files_of(d) and json.loads(files_of(d)[0].read_text())["decision_id"] == "d-1"
+
+
+def test_record_file_writes_one_new_file_of_whole_lines(tmp_path):
+    import re
+
+    from router_runtime.logger import RecordFile
+    from router_runtime.records import OutcomeRecord, parse_outcome_line
+
+    recs = [OutcomeRecord(decision_id=f"r{i}", ts="2026-03-01T00:00:00Z", candidates=("m",), model="m",
+                          propensity=1.0, success=True, query=f"q{i}") for i in range(3)]
+    empty = RecordFile(tmp_path / "out", "shadow")
+    empty.close()
+    assert empty.path is None and not (tmp_path / "out").exists()  # nothing to write: no file
+    with RecordFile(tmp_path / "out", "shadow") as a, RecordFile(tmp_path / "out", "shadow") as b:
+        for r in recs:
+            a.write(r)
+        b.write(recs[0])
+    assert a.path != b.path and a.lines == 3 and b.lines == 1
+    assert re.fullmatch(r"shadow-\d{8}T\d{6}Z-[0-9a-f]{8}\.jsonl", a.path.name)
+    assert [parse_outcome_line(x) for x in a.path.read_bytes().splitlines()] == recs
+    a.close()  # a second close is harmless
