@@ -17,7 +17,8 @@ The contract, in full:
 
 Optional methods a backend may add (``BackendBase`` gives harmless defaults): ``loaded_models(mode)``
 for the load penalty, ``count_tokens(model, text)`` and ``context_window(model)`` for exact context
-fit, ``status()`` for ``/health``, ``close()``.
+fit, ``memory_problem(model)`` (why a model can never load under the backend's memory budget),
+``status()`` for ``/health``, ``close()``.
 
 ``FunctionBackend`` wraps a plain function ``fn(model, request)`` (return a string, an iterable of
 strings and events, or a list of vectors for an embed request; raise to fail): the fake that unit tests
@@ -106,6 +107,10 @@ class BackendBase:
 
     def context_window(self, model: ModelInfo) -> int | None:
         return model.context_length
+
+    def memory_problem(self, model: ModelInfo) -> str | None:
+        """Why ``model`` can never be loaded within this backend's memory budget, or None."""
+        return None
 
     def status(self) -> dict[str, Any]:
         return {}

@@ -320,12 +320,18 @@ class LlamaBackend(BackendBase):
             return model.memory_mb
         return os.path.getsize(self._paths[model.name]) / (1 << 20)
 
+    def memory_problem(self, model: ModelInfo) -> str | None:
+        need = self._estimate_mb(model)
+        if self.memory_budget_mb is not None and need > self.memory_budget_mb:
+            return f"needs ~{need:.0f} MB, more than the whole memory budget of {self.memory_budget_mb:.0f} MB"
+        return None
+
     def _checkout(self, model: ModelInfo, kind: str, deadline: float | None) -> tuple[_Instance, float | None]:
         key = (model.name, kind)
         need = self._estimate_mb(model)
-        if self.memory_budget_mb is not None and need > self.memory_budget_mb:
-            raise BackendError(model.name, f"needs ~{need:.0f} MB, more than the whole memory budget "
-                                           f"of {self.memory_budget_mb:.0f} MB")
+        problem = self.memory_problem(model)
+        if problem is not None:
+            raise BackendError(model.name, problem)
         to_free: list[_Instance] = []
         with self._cond:
             while True:

@@ -73,12 +73,12 @@ from ..router import Decision, Outcome, Router
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
 from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
 from .metrics import Metrics
-from .signals import detect, outcome_fields
+from .signals import attempt_cost, detect, outcome_fields
 from .stream import CompletionStream
 from .writer import RecordWriter, write_record
 
 __all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty",
-           "decision_header", "AUTO"]
+           "decision_header", "AUTO", "context_problem"]
 
 log = logging.getLogger("zeta.serving")
 
@@ -387,30 +387,7 @@ class RoutingService:
         return d, order[: 1 + self.max_hops]
 
     def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
-        """Why the prompt cannot fit ``name``'s context (exact token count), or None.  Counting is
-        skipped while the prompt's UTF-8 size is below the context: a token covers at least a byte."""
-        model = self.model(name)
-        window_fn = getattr(self.backend, "context_window", None)
-        window = window_fn(model) if window_fn is not None else model.context_length
-        if window is None:
-            return None
-        texts = list(request.inputs) if request.mode == "embed" else [text]
-        overhead = _CHAT_OVERHEAD_TOKENS * len(request.messages) if request.mode == "chat" else 0
-        # 4 bytes a character at most: most prompts are clearly short enough without encoding them.
-        if all(4 * len(t) + overhead + 2 < window or len(t.encode("utf-8", errors="replace")) + overhead + 2 < window
-               for t in texts):
-            return None
-        count = getattr(self.backend, "count_tokens", None)
-        if count is None:
-            return None
-        for t in texts:
-            try:
-                n = count(model, t)
-            except Exception:  # counting is an optimisation: the model itself will refuse if it must
-                return None
-            if n is not None and n + overhead >= window:
-                return f"prompt of {n} tokens does not fit the context of {window}"
-        return None
+        return context_problem(self.backend, self.model(name), request, text)
 
     # -- generating -------------------------------------------------------------------------------
     def _serve(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
@@ -548,12 +525,8 @@ class RoutingService:
             success, error = False, str(got.error)
         else:
             success, error, quality, source = outcome_fields(signals, got.json_error, request.max_tokens)
-        if name in self._pool_index()[3]:  # cost in ms of this machine: the measured time is the cost
-            cost = got.latency_ms
-        else:
-            cost = model.expected_cost(len(text))
-            if f is not None and f.load_ms is not None and model.load_cost:
-                cost += model.load_cost
+        cost = attempt_cost(model, got.latency_ms, len(text), f is not None and f.load_ms is not None,
+                            in_ms=name in self._pool_index()[3])
         outcome = Outcome(
             success=success, latency_ms=round(got.latency_ms, 3),
             ttft_ms=None if got.ttft_ms is None else round(got.ttft_ms, 3),
@@ -574,6 +547,33 @@ class RoutingService:
             self._writer.submit(d, outcome)
             return None, outcome
         return write_record(self.router, self.metrics, d, outcome), outcome
+
+
+def context_problem(backend: Backend, model: ModelInfo, request: GenerationRequest, text: str) -> str | None:
+    """Why the prompt cannot fit ``model``'s context (exact token count when ``backend`` can count),
+    or None.  Counting is skipped while the prompt's UTF-8 size is below the context: a token covers
+    at least a byte.  ``text`` is ``request_text(request)``."""
+    window_fn = getattr(backend, "context_window", None)
+    window = window_fn(model) if window_fn is not None else model.context_length
+    if window is None:
+        return None
+    texts = list(request.inputs) if request.mode == "embed" else [text]
+    overhead = _CHAT_OVERHEAD_TOKENS * len(request.messages) if request.mode == "chat" else 0
+    # 4 bytes a character at most: most prompts are clearly short enough without encoding them.
+    if all(4 * len(t) + overhead + 2 < window or len(t.encode("utf-8", errors="replace")) + overhead + 2 < window
+           for t in texts):
+        return None
+    count = getattr(backend, "count_tokens", None)
+    if count is None:
+        return None
+    for t in texts:
+        try:
+            n = count(model, t)
+        except Exception:  # counting is an optimisation: the model itself will refuse if it must
+            return None
+        if n is not None and n + overhead >= window:
+            return f"prompt of {n} tokens does not fit the context of {window}"
+    return None
 
 
 class _CancelledError(BackendError):

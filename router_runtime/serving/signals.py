@@ -4,15 +4,17 @@
 them into the OutcomeRecord v1 fields (success, error, quality, quality_source) as the table in
 ``router_runtime.serving.service`` documents.  A truncated answer is usable: its error names the
 signal and its quality stays unknown; an empty or invalid one is a failed check with quality 0.
+``attempt_cost`` is the cost field of one attempt (the service's records and shadow replay's).
 """
 
 from __future__ import annotations
 
 import json
 
+from ..pool import ModelInfo
 from .backends import GenerationRequest
 
-__all__ = ["SIGNAL_TEXT", "detect", "outcome_fields"]
+__all__ = ["SIGNAL_TEXT", "detect", "outcome_fields", "attempt_cost"]
 
 SIGNAL_TEXT = {"empty": "empty answer", "invalid_json": "invalid JSON",
                "truncated": "truncated at max_tokens"}
@@ -47,3 +49,17 @@ def outcome_fields(signals: tuple[str, ...], json_error: str | None,
     if bad:
         return False, "; ".join(notes), 0.0, "check"
     return True, "; ".join(notes) or None, None, None
+
+
+def attempt_cost(model: ModelInfo, latency_ms: float, chars: int, loaded: bool, *,
+                 in_ms: bool | None = None) -> float:
+    """The logged cost of one call: its measured wall time when the model's cost is the local cost
+    model's milliseconds (a load is then in the time), else the pool's expected cost for ``chars``
+    query characters, plus ``load_cost`` when this call ``loaded`` the model.  ``in_ms``: the
+    caller's cached ``model.cost_in_ms``."""
+    if model.cost_in_ms if in_ms is None else in_ms:
+        return latency_ms
+    cost = model.expected_cost(chars)
+    if loaded and model.load_cost:
+        cost += model.load_cost
+    return cost
