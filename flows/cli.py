@@ -255,6 +255,20 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow(a: argparse.Namespace) -> int:
+    """Replay a seeded sample of logged queries on the pool's other eligible models (flow zeta-shadow)."""
+    _need_pipeline()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .shadow import shadow_flow, summary_lines
+
+    given = {"rate": a.rate, "max_tokens": a.max_tokens}  # absent: the flow's defaults (one place)
+    s = shadow_flow(logs=a.logs, pool=a.pool, max_runs=a.max_runs, time_budget_s=a.time_budget_s, seed=a.seed,
+                    memory_budget_mb=a.memory_budget_mb, threads=a.threads,
+                    **{k: v for k, v in given.items() if v is not None})
+    print(json.dumps(s, indent=1) if a.json else "\n".join(summary_lines(s)))
+    return 0
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     _need_pipeline()
     from .deploy import pipeline_deployment, register, serve
@@ -537,6 +551,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "--task-runner dask); without it, dask starts a LocalCluster for the run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("shadow", help="replay a seeded sample of logged queries on the pool's other models "
+                                      "(shadow records for the judge and for full-information rows)")
+    p.add_argument("--logs", required=True, help="the outcome log directory (shadow records go to <logs>/shadow/)")
+    p.add_argument("--pool", required=True, help="pool TOML with a gguf path per model")
+    p.add_argument("--rate", type=float, default=None, help="share of logged decisions replayed "
+                   "(default flows.shadow.DEFAULT_RATE, 0.1)")
+    p.add_argument("--max", type=int, default=None, dest="max_runs", help="at most this many shadow runs")
+    p.add_argument("--time-budget-s", type=float, default=None, help="start no shadow run after this many seconds")
+    p.add_argument("--seed", type=int, default=0, help="the sample (and the models' sampling seed)")
+    p.add_argument("--memory-budget-mb", type=float, default=None, help="unload idle models above this")
+    p.add_argument("--max-tokens", type=int, default=None, help="tokens per shadow answer "
+                   "(default flows.shadow.DEFAULT_MAX_TOKENS, 256)")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_shadow)
 
     p = sub.add_parser("deploy", help="schedule the production loop as a Prefect deployment")
     p.add_argument("--logs", required=True)

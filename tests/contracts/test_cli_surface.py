@@ -30,6 +30,8 @@ CLI = {
     "route": ["--artifact", "--candidates", "--cost-weight", "--json", "--kind", "--max-latency-ms", "--pool"],
     "serve": ["--artifact", "--cooldown-s", "--host", "--log-dir", "--log-level", "--max-body-bytes", "--max-hops",
               "--memory-budget-mb", "--port", "--reload-interval-ms", "--threads", "--timeout-s", "--token"],
+    "shadow": ["--json", "--logs", "--max", "--max-tokens", "--memory-budget-mb", "--pool", "--rate", "--seed",
+               "--threads", "--time-budget-s"],
     "simulate-logs": ["--artifact", "--days", "--exploration-rate", "--format", "--out", "--policy", "--rows",
                       "--seed"],
     "train": ["--format", "--iterations", "--json", "--no-promote", "--pool", "--registry", "--seed",
@@ -41,6 +43,7 @@ FLOWS = {  # import path of the flow object -> its registered Prefect name
     "flows.pipeline:train_router": "zeta-train-router",
     "flows.production:run_pipeline": "zeta-pipeline",
     "flows.evaluate.benchmark:evaluate_benchmark": "zeta-evaluate-benchmark",
+    "flows.shadow:shadow_flow": "zeta-shadow",
     "flows.benchmark_eval:evaluate_benchmark": "zeta-evaluate-benchmark",
 }
 
