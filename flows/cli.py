@@ -271,16 +271,21 @@ def cmd_shadow(a: argparse.Namespace) -> int:
 
 def cmd_deploy(a: argparse.Namespace) -> int:
     _need_pipeline()
-    from .deploy import pipeline_deployment, register, serve
+    from .deploy import loop_deployments, register, serve
 
     if not os.environ.get("PREFECT_API_URL"):
         print("zeta deploy: PREFECT_API_URL is not set; schedules only fire against a Prefect server "
               "(prefect server start), not the temporary embedded one", file=sys.stderr)
-    dep = pipeline_deployment(logs=a.logs, registry=a.registry, name=a.name, cron=a.cron, timezone=a.timezone)
+    deps = loop_deployments(logs=a.logs, registry=a.registry, pool=a.pool, cron=a.cron, shadow_cron=a.shadow_cron,
+                            timezone=a.timezone, name=a.name)
     if a.register_only:
-        print(f"registered deployment {a.name} ({a.cron} {a.timezone}): {register(dep, a.work_pool)}")
+        for dep in deps:
+            when = ", ".join(str(s.schedule.cron) for s in dep.schedules) or "after " + ", ".join(
+                t.name for t in dep.triggers)
+            print(f"registered deployment {dep.flow_name}/{dep.name} ({when} {a.timezone}): "
+                  f"{register(dep, a.work_pool)}")
         return 0
-    serve(dep)
+    serve(*deps)
     return 0
 
 
@@ -572,7 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", required=True)
     p.add_argument("--registry", default="artifacts")
     p.add_argument("--name", default="zeta-nightly")
-    p.add_argument("--cron", default="0 3 * * *")
+    p.add_argument("--cron", default="0 3 * * *", help="the pipeline's schedule")
+    p.add_argument("--pool", default=None, help="pool TOML: also deploy shadow replay (--shadow-cron) and the "
+                                                "judge (after each shadow run) before the pipeline")
+    p.add_argument("--shadow-cron", default="0 1 * * *", help="shadow replay's off-peak schedule (with --pool)")
     p.add_argument("--timezone", default="UTC")
     p.add_argument("--register-only", action="store_true", help="register with the server and exit")
     p.add_argument("--work-pool", default=None, help="with --register-only: the work pool that runs it")

@@ -20,7 +20,8 @@ CLI = {
     "bench": ["--json", "--quick"],
     "calibrate": ["--dry-run", "--gen-tokens", "--json", "--models", "--prompt-tokens", "--repeats", "--threads"],
     "demo": ["--format", "--iterations", "--pool", "--registry", "--seed", "--source", "--test-fraction"],
-    "deploy": ["--cron", "--logs", "--name", "--register-only", "--registry", "--timezone", "--work-pool"],
+    "deploy": ["--cron", "--logs", "--name", "--pool", "--register-only", "--registry", "--shadow-cron", "--timezone",
+               "--work-pool"],
     "evaluate-benchmark": ["--bandit", "--format", "--iterations", "--json", "--report", "--seed",
                            "--split-column", "--test-fraction"],
     "import-benchmark": ["--format", "--out"],
@@ -45,6 +46,11 @@ FLOWS = {  # import path of the flow object -> its registered Prefect name
     "flows.evaluate.benchmark:evaluate_benchmark": "zeta-evaluate-benchmark",
     "flows.shadow:shadow_flow": "zeta-shadow",
     "flows.benchmark_eval:evaluate_benchmark": "zeta-evaluate-benchmark",
+}
+
+DEPLOYMENTS = {  # prefect.yaml entrypoint -> deployment name (names users see in the Prefect UI and CLI)
+    "flows/production.py:run_pipeline": "zeta-nightly",
+    "flows/shadow.py:shadow_flow": "zeta-shadow-nightly",
 }
 
 # Every `from flows.X import Y` of the README, the scripts and the tests before the layout change:
@@ -113,12 +119,12 @@ def test_prefect_yaml_entrypoints_resolve_to_flows():
     from prefect import Flow
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
-    entrypoints = [d["entrypoint"] for d in doc["deployments"]]
-    assert entrypoints == ["flows/production.py:run_pipeline"]
+    entrypoints = {d["entrypoint"]: d["name"] for d in doc["deployments"]}
+    assert entrypoints == DEPLOYMENTS
     for ep in entrypoints:
         file, _, name = ep.partition(":")
         flow = _resolve(file.removesuffix(".py").replace("/", ".") + ":" + name)
-        assert isinstance(flow, Flow) and flow.name == "zeta-pipeline"
+        assert isinstance(flow, Flow) and flow.name == FLOWS[file.removesuffix(".py").replace("/", ".") + ":" + name]
 
 
 @pytest.mark.parametrize("module", sorted(IMPORTS))
