@@ -479,7 +479,7 @@ class RoutingService:
         client_limit = options.timeout_s is not None and (self.timeout_s <= 0 or options.timeout_s < self.timeout_s)
         timeout = options.timeout_s if client_limit else self.timeout_s
         attempts: list[Attempt] = []
-        timeouts = 0
+        timeouts = broken = 0
         previous: str | None = None
         for hop, name in enumerate(order):
             model = self.model(name)
@@ -497,6 +497,7 @@ class RoutingService:
                                        attempts=tuple(attempts))
                 self._failed(name, got.error)
                 timeouts += isinstance(got.error, BackendTimeoutError)  # the client's limit included
+                broken += isinstance(got.error, ModelUnavailableError)
                 if got.streamed:  # tokens already went out: no other model can take over now
                     raise ServingError(f"{name} failed mid-stream: {got.error}", status=502, code="backend_error",
                                        attempts=tuple(attempts))
@@ -518,9 +519,10 @@ class RoutingService:
         self.metrics.observe("zeta_request_duration_seconds", time.perf_counter() - t_start, {"model": "none"})
         last = attempts[-1].error if attempts else "no model was tried"
         timed_out = bool(attempts) and timeouts == len(attempts)
+        status, code = (504, "timeout") if timed_out else (503, "model_unavailable") if (
+            attempts and broken == len(attempts)) else (502, "backend_error")
         raise ServingError(f"no model could answer after {len(attempts)} attempt(s); last error: {last}",
-                           status=504 if timed_out else 502, code="timeout" if timed_out else "backend_error",
-                           attempts=tuple(attempts))
+                           status=status, code=code, attempts=tuple(attempts))
 
     def _attempt(self, model: ModelInfo, request: GenerationRequest, deadline: float | None, timeout: float,
                  cancel: threading.Event | None, streaming: bool, client_limit: bool = False) -> Iterator[TextDelta]:
