@@ -304,7 +304,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     print(f"zeta serve: {len(service.pool)} models ({', '.join(m.name for m in service.pool)}); "
           f"router: {'artifact ' + r.artifact_version if r.artifact is not None else 'rules (' + str(r.problem) + ')'}; "
           f"outcome log: {a.log_dir or 'off'}; auth: {'bearer token' if token else 'none'}", flush=True)
-    serve(service, host=a.host, port=a.port, token=token, max_body_bytes=a.max_body_bytes, log_level=a.log_level)
+    serve(service, host=a.host, port=a.port, token=token, max_body_bytes=a.max_body_bytes, log_level=a.log_level,
+          body_timeout_s=a.body_timeout_s, header_timeout_s=a.header_timeout_s, keep_alive_s=a.keep_alive_s,
+          limit_concurrency=a.limit_concurrency)
     return 0
 
 
@@ -599,6 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown-s", type=float, default=30.0, help="how long a failing model rests")
     p.add_argument("--timeout-s", type=float, default=300.0, help="limit of each attempt")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20)
+    p.add_argument("--header-timeout-s", type=float, default=10.0,
+                   help="close a connection whose request headers are not complete within this")
+    p.add_argument("--body-timeout-s", type=float, default=30.0, help="answer 408 to a body not received within this")
+    p.add_argument("--keep-alive-s", type=int, default=5, help="close an idle keep-alive connection after this")
+    p.add_argument("--limit-concurrency", type=int, default=None,
+                   help="connections beyond this get 503 at once (default: what `ulimit -n` allows, at most 256)")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
     p.add_argument("--reload-interval-ms", type=float, default=1000.0,
                    help="pick up newly promoted artifacts: stat the registry's CURRENT at most this often (0: off)")

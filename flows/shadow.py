@@ -46,7 +46,6 @@ a new file, whole lines, fsync at the end), inside the logs directory so ingest 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections import Counter, defaultdict

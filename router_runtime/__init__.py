@@ -29,6 +29,7 @@ from .errors import (
     ContextOverflowError,
     ContractError,
     MissingDependencyError,
+    ModelUnavailableError,
     SchemaVersionError,
     ServingError,
     UnknownOpError,
@@ -97,5 +98,5 @@ __all__ = [
     # errors
     "ZetaError", "ContractError", "SchemaVersionError", "UnknownOpError", "ArtifactError",
     "ArtifactNotFoundError", "ArtifactIntegrityError", "ArtifactParityError", "MissingDependencyError",
-    "BackendError", "BackendTimeoutError", "ContextOverflowError", "ServingError",
+    "BackendError", "BackendTimeoutError", "ContextOverflowError", "ModelUnavailableError", "ServingError",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ContractError
 
-__all__ = ["is_number", "is_finite", "is_integer", "finite", "integer", "boolean", "string", "mapping"]
+__all__ = ["is_number", "is_finite", "is_integer", "finite", "integer", "boolean", "string", "mapping", "unicode_text"]
 
 
 def is_number(v: Any) -> bool:
@@ -65,4 +65,15 @@ def string(v: Any, field: str) -> str:
 def mapping(v: Any, field: str) -> dict:
     if not isinstance(v, dict):
         raise ContractError(field, f"must be an object, got {type(v).__name__}")
+    return v
+
+
+def unicode_text(v: str, field: str) -> str:
+    """``v`` if it is valid Unicode, or ContractError naming ``field``.  JSON lets a client send a lone
+    surrogate (``"\\ud800"``); no tokenizer can encode it, so it is the request's fault, refused before
+    any model sees it rather than failing inside one."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ContractError(field, f"lone surrogate at index {exc.start}: not valid Unicode text") from None
     return v

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .candidates import IDENTITY_PREFIX, candidate_vector, is_candidate_input
 from .features import FeatureSpec
+from .policy import check_cost_weight
 from .pool import ModelInfo, parse_model
 from .registry import (  # noqa: F401  (the registry names re-exported at their old path)
     _MANIFEST_OWNED,
@@ -281,8 +282,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
     )
     if policy.typical_chars is not None and policy.typical_chars < 0:
         raise ContractError("policy.typical_chars", f"must be >= 0, got {policy.typical_chars}")
-    if policy.cost_weight < 0:
-        raise ContractError("policy.cost_weight", f"must be >= 0, got {policy.cost_weight}")
+    check_cost_weight(policy.cost_weight, "policy.cost_weight")
     if policy.cost_scale <= 0:
         raise ContractError("policy.cost_scale", f"must be > 0, got {policy.cost_scale}")
     return Artifact(

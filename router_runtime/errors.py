@@ -11,7 +11,9 @@
     │   └── ArtifactParityError    export: runtime predictions differ from CatBoost's
     ├── BackendError               a model could not answer (load failure, generation error); carries .model
     │   ├── BackendTimeoutError    no answer, or no free instance of the model, before the deadline
-    │   └── ContextOverflowError   the prompt does not fit the model's context window
+    │   ├── ContextOverflowError   the prompt does not fit the model's context window
+    │   └── ModelUnavailableError  the model cannot serve until its file changes (corrupt file, larger
+    │                              than the whole memory budget): out of the pool, not cooling down
     ├── ServingError               the serving layer cannot answer a request: no capable model, an unknown
     │                              model, every fallback failed; carries .status (HTTP), .code, .param
     └── MissingDependencyError     an optional dependency (numpy, llama_cpp, the serve extra) is absent
@@ -36,6 +38,7 @@ __all__ = [
     "BackendError",
     "BackendTimeoutError",
     "ContextOverflowError",
+    "ModelUnavailableError",
     "ServingError",
 ]
 
@@ -116,6 +119,14 @@ class ContextOverflowError(BackendError):
     """The prompt does not fit the model's context window: another model may take it, this one is fine."""
 
     cooldown = False
+
+
+class ModelUnavailableError(BackendError):
+    """A failure that trying again cannot cure: the model's file is corrupt, missing, or the model alone
+    needs more than the whole memory budget.  The backend keeps the model out of the pool until its
+    file changes (another inode, size or modification time), so fallback spends no hop on it."""
+
+    cooldown = False  # not resting: excluded outright, until the file changes
 
 
 class ServingError(ZetaError):

@@ -31,11 +31,26 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from ._checks import is_finite
 from .errors import ContractError
 
-__all__ = ["Exploration", "choice_probabilities", "MAX_EXPLORATION_RATE", "rank_key", "rank_scores"]
+__all__ = ["Exploration", "choice_probabilities", "MAX_EXPLORATION_RATE", "MAX_COST_WEIGHT", "check_cost_weight",
+           "rank_key", "rank_scores"]
 
 MAX_EXPLORATION_RATE = 0.5  # beyond this the router is a random policy with extra steps
+# The cost weight λ is unit-free (1 = the dearest model must be worth one whole quality point more):
+# beyond a million every choice is already "the cheapest", and λ × cost stays far from overflow, so
+# every utility is finite (1e308 made them -inf and the answer's header unserialisable).
+MAX_COST_WEIGHT = 1e6
+
+
+def check_cost_weight(v: Any, field: str = "cost_weight") -> float:
+    """``v`` as a cost weight in [0, MAX_COST_WEIGHT], or ContractError naming ``field``: the one
+    check for a request's, a caller's and an artifact's λ."""
+    if not is_finite(v) or not 0 <= v <= MAX_COST_WEIGHT:
+        shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+        raise ContractError(field, f"must be a number in [0, {MAX_COST_WEIGHT:g}], got {shown}")
+    return float(v)
 
 
 def rank_key(utility: float, cost: float, model: str) -> tuple[float, float, str]:

@@ -30,6 +30,12 @@ features           list[float] or null             the query's feature vector, l
 cost               float >= 0 or null              cost of the call in the pool's cost unit, when known
 =================  ==============================  ==========================================================
 
+Client errors: a failure the client caused (its own ``timeout_ms`` ran out, it cancelled or went away)
+is written with success false and an ``error`` that starts with ``CLIENT_ERROR_PREFIX`` ("client:").
+It says nothing about the model's quality: training and evaluation leave such records out (filter
+``error`` on that prefix); they stay in the log for traffic accounting.  Text the client sent that no
+model could read (a lone surrogate) is refused before routing and leaves no record at all.
+
 (*) A later line of the same decision_id with quality_source "user" and a quality is explicit feedback on
 that outcome (what ``RoutingService.feedback`` writes): ingestion keeps it apart and its readers give the
 decision's record the quality of its latest feedback (see ``flows/ingest.py``).  Any other repeated
@@ -58,6 +64,8 @@ __all__ = [
     "OUTCOME_SCHEMA_VERSION",
     "QUALITY_SOURCES",
     "MAX_LINE_BYTES",
+    "CLIENT_ERROR_PREFIX",
+    "is_client_error",
     "OutcomeRecord",
     "parse_outcome",
     "parse_outcome_line",
@@ -66,6 +74,12 @@ __all__ = [
 OUTCOME_SCHEMA_VERSION = 1
 QUALITY_SOURCES = frozenset({"judge", "user", "check", "benchmark"})
 MAX_LINE_BYTES = 1 << 20  # a line above this is refused whole rather than half-parsed
+CLIENT_ERROR_PREFIX = "client:"  # error of a failure the client caused: never a training label
+
+
+def is_client_error(error: str | None) -> bool:
+    """True for the ``error`` of a client-caused failure (see "Client errors" above)."""
+    return error is not None and error.startswith(CLIENT_ERROR_PREFIX)
 _SHA256 = re.compile("[0-9a-f]{64}")
 _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|\+00:00)")
 

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._checks import is_finite
 from .artifact import Artifact, load_artifact
 from .engines import ENGINES, available_engines, build_parts, resolve_engine
 from .errors import ContractError, ZetaError
 from .ids import new_id, utc_now
-from .policy import Exploration, choice_probabilities, rank_scores
+from .policy import Exploration, check_cost_weight, choice_probabilities, rank_scores
 from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .registry import current_file, resolve_artifact_dir
@@ -176,6 +175,7 @@ class Router:
         self._index_cache: tuple[tuple[ModelInfo, ...], dict[str, ModelInfo]] | None = None
         self._eligible_cache: tuple[tuple[ModelInfo, ...], dict] | None = None
         self.reload_error: str | None = None  # why the last reload was refused (old artifact kept)
+        self.reloads_refused = 0               # how many reloads were refused since this router started
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -264,6 +264,7 @@ class Router:
                 artifact = load_artifact(target)
             except (ZetaError, OSError) as exc:
                 self.reload_error = f"{type(exc).__name__}: {exc}"
+                self.reloads_refused += 1
                 return False
             self.swap(artifact)
             self.reload_error = None
@@ -317,8 +318,8 @@ class Router:
         """Choose a model for ``query``.  Deterministic for the same inputs and artifact."""
         if not isinstance(kind, str) or not kind:
             raise ContractError("kind", f"must be a non-empty string, got {kind!r}")
-        if cost_weight is not None and (not is_finite(cost_weight) or cost_weight < 0):
-            raise ContractError("cost_weight", f"must be a finite number >= 0, got {cost_weight!r}")
+        if cost_weight is not None:
+            check_cost_weight(cost_weight)
         if max_latency_ms is not None and (not isinstance(max_latency_ms, (int, float)) or max_latency_ms <= 0):
             raise ContractError("max_latency_ms", f"must be a positive number, got {max_latency_ms!r}")
         if candidates is not None:

@@ -18,7 +18,8 @@ The contract, in full:
 Optional methods a backend may add (``BackendBase`` gives harmless defaults): ``loaded_models(mode)``
 for the load penalty, ``count_tokens(model, text)`` and ``context_window(model)`` for exact context
 fit, ``memory_problem(model)`` (why a model can never load under the backend's memory budget),
-``status()`` for ``/health``, ``close()``.
+``status()`` for ``/health``, ``unavailable_models()`` for models that cannot serve until their
+file changes (a ``ModelUnavailableError`` put them there), ``close()``.
 
 ``FunctionBackend`` wraps a plain function ``fn(model, request)`` (return a string, an iterable of
 strings and events, or a list of vectors for an embed request; raise to fail): the fake that unit tests
@@ -113,6 +114,10 @@ class BackendBase:
         return None
 
     def status(self) -> dict[str, Any]:
+        return {}
+
+    def unavailable_models(self) -> dict[str, str]:
+        """Models out of the pool until their file changes (name -> why); see ModelUnavailableError."""
         return {}
 
     def close(self) -> None:

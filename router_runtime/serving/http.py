@@ -21,16 +21,22 @@ per-request routing options travel in the ``zeta`` body field (see ``openai_api`
 
 Hardening: binds 127.0.0.1 unless told otherwise; an optional bearer token guards everything but
 ``/health`` (compared in constant time); bodies above ``max_body_bytes`` get 413 before they are
-read whole; bad JSON or bad fields get 400 with an OpenAI error object naming the field; unknown
-paths 404 and wrong methods 405 in the same shape; an unexpected exception is a 500 in that shape,
-logged, and the server keeps serving.  Generation runs in worker threads; each model instance is
-checked out by one request at a time (the backend), so concurrent requests to one model queue
-instead of sharing a llama.cpp context.
+read whole, a body not received within ``body_timeout_s`` gets 408; bad JSON or bad fields get 400
+with an OpenAI error object naming the field (text with a lone surrogate and integers beyond
+Python's 4,300-digit conversion limit included); unknown paths 404 and wrong methods 405 in the same
+shape; an unexpected exception is a 500 in that shape, logged, and the server keeps serving.  The
+connection limits (header read timeout, connection cap, keep-alive) are ``connections``'.
+
+Threads: generation runs in worker threads (anyio's pool; each model instance is checked out by one
+request at a time, so concurrent requests to one model queue instead of sharing a llama.cpp
+context); ``/health`` and ``/metrics`` run on two threads of their own, so a probe never waits
+behind queued generation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import json
@@ -41,18 +47,23 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .._checks import is_integer
+from .._checks import is_finite, is_integer
 from ..errors import ContractError, MissingDependencyError, ServingError, ZetaError
+from .connections import default_limit_concurrency, protocol_class
 from .metrics import CONTENT_TYPE
 from .openai_api import (chat_chunk, chat_response, completion_chunk, completion_response, embeddings_response,
                          error_body, parse_chat, parse_completion, parse_embeddings, parse_feedback, usage)
 from .service import AUTO, RoutingService
 
-__all__ = ["create_app", "serve", "DEFAULT_MAX_BODY_BYTES", "DECISION_HEADER"]
+__all__ = ["create_app", "serve", "server_config", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_BODY_TIMEOUT_S",
+           "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_KEEP_ALIVE_S", "DECISION_HEADER"]
 
 log = logging.getLogger("zeta.server")
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
+DEFAULT_BODY_TIMEOUT_S = 30.0    # the whole body, from the end of the headers
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # the request line and headers, from the connection's opening
+DEFAULT_KEEP_ALIVE_S = 5         # an idle keep-alive connection is closed after this (uvicorn's own)
 DECISION_HEADER = "x-zeta-decision"
 _MAX_HEADER_CHARS = 8000   # clients refuse response headers above 16 KB or so (h11's default)
 _PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback", "/metrics",
@@ -83,7 +94,7 @@ def header_value(header: dict[str, Any]) -> str:
 
 
 def create_app(service: RoutingService, *, token: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> Any:
     """The ASGI application serving ``service``."""
     _need_serve_extra()
     from sse_starlette.sse import EventSourceResponse
@@ -98,7 +109,14 @@ def create_app(service: RoutingService, *, token: str | None = None,
         raise ContractError("token", "must be a non-empty string (or None for no authentication)")
     if not is_integer(max_body_bytes) or max_body_bytes < 1:
         raise ContractError("max_body_bytes", f"must be a positive integer, got {max_body_bytes!r}")
+    if not is_finite(body_timeout_s) or body_timeout_s <= 0:
+        raise ContractError("body_timeout_s", f"must be a positive number, got {body_timeout_s!r}")
     metrics = service.metrics
+    # Probes get threads of their own: anyio's pool can be full of requests waiting for a model.
+    probes = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="zeta-probe")
+
+    async def on_probe_thread(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(probes, fn, *args)
     metrics.declare("zeta_http_requests_total", "counter", "HTTP requests by path and status")
 
     def error(status: int, message: str, *, param: str | None = None, code: str | None = None,
@@ -118,16 +136,23 @@ def create_app(service: RoutingService, *, token: str | None = None,
     class _TooLarge(Exception):
         pass
 
+    class _TooSlow(Exception):
+        pass
+
     async def read_json(request: Request) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
             raise _TooLarge()
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise _TooLarge()
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_body_bytes:
+                        raise _TooLarge()
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _TooSlow() from None
         raw = b"".join(chunks)
         if not raw.strip():
             raise ContractError("body", "empty body: send a JSON object")
@@ -141,6 +166,8 @@ def create_app(service: RoutingService, *, token: str | None = None,
             raise ContractError("body", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         except RecursionError:
             raise ContractError("body", "JSON nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's conversion limit)
+            raise ContractError("body", f"invalid JSON: {exc}") from None
 
     def endpoint(fn: Callable) -> Callable:
         async def handler(request: Request) -> Any:
@@ -148,6 +175,9 @@ def create_app(service: RoutingService, *, token: str | None = None,
                 return await fn(request)
             except _TooLarge:
                 return error(413, f"request body larger than {max_body_bytes} bytes", code="body_too_large")
+            except _TooSlow:
+                return error(408, f"request body not received within {body_timeout_s:g} s", code="body_timeout",
+                             headers={"connection": "close"})
             except Exception as exc:  # one bad request never takes the server down
                 return from_exception(exc)
         handler.__name__ = fn.__name__
@@ -254,13 +284,15 @@ def create_app(service: RoutingService, *, token: str | None = None,
     @endpoint
     async def metrics_endpoint(request: Request) -> Any:
         # Per-request metrics are updated by the service's writer thread, within ~10 ms: catch up first.
-        await run_in_threadpool(service.flush, 2.0)
-        service.refresh_gauges()
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        def scrape() -> str:
+            service.flush(2.0)
+            service.refresh_gauges()
+            return metrics.render()
+        return Response(await on_probe_thread(scrape), media_type=CONTENT_TYPE)
 
     @endpoint
     async def health(request: Request) -> Any:
-        return JSONResponse(await run_in_threadpool(service.health))
+        return JSONResponse(await on_probe_thread(service.health))
 
     async def http_error(request: Request, exc: HTTPException) -> Any:
         msg = {404: f"no such endpoint: {request.url.path}", 405: f"method {request.method} not allowed here"}
@@ -281,6 +313,7 @@ def create_app(service: RoutingService, *, token: str | None = None,
         yield
         # Shutting down: the queued OutcomeRecords go to disk before the process ends.
         await run_in_threadpool(service.flush, 30.0)
+        probes.shutdown(wait=False)
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     return _Guard(app, token=token, metrics=metrics)
@@ -349,15 +382,41 @@ def build_service(pool_path: str | os.PathLike, *, artifact: str | os.PathLike |
     return RoutingService(router, backend, max_hops=max_hops, cooldown_s=cooldown_s, timeout_s=timeout_s)
 
 
-def serve(service: RoutingService, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info") -> None:
-    """Serve until interrupted (uvicorn)."""
+def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",
+                  header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+                  limit_concurrency: int | None = None) -> Any:
+    """The ``uvicorn.Config`` ``serve`` runs ``app`` with: the connection limits of ``connections``
+    (``limit_concurrency`` None: what the descriptor limit allows, at most 256)."""
     _need_serve_extra()
     try:
         import uvicorn
     except ImportError:
         raise MissingDependencyError("the server needs uvicorn: pip install 'zeta-router[serve]'") from None
+    if not is_finite(header_timeout_s) or header_timeout_s <= 0:
+        raise ContractError("header_timeout_s", f"must be a positive number, got {header_timeout_s!r}")
+    if not is_integer(keep_alive_s) or keep_alive_s < 1:
+        raise ContractError("keep_alive_s", f"must be an integer >= 1, got {keep_alive_s!r}")
+    if limit_concurrency is None:
+        limit_concurrency = default_limit_concurrency()
+    if not is_integer(limit_concurrency) or limit_concurrency < 1:
+        raise ContractError("limit_concurrency", f"must be an integer >= 1, got {limit_concurrency!r}")
+    http = protocol_class(header_timeout_s=header_timeout_s, limit_concurrency=limit_concurrency)
+    # uvicorn answers 503 once connections *or* tasks reach its limit; the protocol already refuses
+    # connections beyond ours, so its limit is one more: every admitted connection may send a request.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=http,
+                          timeout_keep_alive=keep_alive_s, limit_concurrency=limit_concurrency + 1)
+
+
+def serve(service: RoutingService, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info",
+          body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+          keep_alive_s: int = DEFAULT_KEEP_ALIVE_S, limit_concurrency: int | None = None) -> None:
+    """Serve until interrupted (uvicorn, with the limits of ``server_config``)."""
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a bearer token: anyone who can reach it can use your models", host)
-    app = create_app(service, token=token, max_body_bytes=max_body_bytes)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    app = create_app(service, token=token, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
+    config = server_config(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s,
+                           keep_alive_s=keep_alive_s, limit_concurrency=limit_concurrency)
+    import uvicorn  # present: server_config checked
+
+    uvicorn.Server(config).run()

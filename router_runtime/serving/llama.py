@@ -12,6 +12,19 @@
   more instance than the budget allows first unloads idle instances, least recently used first; when
   only busy ones are left it waits for one to be returned.  A model that alone exceeds the budget
   fails with a ``BackendError`` (the router falls back to another one).
+- **A file replaced or rewritten while loaded.**  llama.cpp memory-maps the weights (``use_mmap``,
+  on by default): a GGUF truncated or rewritten *in place* under a loaded model makes the next read
+  of the mapping fault (SIGBUS), which kills the whole process.  So before each use the file's
+  identity (device, inode, size, modification time) is compared with the one loaded: an idle
+  instance of a changed file is unloaded and the model loaded again from the new file; a busy one is
+  unloaded when it is given back.  What no check can cover is a file cut short *during* a generation:
+  replace models by writing a new file and renaming it over the old one (the loaded mapping keeps the
+  old inode alive), or set ``llama_options = { use_mmap = false }`` to read the weights into memory
+  (slower loads, no page sharing, no fault).
+- **Permanent failures.**  A file that cannot be loaded (corrupt, missing) or a model that alone needs
+  more than the whole memory budget raises ``ModelUnavailableError`` and stays out of the pool
+  (``unavailable_models()``, shown in ``/health``) until its file changes: no request spends a
+  fallback hop on it meanwhile.
 - **Load penalty.**  ``loaded_models(mode)`` tells the serving layer which models are ready; it adds
   ``load_ms`` (the calibrated load time) to the cost and latency of the others.
 - **Prompt formats.**  ``chat_template`` (pool field): absent or "auto" uses the GGUF's own chat
@@ -35,7 +48,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .backends import BackendBase, Finished, GenerationRequest, TextDelta
 from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, ContractError, MissingDependencyError,
-                     ZetaError)
+                     ModelUnavailableError, ZetaError)
 from ..pool import ModelInfo, resolve_gguf
 
 __all__ = ["LlamaBackend", "plain_chat_prompt", "PLAIN_STOP", "import_llama_cpp"]
@@ -71,6 +84,18 @@ def plain_chat_prompt(messages: Sequence[Mapping[str, str]]) -> str:
     return "".join(out)
 
 
+FileId = tuple  # (device, inode, size, mtime_ns) of a GGUF file; None when it is missing
+
+
+def file_id(path: str) -> FileId | None:
+    """What identifies one version of a file: another inode, size or modification time is another file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass(eq=False)
 class _Instance:
     llm: Any
@@ -78,6 +103,7 @@ class _Instance:
     memory_mb: float
     busy: bool = True
     last_used: float = 0.0
+    file: FileId | None = None  # the identity of the file it was loaded from
 
 
 @dataclass(eq=False)
@@ -95,6 +121,7 @@ class _ModelStats:
     load_failures: int = 0
     last_load_ms: float | None = None
     last_error: str | None = None
+    file_changes: int = 0       # times the file was found changed under a loaded instance or vocabulary
     extra: dict = field(default_factory=dict)
 
 
@@ -156,6 +183,8 @@ class LlamaBackend(BackendBase):
         self._vocab: dict[str, Any] = {}
         self._vocab_lock = threading.Lock()
         self._stats = {name: _ModelStats() for name in self._models}
+        self._broken: dict[str, tuple[FileId | None, str]] = {}  # name -> (file identity, why): see unavailable
+        self._files: dict[str, FileId | None] = {}               # name -> identity its caches were built from
         self._closed = False
 
     # -- optional Backend methods -----------------------------------------------------------------
@@ -171,8 +200,41 @@ class LlamaBackend(BackendBase):
         """Exact token count of ``text`` with the model's own tokenizer (a vocabulary-only load)."""
         if model.name not in self._models:
             return None
+        self._notice_file(model.name, file_id(self._paths[model.name]))
         vocab = self._vocab_for(model.name)
         return len(vocab.tokenize(text.encode("utf-8", errors="replace"), add_bos=True, special=False))
+
+    def unavailable_models(self) -> dict[str, str]:
+        """Models that failed for good (name -> why), until their file changes: then they are tried again."""
+        with self._cond:
+            broken = dict(self._broken)
+        out = {}
+        for name, (fid, why) in broken.items():
+            if file_id(self._paths[name]) == fid:
+                out[name] = why
+            else:
+                with self._cond:
+                    if self._broken.get(name, (None, None))[0] == fid:
+                        del self._broken[name]
+        return out
+
+    def _unavailable(self, name: str, fid: FileId | None, why: str) -> ModelUnavailableError:
+        with self._cond:
+            self._broken[name] = (fid, why)
+            self._stats[name].last_error = why
+        return ModelUnavailableError(name, why)
+
+    def _notice_file(self, name: str, fid: FileId | None) -> None:
+        """Drop what was built from an older version of the file (vocabulary, chat format)."""
+        if self._files.get(name, fid) != fid:
+            with self._vocab_lock:
+                vocab = self._vocab.pop(name, None)
+            self._formats.pop(name, None)
+            with self._cond:
+                self._stats[name].file_changes += 1
+            if vocab is not None:
+                _close_llama(vocab)
+        self._files[name] = fid
 
     def status(self) -> dict[str, Any]:
         with self._cond:
@@ -187,6 +249,7 @@ class LlamaBackend(BackendBase):
                     "memory_mb": round(sum(i.memory_mb for i in mine), 1),
                     "loads": s.loads, "unloads": s.unloads, "load_failures": s.load_failures,
                     "last_load_ms": s.last_load_ms, "last_load_error": s.last_error,
+                    "file_changes": s.file_changes,
                     "chat_format": self.chat_format(name),
                 }
             return out
@@ -328,16 +391,34 @@ class LlamaBackend(BackendBase):
 
     def _checkout(self, model: ModelInfo, kind: str, deadline: float | None) -> tuple[_Instance, float | None]:
         key = (model.name, kind)
+        path = self._paths[model.name]
+        fid = file_id(path)  # before every use: a loaded instance of a changed file must not be touched
+        with self._cond:
+            broken = self._broken.get(model.name)
+            if broken is not None:
+                if broken[0] == fid:
+                    raise ModelUnavailableError(model.name, broken[1])
+                del self._broken[model.name]  # the file changed: worth another try
+        if fid is None:
+            raise self._unavailable(model.name, None, f"no such file: {path}")
+        self._notice_file(model.name, fid)
         need = self._estimate_mb(model)
         problem = self.memory_problem(model)
         if problem is not None:
-            raise BackendError(model.name, problem)
+            raise self._unavailable(model.name, fid, problem)
         to_free: list[_Instance] = []
+        with self._cond:
+            stale = [i for i in self._instances if i.key[0] == model.name and not i.busy and i.file != fid]
+            for i in stale:
+                self._instances.remove(i)
+                self._stats[model.name].unloads += 1
+        for i in stale:
+            self._free(i)
         with self._cond:
             while True:
                 if self._closed:
                     raise BackendError(model.name, "the backend is closed")
-                idle = next((i for i in self._instances if i.key == key and not i.busy), None)
+                idle = next((i for i in self._instances if i.key == key and not i.busy and i.file == fid), None)
                 if idle is not None:
                     idle.busy = True
                     return idle, None
@@ -367,9 +448,10 @@ class LlamaBackend(BackendBase):
                 self._cond.notify_all()
             if isinstance(exc, ZetaError) or not isinstance(exc, Exception):
                 raise
-            raise BackendError(model.name, f"failed to load {self._paths[model.name]}: {exc}") from exc
+            # The same bytes will fail the same way: out of the pool until the file changes.
+            raise self._unavailable(model.name, fid, f"failed to load {path}: {exc}") from exc
         load_ms = (time.perf_counter() - t0) * 1000.0
-        inst = _Instance(llm, key, need, busy=True, last_used=time.monotonic())
+        inst = _Instance(llm, key, need, busy=True, last_used=time.monotonic(), file=fid)
         with self._cond:
             self._loading[key] -= 1
             self._reserved_mb -= need
@@ -398,10 +480,11 @@ class LlamaBackend(BackendBase):
         return victims
 
     def _checkin(self, inst: _Instance) -> None:
+        changed = file_id(self._paths[inst.key[0]]) != inst.file
         with self._cond:
             inst.busy = False
             inst.last_used = time.monotonic()
-            drop = self._closed
+            drop = self._closed or changed  # an instance of a replaced file is never used again
             if drop:
                 self._instances.remove(inst)
             self._cond.notify_all()

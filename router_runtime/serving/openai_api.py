@@ -28,9 +28,10 @@ import struct
 import time
 from typing import Any, Mapping
 
-from .._checks import is_finite, is_integer
+from .._checks import is_finite, is_integer, unicode_text
 from .backends import GenerationRequest
 from ..errors import ContractError
+from ..policy import check_cost_weight
 from .completion import AUTO, Completion, RouteOptions
 
 __all__ = ["parse_chat", "parse_completion", "parse_embeddings", "parse_feedback", "chat_response",
@@ -50,7 +51,22 @@ _ROLES = {"system", "developer", "user", "assistant"}
 def _obj(body: Any) -> Mapping[str, Any]:
     if not isinstance(body, dict):
         raise ContractError("body", f"must be a JSON object, got {type(body).__name__}")
+    _valid_text(body, "")
     return body
+
+
+def _valid_text(v: Any, path: str) -> None:
+    """Every string of the body (keys too) is valid Unicode: a lone surrogate is the client's error (400),
+    not a tokenizer failure that would cool a model down."""
+    if isinstance(v, str):
+        unicode_text(v, path or "body")
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            unicode_text(k, f"{path}.<key>" if path else "body.<key>")
+            _valid_text(x, f"{path}.{k}" if path else k)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            _valid_text(x, f"{path}[{i}]")
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
@@ -81,12 +97,17 @@ def _number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float | 
     return float(v)
 
 
-def _int(body: Mapping[str, Any], key: str, lo: int) -> int | None:
+_INT32_MAX = 2 ** 31 - 1   # llama.cpp's token counts are C ints
+_UINT64_MAX = 2 ** 64 - 1  # a 64-bit seed at most (llama.cpp keeps its low 32 bits)
+
+
+def _int(body: Mapping[str, Any], key: str, lo: int, hi: int = _INT32_MAX) -> int | None:
     v = body.get(key)
     if v is None:
         return None
-    if not is_integer(v) or v < lo:
-        raise ContractError(key, f"must be an integer >= {lo}, got {v!r}")
+    if not is_integer(v) or not lo <= v <= hi:
+        shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+        raise ContractError(key, f"must be an integer in [{lo}, {hi}], got {shown}")
     return v
 
 
@@ -136,9 +157,8 @@ def parse_route_options(body: Mapping[str, Any]) -> RouteOptions:
         raise ContractError(f"{ZETA_FIELD}.{unknown[0]}", "unknown routing option (cost_weight, max_latency_ms, "
                                                            "kind, timeout_ms, candidates)")
     cw = z.get("cost_weight")
-    if cw is not None and (not is_finite(cw)
-                           or cw < 0):
-        raise ContractError(f"{ZETA_FIELD}.cost_weight", f"must be a finite number >= 0, got {cw!r}")
+    if cw is not None:
+        check_cost_weight(cw, f"{ZETA_FIELD}.cost_weight")
     lat, tmo = z.get("max_latency_ms"), z.get("timeout_ms")
     for key, v in (("max_latency_ms", lat), ("timeout_ms", tmo)):
         if v is not None and (not is_finite(v)
@@ -208,7 +228,7 @@ def parse_chat(body: Any) -> tuple[GenerationRequest, RouteOptions, bool, bool]:
     req = GenerationRequest(
         mode="chat", messages=tuple(messages), max_tokens=max_tokens,
         temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
-        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63)),
+        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63), _UINT64_MAX),
         presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0), json_mode=json_mode)
     return req, options, stream, include_usage
@@ -230,7 +250,7 @@ def parse_completion(body: Any) -> tuple[GenerationRequest, RouteOptions, bool, 
     req = GenerationRequest(
         mode="completion", prompt=prompt, max_tokens=16 if max_tokens is None else max_tokens,
         temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
-        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63)),
+        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63), _UINT64_MAX),
         presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0))
     return req, options, stream, include_usage

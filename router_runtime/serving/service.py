@@ -64,13 +64,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from .._checks import is_finite, is_integer
-from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ServingError, ZetaError
+from .._checks import is_finite, is_integer, unicode_text
+from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ModelUnavailableError,
+                      ServingError, ZetaError)
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
-from ..records import OutcomeRecord
+from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord
 from ..router import Decision, Outcome, Router
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
+from .feed import Feed
 from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
 from .metrics import Metrics
 from .signals import attempt_cost, detect, outcome_fields
@@ -110,10 +112,6 @@ def _sibling(base: Router, pool: tuple[ModelInfo, ...]) -> Router:
     Such a sibling does not watch the registry; the service asks the base to (``maybe_reload``), and
     the cache key includes the base's artifact, so a reload of the base is picked up on the next request."""
     return base.with_pool(pool)
-
-
-class _Cancelled(Exception):
-    pass
 
 
 @dataclass
@@ -186,7 +184,8 @@ class RoutingService:
         if not ref or ref[0] is not pool:  # the router's pool changes only on an artifact swap
             ref = self._pool_ref = (pool, {m.name: m for m in pool},
                                     frozenset(m.name for m in pool if with_load_penalty(m) is not m),
-                                    frozenset(m.name for m in pool if m.cost_in_ms))
+                                    frozenset(m.name for m in pool if m.cost_in_ms),
+                                    frozenset(c for m in pool for c in m.capabilities))
         return ref
 
     def model(self, name: str) -> ModelInfo | None:
@@ -254,8 +253,20 @@ class RoutingService:
         with self._lock:
             return {m: round(t - now, 3) for m, t in self._cooldown.items() if t > now}
 
+    def unavailable(self) -> dict[str, str]:
+        """Models out of the pool until their file changes (corrupt, missing, too large): name -> why."""
+        fn = getattr(self.backend, "unavailable_models", None)
+        if fn is None:
+            return {}
+        try:
+            return dict(fn() or {})
+        except Exception:  # asking must never fail a request: then nobody is known to be out
+            log.exception("unavailable_models() failed")
+            return {}
+
     def health(self) -> dict[str, Any]:
         cooling = self.cooling_down()
+        unavailable = self.unavailable()
         try:
             backend = self.backend.status() if hasattr(self.backend, "status") else {}
         except Exception as exc:  # health must answer even when the backend cannot
@@ -267,15 +278,18 @@ class RoutingService:
                     "capabilities": list(m.capabilities),
                     "cooling_down": m.name in cooling,
                     "cooldown_remaining_s": cooling.get(m.name, 0.0),
+                    "unavailable": unavailable.get(m.name),
                     "failures": self._failures.get(m.name, 0),
                     "last_error": self._last_error.get(m.name),
                     **(backend.get(m.name, {}) if isinstance(backend.get(m.name), dict) else {}),
                 }
+        r = self.router
         return {
-            "status": "degraded" if cooling else "ok",
-            "artifact_version": self.router.artifact_version,
-            "router": "learned" if self.router.artifact is not None else "rules",
-            "router_problem": self.router.problem,
+            "status": "degraded" if cooling or unavailable or r.reload_error else "ok",
+            "artifact_version": r.artifact_version,
+            "router": "learned" if r.artifact is not None else "rules",
+            "router_problem": r.problem,
+            "reload_error": r.reload_error, "reloads_refused": r.reloads_refused,
             "engine": self.router.engine, "engine_problem": self.router.engine_problem,
             "models": models,
         }
@@ -288,6 +302,11 @@ class RoutingService:
         cooling = self.cooling_down()
         m.replace_gauge("zeta_model_cooldown_seconds", {(("model", n.name),): cooling.get(n.name, 0.0)
                                                          for n in self.router.pool})
+        unavailable = self.unavailable()
+        m.replace_gauge("zeta_model_unavailable", {(("model", n.name),): float(n.name in unavailable)
+                                                   for n in self.router.pool})
+        m.set("zeta_artifact_reload_refused", None, 0.0 if self.router.reload_error is None else 1.0)
+        m.set("zeta_artifact_reloads_refused_total", None, float(self.router.reloads_refused))
         loaded = {}
         for mode in ("chat", "embed"):
             try:
@@ -306,7 +325,7 @@ class RoutingService:
         their load time.  Built once per set of unloaded models (load state changes rarely)."""
         base = self.router
         base.maybe_reload()  # penalised copies do not watch the registry: the service's router does
-        pool, _, with_penalty, _ = self._pool_index()
+        pool, _, with_penalty, _, _ = self._pool_index()
         if not with_penalty:
             return base
         fn = getattr(self.backend, "loaded_models", None)
@@ -332,6 +351,12 @@ class RoutingService:
         if request.mode == "embed" and kind != "embed":
             raise ServingError(f"an embeddings request routes among embed-capable models, not {kind!r}",
                                status=400, code="invalid_kind", param="zeta.kind")
+        kinds = self._pool_index()[4]
+        if kind not in kinds:  # client-chosen text must not become an unbounded metrics label
+            shown = kind if len(kind) <= 40 else kind[:37] + "..."
+            raise ServingError(f"kind {shown!r} is not a capability of this pool (known: {', '.join(sorted(kinds))})",
+                               status=400, code="invalid_kind", param="zeta.kind")
+        unavailable = self.unavailable()
         decider = self._decider(request.mode)
         names = list(self._pool_index()[1])
         t0 = time.perf_counter()
@@ -339,6 +364,10 @@ class RoutingService:
             if options.model not in names:
                 raise ServingError(f"model {options.model!r} is not in the pool (known: auto, {', '.join(names)})",
                                    status=404, code="model_not_found", param="model")
+            if options.model in unavailable:
+                raise ServingError(f"model {options.model!r} is out of the pool until its file changes: "
+                                   f"{unavailable[options.model]}", status=503, code="model_unavailable",
+                                   param="model")
             d = decider.decide(text, kind=kind, candidates=[options.model], cost_weight=options.cost_weight)
             self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
             if d.model is None:
@@ -354,6 +383,10 @@ class RoutingService:
         cands = list(options.candidates) if options.candidates is not None else names
         cooling = self.cooling_down()
         extra_excluded: dict[str, str] = {}
+        for c in cands:
+            if c in unavailable:
+                extra_excluded[c] = f"out of the pool until its file changes: {unavailable[c]}"
+        cands = [c for c in cands if c not in unavailable]
         resting = [c for c in cands if c in cooling]
         usable = [c for c in cands if c not in cooling]
         for c in resting:
@@ -365,7 +398,7 @@ class RoutingService:
             d = decider.decide(text, kind=kind, candidates=cands, cost_weight=options.cost_weight,
                                max_latency_ms=options.max_latency_ms)
             d = replace(d, reason=f"every capable model is cooling down, trying anyway; {d.reason}")
-            extra_excluded = {}
+            extra_excluded = {c: why for c, why in extra_excluded.items() if c in unavailable}
         for _ in range(len(names)):
             if d.model is None:
                 break
@@ -380,11 +413,25 @@ class RoutingService:
         if extra_excluded:
             d = replace(d, excluded={**d.excluded, **extra_excluded})
         if d.model is None:
-            status, code = (400, "context_length_exceeded") if any(
-                "context" in why for why in d.excluded.values()) else (400, "no_capable_model")
-            raise ServingError(d.reason, status=status, code=code)
+            raise self._no_model(d, kind, extra_excluded)
         order = [d.model] + [s.model for s in rank_scores(d.scores) if s.model != d.model]
         return d, order[: 1 + self.max_hops]
+
+    def _no_model(self, d: Decision, kind: str, narrowed: dict[str, str]) -> ServingError:
+        """Why nobody can answer, naming the real causes: when the service itself ruled the last
+        candidates out (context fit, cooldowns, broken files), the router only saw an empty list."""
+        why = {**d.excluded, **narrowed}
+        if narrowed:
+            detail = "; ".join(f"{m}: {w}" for m, w in list(why.items())[:4])
+            more = f" (+{len(why) - 4} more)" if len(why) > 4 else ""
+            message = f"no model in the pool can serve this {kind!r} request: {detail}{more}"
+        else:
+            message = d.reason
+        if any("context" in w for w in why.values()):
+            return ServingError(message, status=400, code="context_length_exceeded", param="messages")
+        if why and all("until its file changes" in w or "cooling down" in w for w in why.values()):
+            return ServingError(message, status=503, code="model_unavailable")
+        return ServingError(message, status=400, code="no_capable_model")
 
     def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
         return context_problem(self.backend, self.model(name), request, text)
@@ -393,15 +440,19 @@ class RoutingService:
     def _serve(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
                cancel: threading.Event | None, state: dict) -> Iterator[TextDelta]:
         t_start = time.perf_counter()
-        text = request_text(request)
+        text = unicode_text(request_text(request), "input" if request.mode == "embed" else (
+            "messages" if request.mode == "chat" else "prompt"))
         decision, order = self._route(request, options, text)
         self._later(self.metrics.inc, "zeta_decisions_total", {"model": decision.model, "kind": decision.kind,
                                                                "route": "auto" if options.model == AUTO else "named"})
         state["decision"] = decision
         state["requested"] = options.model
-        timeout = options.timeout_s if options.timeout_s is not None else self.timeout_s
+        # The client may shorten the service's limit, never lengthen it; when its own limit is the one
+        # that binds, a timeout is the client's choice and says nothing about the model.
+        client_limit = options.timeout_s is not None and (self.timeout_s <= 0 or options.timeout_s < self.timeout_s)
+        timeout = options.timeout_s if client_limit else self.timeout_s
         attempts: list[Attempt] = []
-        timeouts = 0
+        timeouts = broken = 0
         previous: str | None = None
         for hop, name in enumerate(order):
             model = self.model(name)
@@ -409,7 +460,7 @@ class RoutingService:
             state.update(model=name, decision_id=did, attempts=tuple(attempts))
             deadline = time.monotonic() + timeout if timeout > 0 else None
             got = yield from self._attempt(model, replace(request, deadline=deadline), deadline, timeout, cancel,
-                                           streaming)
+                                           streaming, client_limit)
             if got.error is not None:
                 cancelled = isinstance(got.error, _CancelledError)
                 self._record(decision, did, name, previous, got, request, signals=(), text=text)
@@ -418,7 +469,8 @@ class RoutingService:
                     raise ServingError("the client cancelled the request", status=499, code="cancelled",
                                        attempts=tuple(attempts))
                 self._failed(name, got.error)
-                timeouts += isinstance(got.error, BackendTimeoutError)
+                timeouts += isinstance(got.error, BackendTimeoutError)  # the client's limit included
+                broken += isinstance(got.error, ModelUnavailableError)
                 if got.streamed:  # tokens already went out: no other model can take over now
                     raise ServingError(f"{name} failed mid-stream: {got.error}", status=502, code="backend_error",
                                        attempts=tuple(attempts))
@@ -440,21 +492,21 @@ class RoutingService:
         self.metrics.observe("zeta_request_duration_seconds", time.perf_counter() - t_start, {"model": "none"})
         last = attempts[-1].error if attempts else "no model was tried"
         timed_out = bool(attempts) and timeouts == len(attempts)
+        status, code = (504, "timeout") if timed_out else (503, "model_unavailable") if (
+            attempts and broken == len(attempts)) else (502, "backend_error")
         raise ServingError(f"no model could answer after {len(attempts)} attempt(s); last error: {last}",
-                           status=504 if timed_out else 502, code="timeout" if timed_out else "backend_error",
-                           attempts=tuple(attempts))
+                           status=status, code=code, attempts=tuple(attempts))
 
     def _attempt(self, model: ModelInfo, request: GenerationRequest, deadline: float | None, timeout: float,
-                 cancel: threading.Event | None, streaming: bool) -> Iterator[TextDelta]:
+                 cancel: threading.Event | None, streaming: bool, client_limit: bool = False) -> Iterator[TextDelta]:
         got = _Attempted(model.name)
         t0 = time.perf_counter()
         pieces: list[str] = []
-        gen = None
+        feed = Feed(lambda: self.backend.generate(model, request), name=f"zeta-gen-{model.name}")
         try:
-            gen = self.backend.generate(model, request)
-            for ev in gen:
-                if cancel is not None and cancel.is_set():
-                    raise _Cancelled()
+            # The backend runs on the feed's thread; this one only waits, so the deadline and a
+            # cancellation hold even while the backend blocks (a stalled model, a hung load).
+            for ev in feed.events(deadline, cancel):
                 if isinstance(ev, TextDelta):
                     if got.ttft_ms is None:
                         got.ttft_ms = (time.perf_counter() - t0) * 1000.0
@@ -465,13 +517,19 @@ class RoutingService:
                 elif isinstance(ev, Finished):
                     got.final = ev
                 if deadline is not None and time.monotonic() > deadline and got.final is None:
-                    raise BackendTimeoutError(model.name, f"no complete answer within the timeout of {timeout:g} s")
+                    raise Feed.Expired()
             if got.final is None:
                 raise BackendError(model.name, "the backend ended without a final event")
             if request.mode == "embed" and not got.final.embeddings:
                 raise BackendError(model.name, "the backend returned no embeddings")
-        except _Cancelled:
+        except Feed.Cancelled:
             got.error = _CancelledError(model.name, f"cancelled by the client after {len(pieces)} pieces")
+        except Feed.Expired:
+            if client_limit:
+                got.error = _ClientTimeoutError(model.name, "no complete answer within the request's timeout_ms "
+                                                            f"of {timeout * 1000:g}")
+            else:
+                got.error = BackendTimeoutError(model.name, f"no complete answer within the timeout of {timeout:g} s")
         except GeneratorExit:
             raise
         except BackendError as exc:
@@ -482,24 +540,23 @@ class RoutingService:
             log.exception("backend failure on %s", model.name)
             got.error = BackendError(model.name, f"{type(exc).__name__}: {exc}")
         finally:
-            if gen is not None:
-                try:
-                    gen.close()
-                except Exception:
-                    pass
+            feed.close()
             got.latency_ms = (time.perf_counter() - t0) * 1000.0
         got.text = "".join(pieces)
         return got
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _failed(self, name: str, error: BackendError) -> None:
-        with self._lock:
-            self._failures[name] = self._failures.get(name, 0) + 1
-            self._last_error[name] = str(error)
-            if getattr(error, "cooldown", True) and self.cooldown_s > 0:
-                self._cooldown[name] = self._clock() + self.cooldown_s
-        reason = "timeout" if isinstance(error, BackendTimeoutError) else (
-            "context" if isinstance(error, ContextOverflowError) else "error")
+        client = isinstance(error, _ClientCaused)
+        if not client:  # the client's own limit or departure says nothing about the model's health
+            with self._lock:
+                self._failures[name] = self._failures.get(name, 0) + 1
+                self._last_error[name] = str(error)
+                if getattr(error, "cooldown", True) and self.cooldown_s > 0:
+                    self._cooldown[name] = self._clock() + self.cooldown_s
+        reason = "client" if client else "timeout" if isinstance(error, BackendTimeoutError) else (
+            "context" if isinstance(error, ContextOverflowError) else
+            "unavailable" if isinstance(error, ModelUnavailableError) else "error")
         self.metrics.inc("zeta_attempt_failures_total", {"model": name, "reason": reason})
 
     def _observe_success(self, name: str, got: _Attempted, signals: tuple[str, ...], total_ms: float) -> None:
@@ -563,6 +620,9 @@ def context_problem(backend: Backend, model: ModelInfo, request: GenerationReque
     if all(4 * len(t) + overhead + 2 < window or len(t.encode("utf-8", errors="replace")) + overhead + 2 < window
            for t in texts):
         return None
+    if overhead >= window:
+        return (f"{len(request.messages)} messages carry {overhead} tokens of per-message overhead "
+                f"({_CHAT_OVERHEAD_TOKENS} each), which alone exceed the context of {window}")
     count = getattr(backend, "count_tokens", None)
     if count is None:
         return None
@@ -572,12 +632,28 @@ def context_problem(backend: Backend, model: ModelInfo, request: GenerationReque
         except Exception:  # counting is an optimisation: the model itself will refuse if it must
             return None
         if n is not None and n + overhead >= window:
-            return f"prompt of {n} tokens does not fit the context of {window}"
+            extra = f" with {overhead} tokens of per-message overhead" if overhead else ""
+            return f"prompt of {n} tokens{extra} does not fit the context of {window}"
     return None
 
 
-class _CancelledError(BackendError):
-    cooldown = False  # a client that went away says nothing about the model
+class _ClientCaused:
+    """A failure the client caused: no cooldown, and its record's ``error`` starts with
+    ``CLIENT_ERROR_PREFIX`` (not the model's name) so training leaves it out (see ``records``)."""
+
+    cooldown = False
+
+    def __init__(self, model: str, message: str):
+        super().__init__(model, message)
+        self.args = (f"{CLIENT_ERROR_PREFIX} {message}",)
+
+
+class _CancelledError(_ClientCaused, BackendError):
+    pass  # a client that went away says nothing about the model
+
+
+class _ClientTimeoutError(_ClientCaused, BackendTimeoutError):
+    pass  # the request's own (shorter) limit ran out: the client's choice
 
 
 def _declare(m: Metrics) -> None:
@@ -588,7 +664,8 @@ def _declare(m: Metrics) -> None:
     m.declare("zeta_decide_seconds", "histogram", "Time spent choosing a model (routing overhead)",
               buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1))
     m.declare("zeta_fallbacks_total", "counter", "Fallbacks from a failed model to the next one")
-    m.declare("zeta_attempt_failures_total", "counter", "Failed attempts by model and reason (error|timeout|context)")
+    m.declare("zeta_attempt_failures_total", "counter",
+              "Failed attempts by model and reason (error|timeout|context|unavailable|client)")
     m.declare("zeta_quality_signals_total", "counter", "Implicit quality signals (truncated|empty|invalid_json)")
     m.declare("zeta_tokens_total", "counter", "Prompt and completion tokens by model")
     m.declare("zeta_feedback_total", "counter", "Explicit quality feedback received, by model")
@@ -597,3 +674,7 @@ def _declare(m: Metrics) -> None:
     m.declare("zeta_router_rule_based", "gauge", "1 when the router routes by rules (no usable artifact)")
     m.declare("zeta_model_loaded", "gauge", "1 when a model has an instance loaded for the mode")
     m.declare("zeta_model_cooldown_seconds", "gauge", "Seconds a model still rests after a failure")
+    m.declare("zeta_model_unavailable", "gauge", "1 while a model is out of the pool until its file changes")
+    m.declare("zeta_artifact_reload_refused", "gauge",
+              "1 while the latest hot reload was refused (the previous artifact keeps serving)")
+    m.declare("zeta_artifact_reloads_refused_total", "counter", "Hot reloads refused since the server started")

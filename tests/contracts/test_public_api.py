@@ -16,7 +16,7 @@ PUBLIC = [
     "Attempt", "Backend", "BackendBase", "BackendError", "BackendTimeoutError", "CandidateScore", "Completion",
     "CompletionStream", "ContextOverflowError", "ContractError", "Decision", "ENGINES", "Exploration",
     "FORMAT_VERSION", "Feature", "FeatureSpec", "Finished", "FunctionBackend", "GenerationRequest",
-    "LlamaBackend", "Metrics", "MissingDependencyError", "ModelInfo", "OUTCOME_SCHEMA_VERSION",
+    "LlamaBackend", "Metrics", "MissingDependencyError", "ModelInfo", "ModelUnavailableError", "OUTCOME_SCHEMA_VERSION",
     "ObliviousEnsemble", "Outcome", "OutcomeLogger", "OutcomeRecord", "RouteOptions", "Router",
     "RoutingService", "SchemaVersionError", "ServingError", "TextDelta", "UnknownOpError", "ZetaError",
     "__version__", "available_engines", "build_service", "calibrate_pool", "create_app", "current_version",
@@ -43,7 +43,8 @@ IMPORT_PATHS = [
     ("router_runtime.errors", n) for n in (
         "ArtifactError", "ArtifactIntegrityError", "ArtifactNotFoundError", "ArtifactParityError",
         "ContextOverflowError", "ContractError", "MissingDependencyError", "SchemaVersionError",
-        "UnknownOpError", "ZetaError", "BackendError", "BackendTimeoutError", "ServingError")
+        "UnknownOpError", "ZetaError", "BackendError", "BackendTimeoutError", "ServingError",
+        "ModelUnavailableError")
 ] + [
     ("router_runtime.features", n) for n in (
         "Feature", "FeatureSpec", "MAX_CODE_POINT", "OPS", "PYTHON_OPS", "default_feature_spec")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import time
+
 import pytest
 
 from llama_models import gemma3_path, require_llama_cpp, smollm2_path
@@ -84,15 +86,37 @@ def test_exact_token_count_routes_a_prompt_away_from_a_small_context(paths):
         svc.backend.close()
 
 
+def _released(backend, name, timeout=30.0) -> bool:
+    """The timed-out generation stops on its own thread at its next token and gives the instance back."""
+    end = time.monotonic() + timeout
+    while backend.status()[name]["busy"] and time.monotonic() < end:
+        time.sleep(0.02)
+    return backend.status()[name]["busy"] == 0
+
+
 def test_a_real_timeout_cools_the_model_down(paths):
+    p = pool(paths)
+    svc = RoutingService(Router(None, pool=p), LlamaBackend(p), max_hops=0, timeout_s=0.001)
+    try:
+        with pytest.raises(ServingError) as e:
+            svc.complete(GenerationRequest("chat", messages=HELLO.messages, max_tokens=50),
+                         RouteOptions(model="smollm2"))
+        assert e.value.status == 504 and "smollm2" in svc.cooling_down()
+        assert _released(svc.backend, "smollm2")
+    finally:
+        svc.backend.close()
+
+
+def test_a_client_timeout_does_not(paths):
     p = pool(paths)
     svc = RoutingService(Router(None, pool=p), LlamaBackend(p), max_hops=0)
     try:
         with pytest.raises(ServingError) as e:
             svc.complete(GenerationRequest("chat", messages=HELLO.messages, max_tokens=50),
                          RouteOptions(model="smollm2", timeout_s=0.001))
-        assert e.value.status == 504 and "smollm2" in svc.cooling_down()
-        assert svc.backend.status()["smollm2"]["busy"] == 0
+        assert e.value.status == 504 and svc.cooling_down() == {}
+        assert e.value.attempts[0].error.startswith("client:")
+        assert _released(svc.backend, "smollm2")
     finally:
         svc.backend.close()
 

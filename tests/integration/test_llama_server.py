@@ -192,18 +192,19 @@ def test_completions_endpoint(client):
     assert resp.model == "gemma3" and resp.choices[0].finish_reason == "length" and resp.usage.completion_tokens == 3
 
 
-def test_forced_failure_falls_back_and_cools_down(client, server):
+def test_forced_failure_falls_back_and_leaves_the_pool(client, server):
     # kind "reason" picks the largest reason-capable model by rule: broken-14b, whose GGUF cannot load.
     resp, h = chat(client, "Why is the sky blue?", extra_body={"zeta": {"kind": "reason"}})
     assert resp.model == "smollm2" and h["fallback_from"] == "broken-14b"
     assert [a["model"] for a in h["attempts"]] == ["broken-14b", "smollm2"]
     assert "failed to load" in h["attempts"][0]["error"] and h["decision_id"].endswith("-fb1")
     health = get(server, "/health")
-    assert health["status"] == "degraded" and health["models"]["broken-14b"]["cooling_down"]
+    assert health["status"] == "degraded" and "failed to load" in health["models"]["broken-14b"]["unavailable"]
     assert "failed to load" in health["models"]["broken-14b"]["last_error"]
-    # while it rests the router leaves it out, and says why
+    # a corrupt file fails the same way every time: out of the pool until it changes, and the router says why
     resp2, h2 = chat(client, "Why is the sky blue?", extra_body={"zeta": {"kind": "reason"}})
-    assert h2["attempts"] == [{"model": "smollm2", "error": None}] and "cooling down" in h2["excluded"]["broken-14b"]
+    assert h2["attempts"] == [{"model": "smollm2", "error": None}]
+    assert "until its file changes" in h2["excluded"]["broken-14b"]
 
 
 def test_per_request_cost_weight_and_latency_limit(client):

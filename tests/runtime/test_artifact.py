@@ -264,7 +264,7 @@ def test_malformed_ensemble_is_a_contract_error(vdir, key, value, field):
 
 def test_negative_cost_weight(vdir):
     edit_router(vdir, lambda d: d["policy"].update(cost_weight=-0.1))
-    raises(ContractError, lambda: load_artifact(vdir), "policy.cost_weight", ">= 0", "-0.1")
+    raises(ContractError, lambda: load_artifact(vdir), "policy.cost_weight", "in [0, 1e+06]", "-0.1")
 
 
 @pytest.mark.parametrize("scale", [0, 0.0, -1])

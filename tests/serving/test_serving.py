@@ -14,7 +14,7 @@ from router_runtime import (BackendError, ContractError, Finished, FunctionBacke
                             RouteOptions, Router, RoutingService, ServingError, TextDelta)
 from router_runtime.errors import ContextOverflowError
 from router_runtime.pool import parse_model
-from router_runtime.records import parse_outcome_line
+from router_runtime.records import is_client_error, parse_outcome_line
 
 # a: cheapest chat model; b: next; big: reason-capable, largest; emb: the only embedder
 POOL = (
@@ -168,19 +168,39 @@ def test_unexpected_backend_exception_is_a_failed_attempt_not_a_crash():
     assert c.model == "b" and "ZeroDivisionError" in c.attempts[0].error
 
 
+def slow_a(model, req):
+    if model.name == "a":
+        def gen():
+            for _ in range(50):
+                time.sleep(0.01)
+                yield "x"
+        return gen()
+    return "quick"
+
+
 def test_timeout_falls_back_and_cools_down():
-    def slow(model, req):
-        if model.name == "a":
-            def gen():
-                for _ in range(50):
-                    time.sleep(0.01)
-                    yield "x"
-            return gen()
-        return "quick"
-    svc, backend, _ = make(slow)
-    c = svc.complete(CHAT, RouteOptions(timeout_s=0.03))
+    svc, backend, _ = make(slow_a, timeout_s=0.03)
+    c = svc.complete(CHAT)
     assert c.model == "b" and "timeout" in c.attempts[0].error and "a" in svc.cooling_down()
     assert backend.open_streams == 0  # the slow stream was closed, not left running
+
+
+def test_a_client_timeout_falls_back_without_cooldown_and_is_a_client_error(tmp_path):
+    svc, backend, _ = make(slow_a, tmp_path=tmp_path)
+    c = svc.complete(CHAT, RouteOptions(timeout_s=0.03))
+    assert c.model == "b" and c.attempts[0].error.startswith("client: no complete answer within the request's")
+    assert svc.cooling_down() == {} and svc.health()["models"]["a"]["failures"] == 0
+    fail, ok = lines(tmp_path)
+    assert (fail.model, fail.success, fail.quality) == ("a", False, None) and is_client_error(fail.error)
+    assert ok.success and not is_client_error(ok.error)
+    assert svc.metrics.value("zeta_attempt_failures_total", {"model": "a", "reason": "client"}) == 1
+    assert backend.open_streams == 0
+
+
+def test_a_client_cannot_lengthen_the_service_timeout():
+    svc, _, _ = make(slow_a, timeout_s=0.03)
+    c = svc.complete(CHAT, RouteOptions(timeout_s=60.0))
+    assert c.model == "b" and "a" in svc.cooling_down()  # the service's own limit bound: the model's fault
 
 
 def test_context_overflow_falls_back_without_cooldown():
