@@ -28,6 +28,10 @@ quality            float in [0, 1] or null         observed quality; null when u
 quality_source     str or null                     judge | user | check | benchmark; required when quality is set
 features           list[float] or null             the query's feature vector, logged when text logging is off
 cost               float >= 0 or null              cost of the call in the pool's cost unit, when known
+context_chars      int >= 0 or null                length (code points) of everything the model read; ``query``
+                                                   is the routed text (``router_runtime.routed_text``: by default
+                                                   the last user turn), so the two differ for a conversation;
+                                                   null in lines written before the field (query was the whole text)
 =================  ==============================  ==========================================================
 
 (*) A later line of the same decision_id with quality_source "user" and a quality is explicit feedback on
@@ -94,6 +98,7 @@ class OutcomeRecord:
     quality_source: str | None = None
     features: tuple[float, ...] | None = None
     cost: float | None = None
+    context_chars: int | None = None
     schema_version: int = OUTCOME_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -239,7 +244,7 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
         if v is not None and v < 0:
             raise ContractError(name, f"must be >= 0, got {v!r}")
         out[name] = None if v is None else float(v)
-    for name in ("prompt_tokens", "completion_tokens"):
+    for name in ("prompt_tokens", "completion_tokens", "context_chars"):
         v = obj.get(name)
         if v is not None and (not is_integer(v) or v < 0):
             raise ContractError(name, f"must be an integer >= 0 or null, got {v!r}")
