@@ -77,6 +77,8 @@ def decision_header(decision: Decision, *, model: str, decision_id: str, request
         "scores": {s.model: {"quality": _r(s.quality), "cost": _r(s.cost), "latency_ms": _r(s.latency_ms),
                              "utility": _r(s.utility)} for s in decision.scores},
         "cost_weight": decision.cost_weight,
+        "cost_scale": decision.cost_scale,   # utility = quality - cost_weight * cost / cost_scale
+        "context_chars": decision.context_chars,
         "explored": decision.explored,
         "propensity": decision.propensity,
         "artifact_version": decision.artifact_version,

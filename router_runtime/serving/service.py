@@ -69,6 +69,7 @@ from ..errors import BackendError, BackendTimeoutError, ContextOverflowError, Co
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
 from ..records import OutcomeRecord
+from ..routed_text import RoutedText, from_text
 from ..router import Decision, Outcome, Router
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
 from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
@@ -327,8 +328,17 @@ class RoutingService:
                 self._deciders.popitem(last=False)
         return r
 
-    def _route(self, request: GenerationRequest, options: RouteOptions, text: str) -> tuple[Decision, list[str]]:
-        kind = options.kind or ("embed" if request.mode == "embed" else "chat")
+    def _routed_text(self, request: GenerationRequest, text: str) -> RoutedText:
+        """What the decision reads (``router_runtime.routed_text``): of a chat, the artifact's choice
+        (by default the last user turn) with the conversation's features; a prompt is its own."""
+        if request.mode == "chat":
+            return self.router.routed_text(request.messages)
+        return from_text(text)
+
+    def _route(self, request: GenerationRequest, options: RouteOptions, text: str,
+               routed: RoutedText) -> tuple[Decision, list[str]]:
+        # No kind from the client: an embeddings request is "embed", any other is inferred from the text.
+        kind = options.kind or ("embed" if request.mode == "embed" else None)
         if request.mode == "embed" and kind != "embed":
             raise ServingError(f"an embeddings request routes among embed-capable models, not {kind!r}",
                                status=400, code="invalid_kind", param="zeta.kind")
@@ -339,7 +349,8 @@ class RoutingService:
             if options.model not in names:
                 raise ServingError(f"model {options.model!r} is not in the pool (known: auto, {', '.join(names)})",
                                    status=404, code="model_not_found", param="model")
-            d = decider.decide(text, kind=kind, candidates=[options.model], cost_weight=options.cost_weight)
+            d = decider.decide(routed, kind=kind, candidates=[options.model], cost_weight=options.cost_weight,
+                               max_tokens=request.max_tokens)
             self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
             if d.model is None:
                 raise ServingError(f"model {options.model!r} cannot serve this request: {d.reason}",
@@ -358,12 +369,12 @@ class RoutingService:
         usable = [c for c in cands if c not in cooling]
         for c in resting:
             extra_excluded[c] = f"cooling down after a failure ({cooling[c]:.0f} s left)"
-        d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
-                           max_latency_ms=options.max_latency_ms)
+        limits = {"cost_weight": options.cost_weight, "max_latency_ms": options.max_latency_ms,
+                  "max_tokens": request.max_tokens}
+        d = decider.decide(routed, kind=kind, candidates=usable, **limits)
         if d.model is None and resting:
             # Every capable model is resting: trying one beats refusing the request.
-            d = decider.decide(text, kind=kind, candidates=cands, cost_weight=options.cost_weight,
-                               max_latency_ms=options.max_latency_ms)
+            d = decider.decide(routed, kind=kind, candidates=cands, **limits)
             d = replace(d, reason=f"every capable model is cooling down, trying anyway; {d.reason}")
             extra_excluded = {}
         for _ in range(len(names)):
@@ -374,8 +385,7 @@ class RoutingService:
                 break
             extra_excluded[d.model] = unfit
             usable = [c for c in usable if c != d.model]
-            d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
-                               max_latency_ms=options.max_latency_ms)
+            d = decider.decide(routed, kind=kind, candidates=usable, **limits)
         self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
         if extra_excluded:
             d = replace(d, excluded={**d.excluded, **extra_excluded})
@@ -416,8 +426,8 @@ class RoutingService:
     def _serve(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
                cancel: threading.Event | None, state: dict) -> Iterator[TextDelta]:
         t_start = time.perf_counter()
-        text = request_text(request)
-        decision, order = self._route(request, options, text)
+        text = request_text(request)  # everything the model reads: the exact context-fit check
+        decision, order = self._route(request, options, text, self._routed_text(request, text))
         self._later(self.metrics.inc, "zeta_decisions_total", {"model": decision.model, "kind": decision.kind,
                                                                "route": "auto" if options.model == AUTO else "named"})
         state["decision"] = decision
