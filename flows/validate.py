@@ -67,7 +67,7 @@ def _arrow_schema():
         ("query_sha256", s), ("request_kind", s), ("candidates", pa.list_(s)), ("model", s), ("propensity", f),
         ("scores", pa.struct([])), ("explored", b), ("fallback_from", s), ("latency_ms", f), ("ttft_ms", f),
         ("prompt_tokens", i), ("completion_tokens", i), ("success", b), ("error", s), ("quality", f),
-        ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i)])
+        ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i), ("sticky", b)])
 
 
 _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
@@ -173,7 +173,7 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         "query_sha256", col("request_kind").fill_null("chat"), "candidates", "model", "propensity",
         scores.alias("scores"), col("explored").fill_null(False), "fallback_from", "latency_ms", "ttft_ms",
         "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
-        "context_chars", extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
+        "context_chars", col("sticky").fill_null(False), extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
         pl.all_horizontal(checks).fill_null(False).alias("__zeta_ok"),
     ).collect()
     ok = out["__zeta_ok"]

@@ -32,6 +32,9 @@ context_chars      int >= 0 or null                length (code points) of every
                                                    is the routed text (``router_runtime.routed_text``: by default
                                                    the last user turn), so the two differ for a conversation;
                                                    null in lines written before the field (query was the whole text)
+sticky             bool, default false             session affinity kept the conversation on its model: ``model``
+                                                   was not drawn by the router, and ``propensity`` is 1 (the
+                                                   affinity rule is deterministic given the conversation)
 =================  ==============================  ==========================================================
 
 (*) A later line of the same decision_id with quality_source "user" and a quality is explicit feedback on
@@ -99,6 +102,7 @@ class OutcomeRecord:
     features: tuple[float, ...] | None = None
     cost: float | None = None
     context_chars: int | None = None
+    sticky: bool = False
     schema_version: int = OUTCOME_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -238,6 +242,7 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
             raise ContractError(f"scores.{k}", f"must be a finite number or null, got {v!r}")
     out["scores"] = dict(scores)
     out["explored"] = _bool(obj, "explored", default=False)
+    out["sticky"] = _bool(obj, "sticky", default=False)
     out["fallback_from"] = _str(obj, "fallback_from")
     for name in ("latency_ms", "ttft_ms", "cost"):
         v = _num(obj, name)

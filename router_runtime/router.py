@@ -72,6 +72,7 @@ class Decision:
     features: tuple[float, ...] | None = field(default=None, repr=False)
     context_chars: int | None = None  # length of everything the model reads (the routed text: ``query``)
     cost_scale: float | None = None   # the cost that counted as 1 in the utility (learned decisions)
+    sticky: bool = False              # session affinity chose the model (propensity 1), not the router
 
     @property
     def fallback(self) -> bool:
@@ -87,7 +88,7 @@ class Decision:
             "reason": self.reason, "artifact_version": self.artifact_version,
             "cost_weight": self.cost_weight, "propensity": self.propensity, "explored": self.explored,
             "scores": [s.to_dict() for s in self.scores], "excluded": dict(self.excluded), "ts": self.ts,
-            "context_chars": self.context_chars, "cost_scale": self.cost_scale,
+            "context_chars": self.context_chars, "cost_scale": self.cost_scale, "sticky": self.sticky,
         }
 
 
@@ -525,7 +526,7 @@ class Router:
             "propensity": propensity, "explored": chosen is not best, "reason": reason,
             "artifact_version": art.version, "cost_weight": lam, "excluded": excluded, "ts": utc_now(),
             "query": text, "features": None if feats is None else tuple(feats), "context_chars": chars,
-            "cost_scale": scale})
+            "cost_scale": scale, "sticky": False})
 
     def _decide_rules(self, state, cost_weight, text, chars, kind, candidates, max_latency_ms, max_tokens,
                       inferred, *, why) -> Decision:
@@ -588,7 +589,7 @@ class Router:
             quality_source=outcome.quality_source,
             features=None if self._log_query_text or decision.features is None
             or not all(math.isfinite(v) for v in decision.features) else decision.features, cost=outcome.cost,
-            context_chars=decision.context_chars,
+            context_chars=decision.context_chars, sticky=decision.sticky and model == decision.model,
         )
         if self._logger is not None:
             self._logger.write(rec)

@@ -56,6 +56,8 @@ out.  ``ServingError`` (with an HTTP status) is raised when no model can answer 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -149,7 +151,8 @@ class RoutingService:
 
     def __init__(self, router: Router, backend: Backend, *, max_hops: int = 2, cooldown_s: float = 30.0,
                  timeout_s: float = 300.0, feedback_capacity: int = 10_000, metrics: Metrics | None = None,
-                 clock=time.monotonic, background_records: bool = True):
+                 clock=time.monotonic, background_records: bool = True, affinity_margin: float | None = 0.05,
+                 affinity_capacity: int = 10_000):
         if not is_integer(max_hops) or max_hops < 0:
             raise ContractError("max_hops", f"must be an integer >= 0, got {max_hops!r}")
         for name, v in (("cooldown_s", cooldown_s), ("timeout_s", timeout_s)):
@@ -175,6 +178,11 @@ class RoutingService:
         self._clock = clock                             # for cooldowns; injectable so tests need no sleeping
         self._writer = RecordWriter(router, self.metrics) if background_records else None
         self._pool_ref: tuple = ()                      # (pool tuple, name -> model, names with a load penalty)
+        if affinity_margin is not None and (not is_finite(affinity_margin) or affinity_margin < 0):
+            raise ContractError("affinity_margin", f"must be a finite number >= 0 or None, got {affinity_margin!r}")
+        self.affinity_margin = affinity_margin          # None: no session affinity
+        self._affinity: OrderedDict[str, str] = OrderedDict()  # conversation key -> model that last answered
+        self._affinity_capacity = affinity_capacity
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -389,12 +397,70 @@ class RoutingService:
         self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
         if extra_excluded:
             d = replace(d, excluded={**d.excluded, **extra_excluded})
+        if d.model is not None:
+            d = self._stick(d, request, options)
         if d.model is None:
             status, code = (400, "context_length_exceeded") if any(
                 "context" in why for why in d.excluded.values()) else (400, "no_capable_model")
             raise ServingError(d.reason, status=status, code=code)
         order = [d.model] + [s.model for s in rank_scores(d.scores) if s.model != d.model]
         return d, order[: 1 + self.max_hops]
+
+    # -- session affinity ---------------------------------------------------------------------------
+    # A conversation stays on the model that answered its last turn unless that model is no longer a
+    # candidate (it failed and cools down, cannot serve, does not fit) or the router's best utility
+    # beats it by more than ``affinity_margin``.  A kept choice is logged with propensity 1 and
+    # ``sticky`` true: given the conversation the affinity rule is deterministic, so off-policy
+    # estimates stay exact for the policy that ran (router + affinity); an estimate of the router
+    # alone drops sticky rows.
+    def _conversation_keys(self, request: GenerationRequest, options: RouteOptions, answer: str | None = None):
+        keys = []
+        if options.conversation:
+            keys.append("k:" + options.conversation)
+        if request.mode == "chat":
+            msgs = list(request.messages)
+            if answer is None:  # this turn: the turns before the last user message
+                last = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=0)
+                msgs = msgs[:last]
+            else:  # after the answer: what the next turn's earlier turns will be
+                msgs.append({"role": "assistant", "content": answer})
+            if msgs:
+                blob = json.dumps([[m.get("role"), m.get("content")] for m in msgs], ensure_ascii=False)
+                keys.append("h:" + hashlib.sha256(blob.encode("utf-8", "replace")).hexdigest())
+        return keys
+
+    def _stick(self, d: Decision, request: GenerationRequest, options: RouteOptions) -> Decision:
+        if self.affinity_margin is None:
+            return d
+        keys = self._conversation_keys(request, options)
+        with self._lock:
+            prev = next((self._affinity[k] for k in keys if k in self._affinity), None)
+        if prev is None:
+            return d
+        if prev == d.model:
+            return replace(d, reason=f"session affinity: {prev} again, the router's choice too; {d.reason}")
+        s = d.score(prev)
+        if s is None:
+            why = d.excluded.get(prev, "not a candidate")
+            return replace(d, reason=f"session affinity: moved off {prev} ({why}); {d.reason}")
+        gap = max(x.utility for x in d.scores) - s.utility
+        if gap > self.affinity_margin:
+            return replace(d, reason=f"session affinity: moved off {prev} (utility {gap:.3f} below the best, "
+                                     f"margin {self.affinity_margin:g}); {d.reason}")
+        return replace(d, model=prev, propensity=1.0, explored=False, sticky=True,
+                       reason=f"session affinity: kept on {prev} (utility {gap:.3f} below the best, within "
+                              f"margin {self.affinity_margin:g}); the router chose {d.model}: {d.reason}")
+
+    def _remember(self, request: GenerationRequest, options: RouteOptions, model: str, answer: str) -> None:
+        if self.affinity_margin is None:
+            return
+        keys = self._conversation_keys(request, options, answer)
+        with self._lock:
+            for k in keys:
+                self._affinity[k] = model
+                self._affinity.move_to_end(k)
+            while len(self._affinity) > self._affinity_capacity:
+                self._affinity.popitem(last=False)
 
     def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
         """Why the prompt cannot fit ``name``'s context (exact token count), or None.  Counting is
@@ -464,6 +530,8 @@ class RoutingService:
             attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
             total_ms = (time.perf_counter() - t_start) * 1000.0
             self._later(self._observe_success, name, got, signals, total_ms)
+            if request.mode != "embed":
+                self._remember(request, options, name, got.text)
             f = got.final
             return Completion(
                 decision=decision, decision_id=did, model=name, requested_model=options.model, text=got.text,

@@ -27,7 +27,7 @@ KNOWN_FIELDS = {
     "schema_version", "decision_id", "ts", "artifact_version", "query", "query_sha256", "request_kind",
     "candidates", "model", "propensity", "scores", "explored", "fallback_from", "latency_ms", "ttft_ms",
     "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
-    "context_chars",
+    "context_chars", "sticky",
 }
 
 
@@ -83,7 +83,7 @@ def full_record(**over) -> OutcomeRecord:
         scores={"small": 0.1, "big": 0.9, "mid": None}, explored=True, fallback_from="small",
         latency_ms=123.5, ttft_ms=12.0, prompt_tokens=10, completion_tokens=0, success=False,
         error="timeout", quality=0.0, quality_source="judge", features=(1.0, 0.0, 2.5), cost=0.003,
-        context_chars=2048,
+        context_chars=2048, sticky=True,
     )
     kw.update(over)
     return OutcomeRecord(**kw)
@@ -485,6 +485,7 @@ def records(draw):
         features=draw(st.none() | st.lists(finite, max_size=6).map(tuple)),
         cost=draw(st.none() | nonneg),
         context_chars=draw(st.none() | st.integers(0, 2 ** 40)),
+        sticky=draw(st.booleans()),
         extra=extra,
     )
 
