@@ -42,7 +42,7 @@ CURATED_SCHEMA = {
     "explored": pl.Boolean, "fallback_from": pl.String, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
     "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "success": pl.Boolean, "error": pl.String,
     "quality": pl.Float64, "quality_source": pl.String, "features": pl.List(pl.Float64), "cost": pl.Float64,
-    "extra": pl.String, "source_file": pl.String,
+    "context_chars": pl.Int64, "sticky": pl.Boolean, "extra": pl.String, "source_file": pl.String,
 }
 _KV = pl.List(pl.Struct({"k": pl.String, "v": pl.Float64}))
 _LINE = "__zeta_line"
@@ -88,7 +88,7 @@ def _row(rec: OutcomeRecord, source: str, line: int) -> dict[str, Any]:
         "ttft_ms": rec.ttft_ms, "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
         "success": rec.success, "error": rec.error, "quality": rec.quality, "quality_source": rec.quality_source,
         "features": None if rec.features is None else list(rec.features), "cost": rec.cost,
-        "extra": (json.dumps(dict(rec.extra), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        "context_chars": rec.context_chars, "sticky": rec.sticky, "extra": (json.dumps(dict(rec.extra), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
                   if rec.extra else None),
         "source_file": source, _LINE: line,
     }
@@ -130,7 +130,8 @@ def scan_curated(curated: str | os.PathLike) -> pl.LazyFrame | None:
     """
     cur = Path(curated)
     parts = _curated_parts(cur)
-    records = pl.scan_parquet(parts) if parts else None
+    # Partitions written before a field was added lack its column: read as null (the field's default).
+    records = pl.scan_parquet(parts, schema=CURATED_SCHEMA, missing_columns="insert") if parts else None
     fb = scan_feedback(cur)
     if fb is None:
         return records

@@ -67,7 +67,7 @@ def _arrow_schema():
         ("query_sha256", s), ("request_kind", s), ("candidates", pa.list_(s)), ("model", s), ("propensity", f),
         ("scores", pa.struct([])), ("explored", b), ("fallback_from", s), ("latency_ms", f), ("ttft_ms", f),
         ("prompt_tokens", i), ("completion_tokens", i), ("success", b), ("error", s), ("quality", f),
-        ("quality_source", s), ("features", pa.list_(f)), ("cost", f)])
+        ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i), ("sticky", b)])
 
 
 _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
@@ -139,7 +139,7 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
              ~col("features").list.eval(pl.element().is_null() | ~pl.element().is_finite()).list.any()),
     ]
     checks += [_opt(col(n), col(n).is_finite() & (col(n) >= 0)) for n in ("latency_ms", "ttft_ms", "cost")]
-    checks += [_opt(col(n), col(n) >= 0) for n in ("prompt_tokens", "completion_tokens")]
+    checks += [_opt(col(n), col(n) >= 0) for n in ("prompt_tokens", "completion_tokens", "context_chars")]
     if known_models is not None:
         checks.append(col("model").is_in(sorted(known_models)))
     score_fields = df.schema["scores"].fields
@@ -173,7 +173,7 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         "query_sha256", col("request_kind").fill_null("chat"), "candidates", "model", "propensity",
         scores.alias("scores"), col("explored").fill_null(False), "fallback_from", "latency_ms", "ttft_ms",
         "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
-        extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
+        "context_chars", col("sticky").fill_null(False), extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
         pl.all_horizontal(checks).fill_null(False).alias("__zeta_ok"),
     ).collect()
     ok = out["__zeta_ok"]

@@ -41,6 +41,7 @@ from .policy import Exploration
 from .pool import ModelInfo, dump_pool, load_pool, update_pool_file
 from .records import OUTCOME_SCHEMA_VERSION, OutcomeRecord, parse_outcome, parse_outcome_line
 from .registry import history, promote, rollback
+from .routed_text import RoutedText, routed_text
 from .router import ENGINES, CandidateScore, Decision, Outcome, Router, available_engines
 from .trees import ObliviousEnsemble
 
@@ -88,7 +89,7 @@ __all__ = [
     "Artifact", "FORMAT_VERSION", "load_artifact", "write_artifact", "set_current", "current_version",
     "list_versions", "ObliviousEnsemble", "promote", "rollback", "history",
     # features and the pool
-    "Feature", "FeatureSpec", "default_feature_spec", "ModelInfo", "load_pool", "dump_pool", "update_pool_file",
+    "Feature", "FeatureSpec", "default_feature_spec", "RoutedText", "routed_text", "ModelInfo", "load_pool", "dump_pool", "update_pool_file",
     # serving: route -> generate -> record, backends, the OpenAI-compatible server
     "RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "Backend", "BackendBase",
     "FunctionBackend", "LlamaBackend", "GenerationRequest", "TextDelta", "Finished", "Metrics", "create_app",

@@ -59,6 +59,7 @@ from typing import Any, Callable
 
 from ._checks import boolean, is_integer
 from .errors import ContractError, SchemaVersionError, UnknownOpError
+from .routed_text import DEFAULT_SOURCE, SOURCES, source_from_json, source_to_json
 from .text import as_text, ascii_lower
 
 __all__ = [
@@ -475,6 +476,9 @@ class FeatureSpec:
     features: tuple[Feature, ...]
     max_chars: int = 65536
     version: int = FEATURE_SPEC_VERSION
+    # Which text of a request the features read (``router_runtime.routed_text``); a spec written
+    # before that contract has no entry and reads the whole conversation, as it did.
+    routed_text: str = DEFAULT_SOURCE
 
     def __post_init__(self) -> None:
         if not _is_int(self.version) or self.version != FEATURE_SPEC_VERSION:
@@ -483,6 +487,8 @@ class FeatureSpec:
             )
         if not _is_int(self.max_chars) or self.max_chars < 1:
             raise ContractError("max_chars", f"must be an int >= 1, got {self.max_chars!r}")
+        if self.routed_text not in SOURCES:
+            raise ContractError("routed_text.source", f"must be one of {list(SOURCES)}, got {self.routed_text!r}")
         if not isinstance(self.features, (list, tuple)):
             raise ContractError("features", f"must be a list of features, got {type(self.features).__name__}")
         feats = tuple(self.features)
@@ -509,6 +515,7 @@ class FeatureSpec:
         return {
             "version": self.version,
             "max_chars": self.max_chars,
+            "routed_text": source_to_json(self.routed_text),
             "features": [{"name": f.name, "op": f.op, "params": _canonical(f.params, "params")} for f in self.features],
         }
 
@@ -517,7 +524,7 @@ class FeatureSpec:
         if not isinstance(d, dict):
             raise ContractError("feature_spec", f"must be an object, got {type(d).__name__}")
         for k in d:
-            if k not in ("version", "max_chars", "features"):
+            if k not in ("version", "max_chars", "features", "routed_text"):
                 raise ContractError(str(k), "unexpected key in feature spec")
         if "version" not in d:
             raise SchemaVersionError("version", "missing")
@@ -544,7 +551,8 @@ class FeatureSpec:
             feats.append(Feature(item["name"], item["op"], item["params"]))
         if "max_chars" not in d:
             raise ContractError("max_chars", "missing")
-        return cls(tuple(feats), max_chars=d["max_chars"], version=version)
+        return cls(tuple(feats), max_chars=d["max_chars"], version=version,
+                   routed_text=source_from_json(d.get("routed_text")))
 
     def extract(self, query: str | bytes | None) -> list[float]:
         """The feature vector of one query, in ``output_names`` order (pure Python, no allocation-heavy work)."""
@@ -602,8 +610,9 @@ _CUES = {
 }
 
 
-def default_feature_spec(n_buckets: int = 64, max_chars: int = 65536) -> FeatureSpec:
-    """The default feature set, UNFITTED: fit its ``tok`` vocab with ``flows.features.fit_feature_spec``."""
+def default_feature_spec(n_buckets: int = 64, max_chars: int = 65536, routed_text: str = DEFAULT_SOURCE) -> FeatureSpec:
+    """The default feature set, UNFITTED: fit its ``tok`` vocab with ``flows.features.fit_feature_spec``.
+    ``routed_text``: which text of a chat request it reads ("last_user_turn" or "conversation")."""
     fs = [
         # lengths
         _f("chars", "char_count"),
@@ -641,4 +650,4 @@ def default_feature_spec(n_buckets: int = 64, max_chars: int = 65536) -> Feature
         _f("log_lines", "log1p", of="lines"),
         _f("tok", "token_buckets", n_buckets=n_buckets, vocab=None),
     ]
-    return FeatureSpec(tuple(fs), max_chars=max_chars)
+    return FeatureSpec(tuple(fs), max_chars=max_chars, routed_text=routed_text)

@@ -180,6 +180,21 @@ class ModelInfo:
         latency = new_local if (self.latency_ms is None or self.latency_ms == old_local) else self.latency_ms
         return replace(self, cost=cost, latency_ms=latency, extra=extra)
 
+    def output_rate(self) -> tuple[float, float, bool] | None:
+        """How this model's expected latency depends on the output length, when it is known:
+        (ms per output token, output tokens the latency model assumes, whether the cost is that same
+        latency).  Known only for the local cost model (``ms_per_token``), load penalty or not:
+        expected latency = load penalty + prompt tokens x ms/prompt token + output tokens x ms/token.
+        None for a latency fitted or declared as one number per call."""
+        local = self.local_cost_model
+        if local is None or self.ms_per_token is None:
+            return None
+        load = self.load_ms or 0.0
+        if not _is_local(self.latency_ms, local, load):
+            return None
+        return (self.ms_per_token, _assumed_output(self.extra, self.capabilities),
+                _is_local(self.cost, local, load))
+
     def can(self, kind: str) -> bool:
         return kind in self.capabilities
 
@@ -242,15 +257,26 @@ def _check_serving(extra: Mapping[str, Any], where: str) -> None:
                                     "is set by the serving layer (use gguf, capabilities, context_length, chat_template)")
 
 
+def _assumed_output(extra: Mapping[str, Any], capabilities: Sequence[str]) -> float:
+    comp = extra.get("completion_tokens")
+    if comp is None:
+        # An embedder generates nothing: its calls cost the prompt only.
+        return 0.0 if set(capabilities) == {"embed"} else DEFAULT_COMPLETION_TOKENS
+    return float(comp)
+
+
 def _local_cost(extra: Mapping[str, Any], capabilities: Sequence[str]) -> LinearCost | None:
     prompt, gen = extra.get("ms_per_prompt_token"), extra.get("ms_per_token")
     if prompt is None and gen is None:
         return None
-    comp = extra.get("completion_tokens")
-    if comp is None:
-        # An embedder generates nothing: its calls cost the prompt only.
-        comp = 0.0 if set(capabilities) == {"embed"} else DEFAULT_COMPLETION_TOKENS
-    return LinearCost(float(gen or 0.0) * float(comp), float(prompt or 0.0) / CHARS_PER_TOKEN)
+    comp = _assumed_output(extra, capabilities)
+    return LinearCost(float(gen or 0.0) * comp, float(prompt or 0.0) / CHARS_PER_TOKEN)
+
+
+def _is_local(lc: LinearCost | None, local: LinearCost, load: float) -> bool:
+    """True when ``lc`` is the local cost model, alone or with its load penalty (``with_load_penalty``)."""
+    return lc is not None and lc.per_char == local.per_char and lc.intercept in (local.intercept,
+                                                                                  local.intercept + load)
 
 
 def resolve_gguf(model: ModelInfo, base_dir: str | os.PathLike | None) -> Path | None:

@@ -28,6 +28,13 @@ quality            float in [0, 1] or null         observed quality; null when u
 quality_source     str or null                     judge | user | check | benchmark; required when quality is set
 features           list[float] or null             the query's feature vector, logged when text logging is off
 cost               float >= 0 or null              cost of the call in the pool's cost unit, when known
+context_chars      int >= 0 or null                length (code points) of everything the model read; ``query``
+                                                   is the routed text (``router_runtime.routed_text``: by default
+                                                   the last user turn), so the two differ for a conversation;
+                                                   null in lines written before the field (query was the whole text)
+sticky             bool, default false             session affinity kept the conversation on its model: ``model``
+                                                   was not drawn by the router, and ``propensity`` is 1 (the
+                                                   affinity rule is deterministic given the conversation)
 =================  ==============================  ==========================================================
 
 Client errors: a failure the client caused (its own ``timeout_ms`` ran out, it cancelled or went away)
@@ -108,6 +115,8 @@ class OutcomeRecord:
     quality_source: str | None = None
     features: tuple[float, ...] | None = None
     cost: float | None = None
+    context_chars: int | None = None
+    sticky: bool = False
     schema_version: int = OUTCOME_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -247,13 +256,14 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
             raise ContractError(f"scores.{k}", f"must be a finite number or null, got {v!r}")
     out["scores"] = dict(scores)
     out["explored"] = _bool(obj, "explored", default=False)
+    out["sticky"] = _bool(obj, "sticky", default=False)
     out["fallback_from"] = _str(obj, "fallback_from")
     for name in ("latency_ms", "ttft_ms", "cost"):
         v = _num(obj, name)
         if v is not None and v < 0:
             raise ContractError(name, f"must be >= 0, got {v!r}")
         out[name] = None if v is None else float(v)
-    for name in ("prompt_tokens", "completion_tokens"):
+    for name in ("prompt_tokens", "completion_tokens", "context_chars"):
         v = obj.get(name)
         if v is not None and (not is_integer(v) or v < 0):
             raise ContractError(name, f"must be an integer >= 0 or null, got {v!r}")

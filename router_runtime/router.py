@@ -33,12 +33,12 @@ from .pool import CHARS_PER_TOKEN, ModelInfo
 from .records import OutcomeRecord
 from .registry import current_file, resolve_artifact_dir
 from .reload import PointerWatch
-from .text import as_text, ascii_lower
+from .routed_text import DEFAULT_SOURCE, RoutedText, has_code, infer_kind, routed_text
+from .text import as_text
 
 __all__ = ["Router", "Decision", "CandidateScore", "Outcome", "ENGINES", "available_engines"]
 
-_CODE_CUES = ("```", "def ", "class ", "import ", "function", "#include", "public static", "console.log",
-              "write a program", "write code", "python", "javascript", "sql")
+_TIE = 1e-9  # predicted qualities closer than this are a tie: cost alone decided
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ class Decision:
     ts: str
     query: str | None = field(default=None, repr=False)
     features: tuple[float, ...] | None = field(default=None, repr=False)
+    context_chars: int | None = None  # length of everything the model reads (the routed text: ``query``)
+    cost_scale: float | None = None   # the cost that counted as 1 in the utility (learned decisions)
+    sticky: bool = False              # session affinity chose the model (propensity 1), not the router
 
     @property
     def fallback(self) -> bool:
@@ -84,6 +87,7 @@ class Decision:
             "reason": self.reason, "artifact_version": self.artifact_version,
             "cost_weight": self.cost_weight, "propensity": self.propensity, "explored": self.explored,
             "scores": [s.to_dict() for s in self.scores], "excluded": dict(self.excluded), "ts": self.ts,
+            "context_chars": self.context_chars, "cost_scale": self.cost_scale, "sticky": self.sticky,
         }
 
 
@@ -119,6 +123,8 @@ class _State:
     stacked: dict = field(default_factory=dict)
     scale: float = 1.0         # cost_scale on the serving pool (see _serving_scale)
     engine: str = "python"     # the engine extract/score run on
+    # per model whose latency depends on the output length: ModelInfo.output_rate()
+    rates: Mapping[str, tuple[float, float, bool]] = field(default_factory=dict)
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -207,8 +213,8 @@ class Router:
 
     def _make_state(self, artifact: Artifact | None, problem: str | None) -> _State:
         if artifact is None:
-            pool = self._declared_pool or ()
-            return _State(artifact=None, pool=tuple(pool), problem=problem, cold=frozenset())
+            pool = tuple(self._declared_pool or ())
+            return _State(artifact=None, pool=pool, problem=problem, cold=frozenset(), rates=_rates(pool))
         pool = merge_pool(artifact.pool, self._declared_pool)
         cold = frozenset(m.name for m in pool if not artifact.knows(m.name))
         # A model's candidate inputs never change: its part of every tree's leaf index is computed
@@ -217,7 +223,7 @@ class Router:
         used, extract, score, stack = self._engine_parts(artifact)
         scale = self._scale if self._scale is not None else _serving_scale(artifact, pool, self._declared_pool)
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
-                      extract=extract, score=score, stack=stack, scale=scale)
+                      extract=extract, score=score, stack=stack, scale=scale, rates=_rates(pool))
 
     def _engine_parts(self, artifact: Artifact) -> tuple[str, Any, Any, Any]:
         """(engine, extract, score, stack) of ``artifact``, built once per artifact and shared with
@@ -297,6 +303,17 @@ class Router:
         return self._state.scale if self._state.artifact is not None else None
 
     @property
+    def routed_text_source(self) -> str:
+        """Which text of a chat request decisions read: the artifact's feature spec says
+        (``router_runtime.routed_text``); rules read the contract's default."""
+        a = self._state.artifact
+        return a.feature_spec.routed_text if a is not None else DEFAULT_SOURCE
+
+    def routed_text(self, messages) -> RoutedText:
+        """The routed text of a chat conversation under this router's artifact (what ``decide`` takes)."""
+        return routed_text(messages, self.routed_text_source)
+
+    @property
     def problem(self) -> str | None:
         """Why the router is on rules, or None when a learned artifact is in use."""
         return self._state.problem
@@ -313,11 +330,21 @@ class Router:
         return cached[1]
 
     # -- deciding -----------------------------------------------------------------------------
-    def decide(self, query: str | bytes | None, *, kind: str = "chat", candidates: Iterable[str] | None = None,
-               cost_weight: float | None = None, max_latency_ms: float | None = None) -> Decision:
-        """Choose a model for ``query``.  Deterministic for the same inputs and artifact."""
-        if not isinstance(kind, str) or not kind:
-            raise ContractError("kind", f"must be a non-empty string, got {kind!r}")
+    def decide(self, query: str | bytes | RoutedText | None, *, kind: str | None = "chat",
+               candidates: Iterable[str] | None = None, cost_weight: float | None = None,
+               max_latency_ms: float | None = None, max_tokens: int | None = None) -> Decision:
+        """Choose a model for ``query``.  Deterministic for the same inputs and artifact.
+
+        ``query`` is the text to route, or a ``RoutedText`` (``Router.routed_text(messages)``): then
+        the features read its text and the context-fit check, cost and latency its whole length.
+        ``kind=None`` infers the kind from the text (``routed_text.infer_kind``; the reason says so).
+        ``max_tokens`` caps the output the expected latency (and a latency-priced cost) assumes.
+        """
+        if kind is not None and (not isinstance(kind, str) or not kind):
+            raise ContractError("kind", f"must be a non-empty string or None (infer), got {kind!r}")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
+            raise ContractError("max_tokens", f"must be an integer >= 1, got {max_tokens!r}")
         if cost_weight is not None:
             check_cost_weight(cost_weight)
         if max_latency_ms is not None and (not isinstance(max_latency_ms, (int, float)) or max_latency_ms <= 0):
@@ -326,27 +353,44 @@ class Router:
             candidates = list(candidates)
             if not all(isinstance(c, str) for c in candidates):
                 raise ContractError("candidates", "must be model names")
-        try:
-            text = as_text(query)
-        except TypeError as exc:
-            raise ContractError("query", str(exc)) from None
+        if isinstance(query, RoutedText):
+            text, chars = query.text, query.total_chars
+        else:
+            try:
+                text = as_text(query)
+            except TypeError as exc:
+                raise ContractError("query", str(exc)) from None
+            chars = len(text) if text is not None else 0
+        inferred = ""
+        if kind is None:
+            kind, why = infer_kind(text)
+            inferred = f"kind {kind} inferred from the text ({why}); "
+        req = (text, chars, kind, candidates, max_latency_ms, max_tokens, inferred)
 
         if self._watch is not None:
             self._maybe_reload()
         state = self._state
         if state.artifact is not None:
             try:
-                return self._decide_learned(state, text, kind, candidates, cost_weight, max_latency_ms)
+                return self._decide_learned(state, cost_weight, *req)
             except Exception as exc:  # never take the host down: fall back and say why
-                return self._decide_rules(state, text, kind, candidates, cost_weight, max_latency_ms,
+                return self._decide_rules(state, cost_weight, *req,
                                           why=f"scoring failed ({type(exc).__name__}: {exc})")
-        return self._decide_rules(state, text, kind, candidates, cost_weight, max_latency_ms,
-                                  why=state.problem or "no artifact")
+        return self._decide_rules(state, cost_weight, *req, why=state.problem or "no artifact")
 
-    def _eligible(self, pool, text, kind, candidates, max_latency_ms):
-        chars = len(text) if text is not None else 0
+    def _eligible_for(self, state, chars, kind, candidates, max_latency_ms, max_tokens, inferred):
+        """``_eligible``, where an inferred kind no candidate can serve is routed as chat."""
+        got = self._eligible(state, chars, kind, candidates, max_latency_ms, max_tokens)
+        if inferred and kind != "chat" and got[3].startswith(f"no {kind}-capable"):
+            got = self._eligible(state, chars, "chat", candidates, max_latency_ms, max_tokens)
+            return got, "chat", f"{inferred[:-2]}, no {kind}-capable candidate: routed as chat; "
+        return got, kind, inferred
+
+    def _eligible(self, state, chars, kind, candidates, max_latency_ms, max_tokens=None):
+        pool = state.pool
         if max_latency_ms is not None:
-            return self._eligible_now(pool, chars, kind, candidates, max_latency_ms)
+            return self._eligible_now(pool, chars, kind, candidates, max_latency_ms,
+                                      lambda m: _latency(state, m, chars, max_tokens))
         # Without a latency limit the outcome depends on the prompt's length only through the context
         # check, which excludes nobody while the prompt fits the smallest context among the
         # candidates: that case is remembered per (kind, candidates) and pool.
@@ -369,7 +413,7 @@ class Router:
             return list(models), dict(excluded), chars, note
         return self._eligible_now(pool, chars, kind, candidates, None)
 
-    def _eligible_now(self, pool, chars, kind, candidates, max_latency_ms):
+    def _eligible_now(self, pool, chars, kind, candidates, max_latency_ms, latency_of=None):
         prompt_tokens = chars / CHARS_PER_TOKEN
         by_name = self._state_index(pool)
         excluded: dict[str, str] = {}
@@ -395,31 +439,42 @@ class Router:
                 if m.name not in kept:
                     excluded[m.name] = f"cannot serve {kind!r}"
         if max_latency_ms is not None:
-            fast = [m for m in capable if m.latency_ms is None or m.latency_ms.at(chars) <= max_latency_ms]
+            lat = {m.name: latency_of(m) for m in capable}
+            unknown = [m.name for m in capable if lat[m.name] is None]
+            fast = [m for m in capable if lat[m.name] is None or lat[m.name] <= max_latency_ms]
             kept = {m.name for m in fast}
             for m in capable:
                 if m.name not in kept:
-                    excluded[m.name] = f"expected latency above {max_latency_ms:g} ms"
+                    excluded[m.name] = f"expected latency {lat[m.name]:.0f} ms above {max_latency_ms:g} ms"
             if not fast and capable:
-                fastest = min(capable, key=lambda m: m.latency_ms.at(chars))
+                fastest = min(capable, key=lambda m: lat[m.name])
                 excluded.pop(fastest.name, None)
                 fast = [fastest]
                 note += f"no candidate meets {max_latency_ms:g} ms, taking the fastest; "
+            if unknown:
+                note += (f"max_latency_ms could not be checked for {', '.join(unknown)} "
+                         "(no latency model); ")
             capable = fast
         return capable, excluded, chars, note
 
-    def _decide_learned(self, state, text, kind, candidates, cost_weight, max_latency_ms) -> Decision:
+    def _decide_learned(self, state, cost_weight, text, chars, kind, candidates, max_latency_ms, max_tokens,
+                        inferred) -> Decision:
         art = state.artifact
         lam = art.policy.cost_weight if cost_weight is None else float(cost_weight)
-        models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
+        (models, excluded, chars, note), kind, inferred = self._eligible_for(
+            state, chars, kind, candidates, max_latency_ms, max_tokens, inferred)
+        note = inferred + note
         if not models:
-            return self._no_model(art.version, kind, lam, excluded, text)
+            return self._no_model(art.version, kind, lam, excluded, text, chars=chars)
         scale = state.scale
         feats = None
+        rates = state.rates if max_tokens is not None else None
         if kind == "embed":
             # The quality model learned generation quality; for embeddings only cost separates models.
-            scores = [CandidateScore(m.name, None, m.expected_cost(chars), _lat(m, chars),
-                                     -m.expected_cost(chars) / scale) for m in models]
+            scores = []
+            for m in models:
+                cost, lat = _expected(m, chars, rates, max_tokens)
+                scores.append(CandidateScore(m.name, None, cost, lat, -cost / scale))
             how = "embed request: cheapest embed-capable model"
         else:
             feats = state.extract(text)
@@ -434,13 +489,21 @@ class Router:
             scores = []
             for m, raw in zip(models, q):
                 qual = raw if lo <= raw <= hi else hi if raw > hi else lo  # NaN -> lo
-                cost = m.expected_cost(chars)
-                lat = m.latency_ms
-                scores.append(CandidateScore(m.name, qual, cost, None if lat is None else lat.at(chars),
-                                             qual - lam * cost / scale))
+                if rates is None:
+                    cost = m.expected_cost(chars)
+                    lat = m.latency_ms
+                    lat = None if lat is None else lat.at(chars)
+                else:
+                    cost, lat = _expected(m, chars, rates, max_tokens)
+                scores.append(CandidateScore(m.name, qual, cost, lat, qual - lam * cost / scale))
             how = f"highest predicted quality - {lam:g} x relative cost"
         ranked = rank_scores(scores)
         best = ranked[0]
+        if len(ranked) > 1 and best.quality is not None and ranked[1].quality is not None \
+                and abs(best.quality - ranked[1].quality) < _TIE:
+            tied = sum(1 for s in ranked if s.quality is not None and abs(s.quality - best.quality) < _TIE)
+            how = (f"predicted qualities tie ({best.quality:.3f}, {tied} candidates): the choice came down "
+                   f"to cost ({lam:g} x relative cost)")
         chosen, propensity = best, 1.0
         if self._exploration.enabled and len(scores) > 1:
             probs = choice_probabilities({s.model: s.utility for s in scores}, {s.model: s.quality for s in scores},
@@ -463,15 +526,18 @@ class Router:
             "decision_id": new_id(), "model": chosen.model, "kind": kind, "scores": tuple(scores),
             "propensity": propensity, "explored": chosen is not best, "reason": reason,
             "artifact_version": art.version, "cost_weight": lam, "excluded": excluded, "ts": utc_now(),
-            "query": text, "features": None if feats is None else tuple(feats)})
+            "query": text, "features": None if feats is None else tuple(feats), "context_chars": chars,
+            "cost_scale": scale, "sticky": False})
 
-    def _decide_rules(self, state, text, kind, candidates, cost_weight, max_latency_ms, *, why) -> Decision:
+    def _decide_rules(self, state, cost_weight, text, chars, kind, candidates, max_latency_ms, max_tokens,
+                      inferred, *, why) -> Decision:
         lam = 0.0 if cost_weight is None else float(cost_weight)
-        models, excluded, chars, note = self._eligible(state.pool, text, kind, candidates, max_latency_ms)
+        (models, excluded, chars, note), kind, inferred = self._eligible_for(
+            state, chars, kind, candidates, max_latency_ms, max_tokens, inferred)
+        note = inferred + note
         if not models:
-            return self._no_model(None, kind, lam, excluded, text, why=why)
-        lowered = ascii_lower(text or "")
-        wants_code = kind == "code" or any(c in lowered for c in _CODE_CUES)
+            return self._no_model(None, kind, lam, excluded, text, why=why, chars=chars)
+        wants_code = kind == "code" or has_code(text or "")
         pick = models
         rule = "cheapest capable model"
         if kind == "reason":
@@ -480,15 +546,17 @@ class Router:
         elif wants_code and any(m.can("code") for m in models):
             pick = [m for m in models if m.can("code")]
             rule = "cheapest code-capable model (code cues in the query)"
-        scores = tuple(CandidateScore(m.name, None, m.expected_cost(chars), _lat(m, chars),
-                                      -m.expected_cost(chars)) for m in models)
-        best = min(pick, key=lambda m: (m.expected_cost(chars), m.name))
+        rates = state.rates if max_tokens is not None else None
+        expected = {m.name: _expected(m, chars, rates, max_tokens) for m in models}
+        scores = tuple(CandidateScore(m.name, None, expected[m.name][0], expected[m.name][1],
+                                      -expected[m.name][0]) for m in models)
+        best = min(pick, key=lambda m: (expected[m.name][0], m.name))
         return Decision(
             decision_id=new_id(), model=best.name, kind=kind, scores=scores, propensity=1.0,
             explored=False, reason=f"rule-based ({why}): {note}{rule}: {best.name}", artifact_version=None,
-            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text)
+            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text, context_chars=chars)
 
-    def _no_model(self, version, kind, lam, excluded, text, why=None) -> Decision:
+    def _no_model(self, version, kind, lam, excluded, text, why=None, chars=None) -> Decision:
         why = f" ({why})" if why else ""
         detail = "; ".join(f"{m}: {w}" for m, w in list(excluded.items())[:3])
         more = f" (+{len(excluded) - 3} more)" if len(excluded) > 3 else ""
@@ -496,7 +564,7 @@ class Router:
             decision_id=new_id(), model=None, kind=kind, scores=(), propensity=1.0, explored=False,
             reason=f"no model in the pool can serve this {kind!r} request{why}: {detail or 'empty pool'}{more}",
             artifact_version=version,
-            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text)
+            cost_weight=lam, excluded=excluded, ts=utc_now(), query=text, context_chars=chars)
 
     # -- recording ----------------------------------------------------------------------------
     def record(self, decision: Decision, outcome: Outcome) -> OutcomeRecord:
@@ -522,6 +590,7 @@ class Router:
             quality_source=outcome.quality_source,
             features=None if self._log_query_text or decision.features is None
             or not all(math.isfinite(v) for v in decision.features) else decision.features, cost=outcome.cost,
+            context_chars=decision.context_chars, sticky=decision.sticky and model == decision.model,
         )
         if self._logger is not None:
             self._logger.write(rec)
@@ -542,8 +611,32 @@ def _serving_scale(artifact: Artifact, pool: Sequence[ModelInfo], declared: Sequ
     return top if top > 0 else artifact.policy.cost_scale
 
 
-def _lat(m: ModelInfo, chars: int) -> float | None:
-    return m.latency_ms.at(chars) if m.latency_ms is not None else None
+def _rates(pool: Sequence[ModelInfo]) -> dict[str, tuple[float, float, bool]]:
+    out = {}
+    for m in pool:
+        r = m.output_rate()
+        if r is not None:
+            out[m.name] = r
+    return out
+
+
+def _expected(m: ModelInfo, chars: int, rates: Mapping[str, tuple[float, float, bool]] | None,
+              max_tokens: int | None) -> tuple[float, float | None]:
+    """(expected cost, expected latency) of one call: the pool's per-call models, with the output
+    the latency model assumes capped at ``max_tokens`` where the model's latency depends on it."""
+    cost = m.expected_cost(chars)
+    lat = m.latency_ms.at(chars) if m.latency_ms is not None else None
+    r = rates.get(m.name) if rates is not None and max_tokens is not None else None
+    if r is not None and max_tokens < r[1]:
+        delta = r[0] * (max_tokens - r[1])  # <= 0: fewer output tokens than assumed
+        lat = max(0.0, lat + delta)
+        if r[2]:
+            cost = max(0.0, cost + delta)
+    return cost, lat
+
+
+def _latency(state: _State, m: ModelInfo, chars: int, max_tokens: int | None) -> float | None:
+    return _expected(m, chars, state.rates, max_tokens)[1]
 
 
 def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float) -> CandidateScore:

@@ -203,5 +203,6 @@ def _prompt_text(request: GenerationRequest) -> str:
 
 
 def request_text(request: GenerationRequest) -> str:
-    """The text a request's routing decision is made on: everything the model will read."""
+    """Everything the model will read, as one text (a chat's messages joined by newlines).  The
+    decision reads the routed text instead (``router_runtime.routed_text``)."""
     return _prompt_text(request)

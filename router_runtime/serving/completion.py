@@ -25,6 +25,7 @@ class RouteOptions:
     max_latency_ms: float | None = None
     timeout_s: float | None = None
     candidates: tuple[str, ...] | None = None
+    conversation: str | None = None         # session-affinity key (header x-zeta-conversation or zeta.conversation)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def decision_header(decision: Decision, *, model: str, decision_id: str, request
         "scores": {s.model: {"quality": _r(s.quality), "cost": _r(s.cost), "latency_ms": _r(s.latency_ms),
                              "utility": _r(s.utility)} for s in decision.scores},
         "cost_weight": decision.cost_weight,
+        "cost_scale": decision.cost_scale,   # utility = quality - cost_weight * cost / cost_scale
+        "context_chars": decision.context_chars,
         "explored": decision.explored,
+        "sticky": decision.sticky,
         "propensity": decision.propensity,
         "artifact_version": decision.artifact_version,
         "reason": decision.reason,

@@ -45,6 +45,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Callable
 
 from .._checks import is_finite, is_integer
@@ -246,6 +247,9 @@ def create_app(service: RoutingService, *, token: str | None = None,
     @endpoint
     async def chat_completions(request: Request) -> Any:
         req, options, stream, include_usage = parse_chat(await read_json(request))
+        conv = request.headers.get("x-zeta-conversation")
+        if conv and options.conversation is None:
+            options = replace(options, conversation=conv[:256])
         if stream:
             return await streamed(service.stream(req, options), include_usage, chat_chunk, True)
         c = await run_in_threadpool(service.complete, req, options)

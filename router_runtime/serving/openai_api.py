@@ -18,6 +18,8 @@ max_latency_ms    expected-latency limit (> 0): slower models are not chosen
 kind              the request kind to route on (chat | code | reason | ...; embed for embeddings)
 timeout_ms        limit of each attempt (> 0) before the next model takes over
 candidates        list of model names to choose among (default: the whole pool)
+conversation      session-affinity key (also the ``x-zeta-conversation`` header); without one, a
+                  chat is recognised by a hash of its earlier turns
 ================  ==============================================================================
 """
 
@@ -152,10 +154,13 @@ def parse_route_options(body: Mapping[str, Any]) -> RouteOptions:
         return RouteOptions(model=model)
     if not isinstance(z, dict):
         raise ContractError(ZETA_FIELD, "must be an object (cost_weight, max_latency_ms, kind, timeout_ms, candidates)")
-    unknown = sorted(set(z) - {"cost_weight", "max_latency_ms", "kind", "timeout_ms", "candidates"})
+    unknown = sorted(set(z) - {"cost_weight", "max_latency_ms", "kind", "timeout_ms", "candidates", "conversation"})
     if unknown:
         raise ContractError(f"{ZETA_FIELD}.{unknown[0]}", "unknown routing option (cost_weight, max_latency_ms, "
-                                                           "kind, timeout_ms, candidates)")
+                                                           "kind, timeout_ms, candidates, conversation)")
+    conv = z.get("conversation")
+    if conv is not None and (not isinstance(conv, str) or not 1 <= len(conv) <= 256):
+        raise ContractError(f"{ZETA_FIELD}.conversation", "must be a string of 1 to 256 characters")
     cw = z.get("cost_weight")
     if cw is not None:
         check_cost_weight(cw, f"{ZETA_FIELD}.cost_weight")
@@ -174,7 +179,7 @@ def parse_route_options(body: Mapping[str, Any]) -> RouteOptions:
         cands = tuple(cands)
     return RouteOptions(model=model, kind=kind, cost_weight=None if cw is None else float(cw),
                         max_latency_ms=None if lat is None else float(lat),
-                        timeout_s=None if tmo is None else float(tmo) / 1000.0, candidates=cands)
+                        timeout_s=None if tmo is None else float(tmo) / 1000.0, candidates=cands, conversation=conv)
 
 
 def _content(m: Mapping[str, Any], i: int) -> str:

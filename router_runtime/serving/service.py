@@ -56,6 +56,8 @@ out.  ``ServingError`` (with an HTTP status) is raised when no model can answer 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -70,6 +72,7 @@ from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, C
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
 from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord
+from ..routed_text import RoutedText, from_text
 from ..router import Decision, Outcome, Router
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
 from .feed import Feed
@@ -146,7 +149,8 @@ class RoutingService:
 
     def __init__(self, router: Router, backend: Backend, *, max_hops: int = 2, cooldown_s: float = 30.0,
                  timeout_s: float = 300.0, feedback_capacity: int = 10_000, metrics: Metrics | None = None,
-                 clock=time.monotonic, background_records: bool = True):
+                 clock=time.monotonic, background_records: bool = True, affinity_margin: float | None = 0.05,
+                 affinity_capacity: int = 10_000):
         if not is_integer(max_hops) or max_hops < 0:
             raise ContractError("max_hops", f"must be an integer >= 0, got {max_hops!r}")
         for name, v in (("cooldown_s", cooldown_s), ("timeout_s", timeout_s)):
@@ -172,6 +176,11 @@ class RoutingService:
         self._clock = clock                             # for cooldowns; injectable so tests need no sleeping
         self._writer = RecordWriter(router, self.metrics) if background_records else None
         self._pool_ref: tuple = ()                      # (pool tuple, name -> model, names with a load penalty)
+        if affinity_margin is not None and (not is_finite(affinity_margin) or affinity_margin < 0):
+            raise ContractError("affinity_margin", f"must be a finite number >= 0 or None, got {affinity_margin!r}")
+        self.affinity_margin = affinity_margin          # None: no session affinity
+        self._affinity: OrderedDict[str, str] = OrderedDict()  # conversation key -> model that last answered
+        self._affinity_capacity = affinity_capacity
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -346,13 +355,22 @@ class RoutingService:
                 self._deciders.popitem(last=False)
         return r
 
-    def _route(self, request: GenerationRequest, options: RouteOptions, text: str) -> tuple[Decision, list[str]]:
-        kind = options.kind or ("embed" if request.mode == "embed" else "chat")
+    def _routed_text(self, request: GenerationRequest, text: str) -> RoutedText:
+        """What the decision reads (``router_runtime.routed_text``): of a chat, the artifact's choice
+        (by default the last user turn) with the conversation's features; a prompt is its own."""
+        if request.mode == "chat":
+            return self.router.routed_text(request.messages)
+        return from_text(text)
+
+    def _route(self, request: GenerationRequest, options: RouteOptions, text: str,
+               routed: RoutedText) -> tuple[Decision, list[str]]:
+        # No kind from the client: an embeddings request is "embed", any other is inferred from the text.
+        kind = options.kind or ("embed" if request.mode == "embed" else None)
         if request.mode == "embed" and kind != "embed":
             raise ServingError(f"an embeddings request routes among embed-capable models, not {kind!r}",
                                status=400, code="invalid_kind", param="zeta.kind")
         kinds = self._pool_index()[4]
-        if kind not in kinds:  # client-chosen text must not become an unbounded metrics label
+        if kind is not None and kind not in kinds:  # client-chosen text must not become an unbounded metrics label
             shown = kind if len(kind) <= 40 else kind[:37] + "..."
             raise ServingError(f"kind {shown!r} is not a capability of this pool (known: {', '.join(sorted(kinds))})",
                                status=400, code="invalid_kind", param="zeta.kind")
@@ -368,7 +386,8 @@ class RoutingService:
                 raise ServingError(f"model {options.model!r} is out of the pool until its file changes: "
                                    f"{unavailable[options.model]}", status=503, code="model_unavailable",
                                    param="model")
-            d = decider.decide(text, kind=kind, candidates=[options.model], cost_weight=options.cost_weight)
+            d = decider.decide(routed, kind=kind, candidates=[options.model], cost_weight=options.cost_weight,
+                               max_tokens=request.max_tokens)
             self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
             if d.model is None:
                 raise ServingError(f"model {options.model!r} cannot serve this request: {d.reason}",
@@ -391,12 +410,12 @@ class RoutingService:
         usable = [c for c in cands if c not in cooling]
         for c in resting:
             extra_excluded[c] = f"cooling down after a failure ({cooling[c]:.0f} s left)"
-        d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
-                           max_latency_ms=options.max_latency_ms)
+        limits = {"cost_weight": options.cost_weight, "max_latency_ms": options.max_latency_ms,
+                  "max_tokens": request.max_tokens}
+        d = decider.decide(routed, kind=kind, candidates=usable, **limits)
         if d.model is None and resting:
             # Every capable model is resting: trying one beats refusing the request.
-            d = decider.decide(text, kind=kind, candidates=cands, cost_weight=options.cost_weight,
-                               max_latency_ms=options.max_latency_ms)
+            d = decider.decide(routed, kind=kind, candidates=cands, **limits)
             d = replace(d, reason=f"every capable model is cooling down, trying anyway; {d.reason}")
             extra_excluded = {c: why for c, why in extra_excluded.items() if c in unavailable}
         for _ in range(len(names)):
@@ -407,11 +426,12 @@ class RoutingService:
                 break
             extra_excluded[d.model] = unfit
             usable = [c for c in usable if c != d.model]
-            d = decider.decide(text, kind=kind, candidates=usable, cost_weight=options.cost_weight,
-                               max_latency_ms=options.max_latency_ms)
+            d = decider.decide(routed, kind=kind, candidates=usable, **limits)
         self._later(self.metrics.observe, "zeta_decide_seconds", time.perf_counter() - t0)
         if extra_excluded:
             d = replace(d, excluded={**d.excluded, **extra_excluded})
+        if d.model is not None:
+            d = self._stick(d, request, options)
         if d.model is None:
             raise self._no_model(d, kind, extra_excluded)
         order = [d.model] + [s.model for s in rank_scores(d.scores) if s.model != d.model]
@@ -433,6 +453,62 @@ class RoutingService:
             return ServingError(message, status=503, code="model_unavailable")
         return ServingError(message, status=400, code="no_capable_model")
 
+    # -- session affinity ---------------------------------------------------------------------------
+    # A conversation stays on the model that answered its last turn unless that model is no longer a
+    # candidate (it failed and cools down, cannot serve, does not fit) or the router's best utility
+    # beats it by more than ``affinity_margin``.  A kept choice is logged with propensity 1 and
+    # ``sticky`` true: given the conversation the affinity rule is deterministic, so off-policy
+    # estimates stay exact for the policy that ran (router + affinity); an estimate of the router
+    # alone drops sticky rows.
+    def _conversation_keys(self, request: GenerationRequest, options: RouteOptions, answer: str | None = None):
+        keys = []
+        if options.conversation:
+            keys.append("k:" + options.conversation)
+        if request.mode == "chat":
+            msgs = list(request.messages)
+            if answer is None:  # this turn: the turns before the last user message
+                last = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=0)
+                msgs = msgs[:last]
+            else:  # after the answer: what the next turn's earlier turns will be
+                msgs.append({"role": "assistant", "content": answer})
+            if msgs:
+                blob = json.dumps([[m.get("role"), m.get("content")] for m in msgs], ensure_ascii=False)
+                keys.append("h:" + hashlib.sha256(blob.encode("utf-8", "replace")).hexdigest())
+        return keys
+
+    def _stick(self, d: Decision, request: GenerationRequest, options: RouteOptions) -> Decision:
+        if self.affinity_margin is None:
+            return d
+        keys = self._conversation_keys(request, options)
+        with self._lock:
+            prev = next((self._affinity[k] for k in keys if k in self._affinity), None)
+        if prev is None:
+            return d
+        if prev == d.model:
+            return replace(d, reason=f"session affinity: {prev} again, the router's choice too; {d.reason}")
+        s = d.score(prev)
+        if s is None:
+            why = d.excluded.get(prev, "not a candidate")
+            return replace(d, reason=f"session affinity: moved off {prev} ({why}); {d.reason}")
+        gap = max(x.utility for x in d.scores) - s.utility
+        if gap > self.affinity_margin:
+            return replace(d, reason=f"session affinity: moved off {prev} (utility {gap:.3f} below the best, "
+                                     f"margin {self.affinity_margin:g}); {d.reason}")
+        return replace(d, model=prev, propensity=1.0, explored=False, sticky=True,
+                       reason=f"session affinity: kept on {prev} (utility {gap:.3f} below the best, within "
+                              f"margin {self.affinity_margin:g}); the router chose {d.model}: {d.reason}")
+
+    def _remember(self, request: GenerationRequest, options: RouteOptions, model: str, answer: str) -> None:
+        if self.affinity_margin is None:
+            return
+        keys = self._conversation_keys(request, options, answer)
+        with self._lock:
+            for k in keys:
+                self._affinity[k] = model
+                self._affinity.move_to_end(k)
+            while len(self._affinity) > self._affinity_capacity:
+                self._affinity.popitem(last=False)
+
     def _unfit(self, name: str, request: GenerationRequest, text: str) -> str | None:
         return context_problem(self.backend, self.model(name), request, text)
 
@@ -442,7 +518,7 @@ class RoutingService:
         t_start = time.perf_counter()
         text = unicode_text(request_text(request), "input" if request.mode == "embed" else (
             "messages" if request.mode == "chat" else "prompt"))
-        decision, order = self._route(request, options, text)
+        decision, order = self._route(request, options, text, self._routed_text(request, text))
         self._later(self.metrics.inc, "zeta_decisions_total", {"model": decision.model, "kind": decision.kind,
                                                                "route": "auto" if options.model == AUTO else "named"})
         state["decision"] = decision
@@ -483,6 +559,8 @@ class RoutingService:
             attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
             total_ms = (time.perf_counter() - t_start) * 1000.0
             self._later(self._observe_success, name, got, signals, total_ms)
+            if request.mode != "embed":
+                self._remember(request, options, name, got.text)
             f = got.final
             return Completion(
                 decision=decision, decision_id=did, model=name, requested_model=options.model, text=got.text,

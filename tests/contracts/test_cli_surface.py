@@ -79,6 +79,7 @@ IMPORTS = {
     "flows.pipeline": ["SOURCE_FORMATS", "train_router"],
     "flows.production": ["default_curated_dir", "evaluate_on_logs", "load_window", "run_pipeline",
                          "stratified_sample"],
+    "flows.routed_text": ["add_routed_text", "routed_text_exprs"],
     "flows.runners": ["RUNNERS", "default_workers", "task_runner", "task_runner_from_env"],
     "flows.scale": ["main"],
     "flows.synth": ["simulate_logs_at_scale"],

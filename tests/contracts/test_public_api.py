@@ -17,11 +17,11 @@ PUBLIC = [
     "CompletionStream", "ContextOverflowError", "ContractError", "Decision", "ENGINES", "Exploration",
     "FORMAT_VERSION", "Feature", "FeatureSpec", "Finished", "FunctionBackend", "GenerationRequest",
     "LlamaBackend", "Metrics", "MissingDependencyError", "ModelInfo", "ModelUnavailableError", "OUTCOME_SCHEMA_VERSION",
-    "ObliviousEnsemble", "Outcome", "OutcomeLogger", "OutcomeRecord", "RouteOptions", "Router",
+    "ObliviousEnsemble", "Outcome", "OutcomeLogger", "OutcomeRecord", "RouteOptions", "RoutedText", "Router",
     "RoutingService", "SchemaVersionError", "ServingError", "TextDelta", "UnknownOpError", "ZetaError",
     "__version__", "available_engines", "build_service", "calibrate_pool", "create_app", "current_version",
     "default_feature_spec", "dump_pool", "history", "list_versions", "load_artifact", "load_pool",
-    "parse_outcome", "parse_outcome_line", "promote", "rollback", "serve", "set_current", "update_pool_file",
+    "parse_outcome", "parse_outcome_line", "promote", "rollback", "routed_text", "serve", "set_current", "update_pool_file",
     "write_artifact",
 ]
 

@@ -27,6 +27,7 @@ KNOWN_FIELDS = {
     "schema_version", "decision_id", "ts", "artifact_version", "query", "query_sha256", "request_kind",
     "candidates", "model", "propensity", "scores", "explored", "fallback_from", "latency_ms", "ttft_ms",
     "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
+    "context_chars", "sticky",
 }
 
 
@@ -82,6 +83,7 @@ def full_record(**over) -> OutcomeRecord:
         scores={"small": 0.1, "big": 0.9, "mid": None}, explored=True, fallback_from="small",
         latency_ms=123.5, ttft_ms=12.0, prompt_tokens=10, completion_tokens=0, success=False,
         error="timeout", quality=0.0, quality_source="judge", features=(1.0, 0.0, 2.5), cost=0.003,
+        context_chars=2048, sticky=True,
     )
     kw.update(over)
     return OutcomeRecord(**kw)
@@ -146,7 +148,7 @@ def test_defaults_for_optional_fields():
     assert rec.latency_ms is None and rec.ttft_ms is None
     assert rec.prompt_tokens is None and rec.completion_tokens is None
     assert rec.error is None and rec.quality is None and rec.quality_source is None
-    assert rec.features is None and rec.cost is None and rec.extra == {}
+    assert rec.features is None and rec.cost is None and rec.context_chars is None and rec.extra == {}
     # explicit nulls mean the same as absent
     nulls = base(request_kind=None, scores=None, explored=None, latency_ms=None, quality=None)
     assert parse_outcome(nulls) == rec
@@ -284,7 +286,7 @@ def test_negative_durations_and_cost(key):
     refused(base(**{key: -0.001}), ContractError, key, ">= 0", "-0.001")
 
 
-@pytest.mark.parametrize("key", ["prompt_tokens", "completion_tokens"])
+@pytest.mark.parametrize("key", ["prompt_tokens", "completion_tokens", "context_chars"])
 def test_negative_tokens(key):
     refused(base(**{key: -1}), ContractError, key, ">= 0", "-1")
 
@@ -482,6 +484,8 @@ def records(draw):
         quality_source=source,
         features=draw(st.none() | st.lists(finite, max_size=6).map(tuple)),
         cost=draw(st.none() | nonneg),
+        context_chars=draw(st.none() | st.integers(0, 2 ** 40)),
+        sticky=draw(st.booleans()),
         extra=extra,
     )
 
@@ -519,3 +523,14 @@ def test_an_integer_beyond_float_range_is_a_contract_error():
     line = _json.dumps(good).replace('"latency_ms": null', '"latency_ms": 1' + "0" * 400)
     with pytest.raises(ContractError, match="latency_ms"):
         parse_outcome_line(line)
+
+
+def test_context_chars_is_added_by_the_evolution_rules():
+    # A line written before the field: valid, the field defaults to null (query was the whole text then).
+    old = parse_outcome_line(line_of(base()))
+    assert old.context_chars is None and "context_chars" not in old.extra
+    new = parse_outcome_line(line_of(base(context_chars=5000)))
+    assert new.context_chars == 5000 and json.loads(new.to_line())["context_chars"] == 5000
+    # A reader from before the field keeps it as an unknown field: the same line, written back whole.
+    assert parse_outcome_line(new.to_line()) == new
+    refused(base(context_chars=1.5), ContractError, "context_chars", "integer")

@@ -136,3 +136,18 @@ def test_a_corrupt_state_file_is_a_clear_error(tmp_path, content):
     (tmp_path / "cur" / "_state" / "ingest.json").write_bytes(content)
     with pytest.raises(ContractError, match="ingest_state"):
         ingest_logs(tmp_path, tmp_path / "cur")
+
+
+def test_partitions_written_before_a_new_field_read_it_as_null(tmp_path):
+    # context_chars (issue 11) was added to the curated schema: an older day partition lacks the column.
+    from flows.curated import scan_curated
+
+    logs, cur = tmp_path / "logs", tmp_path / "curated"
+    logs.mkdir()
+    (logs / "a.jsonl").write_bytes(line(rec(0, context_chars=700)) + line(rec(1, context_chars=900)))
+    ingest_logs(logs, cur)
+    old = next(cur.glob("day=2026-03-01/*.parquet"))  # d0's day, as an older writer left it
+    pl.read_parquet(old).drop("context_chars").write_parquet(old)
+    got = scan_curated(cur).collect()
+    assert dict(zip(got["decision_id"], got["context_chars"])) == {"d0": None, "d1": 900}
+    assert got.schema["context_chars"] == pl.Int64

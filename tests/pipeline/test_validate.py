@@ -39,6 +39,8 @@ VALID = [
     dumps(rec(14, ts="2026-03-01T12:00:00.1234567Z")),              # 7 fraction digits: Python truncates
     dumps(rec(15, query="\u2003x\u2003")), dumps(rec(16, extra={"ignored": 1})),
     dumps(rec(17, candidates=["m1", "m2", "m9"])), dumps(rec(18, prompt_tokens=10**30)),
+    dumps(rec(19, context_chars=4096)), dumps(rec(20, context_chars=None)), dumps(rec(21, sticky=True)),
+    dumps(rec(22, sticky=None)),
 ]
 INVALID = [
     b'{"schema_version": 1, "decision_id": ', b"[1, 2, 3]", b"not json", b"\xff\xfe",
@@ -59,6 +61,7 @@ INVALID = [
     dumps(rec(134, meta={"x": float("nan")})),                                   # NaN inside an unknown field
     dumps(rec(135)).replace(b'"cost": 0.001', b'"cost": 1e400'),                # overflows to inf
     dumps(rec(136, success=None)), dumps(rec(137, model="")), dumps(rec(138, candidates="m1")),
+    dumps(rec(139, context_chars=-1)), dumps(rec(140, context_chars=2.5)), dumps(rec(141, sticky="yes")),
 ]
 
 

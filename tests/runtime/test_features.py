@@ -299,7 +299,7 @@ def test_unfitted_token_buckets_refuse_to_extract_on_both_sides():
 def test_json_round_trip_of_default_and_fitted_specs():
     for spec in (default_feature_spec(), fitted_small_spec(), fitted_small_spec(max_chars=17)):
         d = json.loads(json.dumps(spec.to_json()))
-        assert set(d) == {"version", "max_chars", "features"}
+        assert set(d) == {"version", "max_chars", "features", "routed_text"}
         back = FeatureSpec.from_json(d)
         assert back == spec and back.to_json() == spec.to_json()
         assert back.output_names == spec.output_names and back.max_chars == spec.max_chars

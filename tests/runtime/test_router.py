@@ -327,3 +327,56 @@ def test_decision_ids_are_unique_across_threads_and_forks(trained_registry):
             got = {data[i:i + 32].decode() for i in range(0, len(data), 32)}
             assert len(got) == 50 and not got & seen
             seen |= got
+
+
+# -- issue 11: output length, latency limits, kind inference, ties -----------------------------------
+def _local_pool():
+    from router_runtime.pool import parse_model
+
+    return (parse_model({"name": "fast", "capabilities": ["chat"], "ms_per_token": 2.0, "ms_per_prompt_token": 0.4}),
+            parse_model({"name": "slow", "capabilities": ["chat", "code"], "ms_per_token": 20.0}),
+            parse_model({"name": "opaque", "capabilities": ["chat"], "cost": {"intercept": 1.0, "per_char": 0.0}}))
+
+
+def test_max_tokens_caps_the_output_latency_and_cost_assume():
+    r = Router(None, pool=_local_pool())
+    q = "x" * 40  # 10 prompt tokens
+    full, short = r.decide(q), r.decide(q, max_tokens=8)
+    assert full.score("fast").latency_ms == pytest.approx(0.4 * 10 + 2.0 * 256)
+    assert short.score("fast").latency_ms == pytest.approx(0.4 * 10 + 2.0 * 8)
+    assert short.score("fast").cost == pytest.approx(short.score("fast").latency_ms)  # cost is this machine's ms
+    assert r.decide(q, max_tokens=1000).score("slow").latency_ms == pytest.approx(20.0 * 256)  # a cap, not a floor
+    assert short.score("opaque").latency_ms is None
+    with pytest.raises(ContractError, match="max_tokens"):
+        r.decide(q, max_tokens=0)
+
+
+def test_max_latency_ms_uses_the_per_request_latency_and_says_what_it_could_not_check():
+    r = Router(None, pool=_local_pool())
+    d = r.decide("hello", max_latency_ms=100, max_tokens=10)  # fast 20 ms, slow 200 ms, opaque unknown
+    assert d.excluded["slow"].startswith("expected latency 200 ms above 100 ms")
+    assert "fast" not in d.excluded and "opaque" not in d.excluded
+    assert "max_latency_ms could not be checked for opaque (no latency model)" in d.reason
+    assert "slow" not in r.decide("hello", max_latency_ms=100, max_tokens=4).excluded  # 80 ms fits
+
+
+def test_kind_none_infers_from_the_text_and_a_given_kind_wins():
+    r = Router(None, pool=_local_pool())
+    code = r.decide("import numpy as np; fix my script", kind=None)
+    assert code.kind == "code" and code.model == "slow" and "kind code inferred from the text" in code.reason
+    assert r.decide("import numpy as np", kind="chat").kind == "chat"
+    chat = r.decide("Prove that the sum of two even numbers is even", kind=None)
+    # No reason-capable model: the inferred kind is routed as chat, and the reason says so.
+    assert chat.kind == "chat" and "no reason-capable candidate: routed as chat" in chat.reason
+
+
+def test_a_quality_tie_is_explained_as_a_cost_decision(trained_registry):
+    from router_runtime.pool import parse_model
+
+    base = load_artifact(trained_registry)
+    twins = (parse_model({"name": "twin-a", "size_b": 7.0, "cost": {"intercept": 1.0, "per_char": 0.0}}),
+             parse_model({"name": "twin-b", "size_b": 7.0, "cost": {"intercept": 2.0, "per_char": 0.0}}))
+    d = Router(base, pool=twins).decide(QUERIES[1])
+    assert d.score("twin-a").quality == d.score("twin-b").quality  # same descriptors, no outcomes
+    assert d.model == "twin-a" and "predicted qualities tie" in d.reason and "came down to cost" in d.reason
+    assert d.cost_scale == pytest.approx(2.0) and d.to_dict()["cost_scale"] == d.cost_scale

@@ -276,3 +276,56 @@ def test_metrics_text_format_by_hand():
         "# HELP lat_seconds a histogram\n# TYPE lat_seconds histogram\n"
         'lat_seconds_bucket{le="0.1"} 1\nlat_seconds_bucket{le="1"} 2\nlat_seconds_bucket{le="+Inf"} 3\n'
         "lat_seconds_sum 5.55\nlat_seconds_count 3\n")
+
+
+# -- session affinity (issue 11), through the server with the official openai client -------------
+def test_session_affinity_keeps_a_conversation_on_its_model_and_moves_when_it_fails(trained_registry, tmp_path):
+    openai = pytest.importorskip("openai")
+    from router_runtime import OutcomeLogger, parse_outcome_line
+
+    # Two models the artifact never saw (same descriptors: equal quality); "b" costs a little more.
+    pool = (parse_model({"name": "a", "capabilities": ["chat"], "size_b": 1.0, "ms_per_token": 1.0}),
+            parse_model({"name": "b", "capabilities": ["chat"], "size_b": 1.0, "ms_per_token": 1.2}))
+    failing: set[str] = set()
+
+    def fn(model, req):
+        if model.name in failing:
+            raise RuntimeError(f"{model.name} is down")
+        return f"answer {len(req.messages)} from {model.name}"
+
+    router = Router.load(trained_registry, pool=pool, logger=OutcomeLogger(tmp_path))
+    svc = RoutingService(router, FunctionBackend(fn), background_records=False, affinity_margin=0.05)
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key="x", http_client=TestClient(create_app(svc)))
+
+    def turn(messages, model="auto"):
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, max_tokens=8)
+        c = raw.parse()
+        return c.choices[0].message.content, json.loads(raw.headers["x-zeta-decision"])
+
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    fresh = turn(msgs)[1]
+    assert fresh["model"] == "a" and not fresh["sticky"]  # cheaper at equal quality
+    answer, h = turn(msgs, model="b")  # the conversation starts on b (named)
+    msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of Spain?"}]
+    answer, h = turn(msgs)
+    assert h["model"] == "b" and h["sticky"] and h["propensity"] == 1.0
+    assert "session affinity: kept on b" in h["reason"] and "the router chose a" in h["reason"]
+    failing.add("b")
+    msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of Italy?"}]
+    answer, h = turn(msgs)  # kept on b, b fails: a answers; b cools down
+    assert h["model"] == "a" and h["fallback_from"] == "b"
+    msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of Peru?"}]
+    answer, h = turn(msgs)
+    assert h["model"] == "a" and "session affinity: a again" in h["reason"]
+    # An explicit key (the header) ties requests together without any history.
+    failing.clear()
+    svc._cooldown.clear()
+    for model, text in (("b", "Hi"), ("auto", "Something else entirely")):
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": text}], extra_headers={"x-zeta-conversation": "s-1"})
+    h = json.loads(raw.headers["x-zeta-decision"])
+    assert h["model"] == "b" and h["sticky"]
+    recs = [parse_outcome_line(x) for f in sorted(tmp_path.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    sticky = [r for r in recs if r.sticky]
+    assert [(r.model, r.propensity) for r in sticky] == [("b", 1.0)] * 3  # kept, failed attempt, header
+    assert sticky[1].success is False and any(r.fallback_from == "b" and not r.sticky for r in recs)

@@ -263,13 +263,20 @@ def test_feedback_memory_is_bounded():
 def test_load_penalty_routes_to_the_loaded_model_until_the_other_is_loaded():
     loaded = {"b"}
     svc, _, _ = make(loaded=loaded)
-    c = svc.complete(CHAT)
+    # max_tokens 8 caps the output the cost (this machine's ms) assumes: a's 100 ms load outweighs
+    # 8 tokens at 1 ms against 2 ms, so the loaded b answers.
+    short = svc.complete(CHAT)
+    assert short.model == "b"
+    assert short.decision.score("a").cost == pytest.approx(8 + 100 + 0.1 / 4 * 6)
+    assert short.decision.score("b").cost == pytest.approx(16 + 0.2 / 4 * 6)
+    unbounded = GenerationRequest("chat", messages=CHAT.messages)
+    c = svc.complete(unbounded)
     # a, not loaded: 1 ms x 256 tokens + 0.1/4 ms x 6 chars + 100 ms to load; still below b's 2 x 256
     assert c.model == "a"
     assert c.decision.score("a").cost == pytest.approx(256 + 100 + 0.1 / 4 * 6)
     assert c.decision.score("b").cost == pytest.approx(512 + 0.2 / 4 * 6)
     assert "a" in loaded  # the fake loaded it
-    c2 = svc.complete(CHAT)
+    c2 = svc.complete(unbounded)
     assert c2.decision.score("a").cost == pytest.approx(256 + 0.1 / 4 * 6)  # loaded now: no penalty
 
 
