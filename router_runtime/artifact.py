@@ -135,11 +135,33 @@ def _read_capped(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# No field of an artifact holds an integer beyond int64 (counts, depths, indices, code points): a
+# larger literal is refused with its place, before Python's float() or int() (OverflowError, the
+# 4,300-digit ValueError) or the compiled engine's C integers meet it.
+MAX_ARTIFACT_INT = (1 << 63) - 1
+
+
+class _HugeInt:
+    """An integer literal too large for any artifact field, kept as its digit count to name it."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    if len(text.lstrip("-")) > 19:  # cheap: never converts thousands of digits
+        return _HugeInt(len(text.lstrip("-")))
+    v = int(text)
+    return v if -MAX_ARTIFACT_INT <= v <= MAX_ARTIFACT_INT else _HugeInt(len(text.lstrip("-")))
+
+
 def _loads(data: bytes, path: Path) -> Any:
     try:
-        obj = json.loads(data.decode("utf-8"))
+        obj = json.loads(data.decode("utf-8"), parse_int=_parse_int)
         # NaN/Infinity (and literals like 1e400 that overflow) parse to floats; refuse them naming where.
-        where = _non_finite_at(obj, "")
+        where = _bad_number_at(obj, "")
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{path.name}: invalid UTF-8 at byte {exc.start}", path=str(path)) from None
     except json.JSONDecodeError as exc:
@@ -148,14 +170,19 @@ def _loads(data: bytes, path: Path) -> Any:
         raise ArtifactError(f"{path.name}: JSON nested too deeply", path=str(path)) from None
     if where is not None:
         at, v = where
+        if isinstance(v, _HugeInt):
+            raise ArtifactError(f"{path.name}: integer of {v.digits} digits at {at or '<top>'} is out of "
+                                f"range (at most {MAX_ARTIFACT_INT})", path=str(path))
         name = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(v)]
         raise ArtifactError(f"{path.name}: non-finite number {name} at {at or '<top>'}", path=str(path))
     return obj
 
 
-def _non_finite_at(v: Any, at: str) -> tuple[str, float] | None:
+def _bad_number_at(v: Any, at: str) -> tuple[str, Any] | None:
     if isinstance(v, float):
         return None if math.isfinite(v) else (at, v)
+    if isinstance(v, _HugeInt):
+        return at, v
     if isinstance(v, dict):
         items = ((f"{at}.{k}" if at else str(k), x) for k, x in v.items())
     elif isinstance(v, list):
@@ -163,7 +190,7 @@ def _non_finite_at(v: Any, at: str) -> tuple[str, float] | None:
     else:
         return None
     for sub, x in items:
-        found = _non_finite_at(x, sub)
+        found = _bad_number_at(x, sub)
         if found is not None:
             return found
     return None
@@ -367,7 +394,7 @@ def _json_bytes(obj: Any, where: str) -> bytes:
     try:
         return _dumps(obj)
     except (TypeError, ValueError) as exc:  # NaN/Infinity (allow_nan=False) or a non-JSON type
-        bad = _non_finite_at(obj, "")
+        bad = _bad_number_at(obj, "")
         if bad is not None:  # name the field: json's own message does not say where
             raise ContractError(f"{where}.{bad[0]}", f"non-finite number {bad[1]!r} cannot be written as JSON") from None
         raise ContractError(where, f"not writable as JSON: {exc}") from None

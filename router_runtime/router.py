@@ -268,7 +268,9 @@ class Router:
                 if self.artifact_version is not None and target.name == self.artifact_version:
                     return False
                 artifact = load_artifact(target)
-            except (ZetaError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001
+                # This runs on the reload thread: anything left uncaught would end it silently, with
+                # no reload_error; the loader raises only ZetaError/OSError on purpose.
                 self.reload_error = f"{type(exc).__name__}: {exc}"
                 self.reloads_refused += 1
                 return False

@@ -1,0 +1,135 @@
+"""Hostile artifacts (issue 15): numbers no field can hold, files that are not regular files, links
+out of the registry, modes another user cannot read.  Each is checked through ``Router.load`` (a
+precise ZetaError, rules serving) and through a running hot reload (refused, ``reload_error`` set,
+the old version serving), and the CLI says so in one line."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from artifact_docs import make_doc, rewrite_router
+from flows.cli import main
+from router_runtime import Router, load_artifact, set_current, write_artifact
+from router_runtime._atomic import atomic_write
+from router_runtime.errors import ArtifactError, ZetaError
+
+
+def _numeric_paths(v, at=()):
+    """Every place in a JSON document that holds a number (bool excluded)."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, (int, float)):
+        yield at
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield from _numeric_paths(x, at + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _numeric_paths(x, at + (i,))
+
+
+def _full_doc() -> dict:
+    doc = make_doc()
+    doc["pool"][1].update(context_length=4096, latency_ms={"intercept": 1.0, "per_char": 0.1})
+    doc["policy"].update(quality_floor=0.0, typical_chars=100.0)
+    return doc
+
+
+def _with_literal(doc: dict, path: tuple, literal: str) -> str:
+    d = json.loads(json.dumps(doc))
+    t = d
+    for k in path[:-1]:
+        t = t[k]
+    t[path[-1]] = "@@NUMBER@@"
+    return json.dumps(d).replace('"@@NUMBER@@"', literal)
+
+
+def _wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _bad_current(reg, damage) -> str:
+    """A new version damaged by ``damage(version_dir)``, CURRENT moved to it by hand (set_current
+    would refuse it): what an operator's mistake or an attacker leaves for the reload thread."""
+    doc = make_doc()
+    doc["policy"]["cost_weight"] = 0.55
+    vdir = write_artifact(reg, doc, {})
+    damage(vdir)
+    atomic_write(reg / "CURRENT", vdir.name + "\n")
+    return vdir.name
+
+
+@pytest.fixture
+def served(reg, vdir):
+    set_current(reg, vdir.name)
+    router = Router.load(reg, reload_interval_ms=10)
+    assert router.artifact_version == vdir.name
+    return router
+
+
+def _assert_refused_by_reload(router, good: str, word: str):
+    assert _wait_for(lambda: router.decide("ping").model is not None and router.reload_error is not None), \
+        "the reload thread never reported the refusal"
+    assert router.artifact_version == good
+    assert word.lower() in router.reload_error.lower(), router.reload_error
+
+
+# -- 5: numbers no field can hold ------------------------------------------------------------------
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_integer_in_any_numeric_field_is_a_zeta_error(vdir, digits):
+    doc = _full_doc()
+    paths = list(_numeric_paths(doc))
+    assert len(paths) > 25  # every count, price, border, leaf, bound of the document
+    for path in paths:
+        rewrite_router(vdir, _with_literal(doc, path, "9" * digits))
+        with pytest.raises(ArtifactError) as ei:
+            load_artifact(vdir)
+        where = ".".join(str(p) for p in path[:1]) if path else ""
+        assert "out of range" in str(ei.value) and where in str(ei.value), (path, str(ei.value))
+        router = Router.load(vdir)
+        assert router.artifact is None and "out of range" in router.problem
+
+
+def test_integers_up_to_int64_still_load_and_decide(vdir):
+    # The bound is the one the engines can hold; every field keeps its own check below it.
+    doc = _full_doc()
+    for path in _numeric_paths(doc):
+        rewrite_router(vdir, _with_literal(doc, path, str(2 ** 62)))
+        try:
+            load_artifact(vdir)
+        except ZetaError:
+            continue
+        for engine in ("python", "compiled", "numpy"):
+            assert Router.load(vdir, engine=engine).decide("hello def x", max_latency_ms=10.0) is not None
+
+
+def test_a_huge_integer_in_the_manifest_is_a_zeta_error(vdir):
+    man = (vdir / "manifest.json").read_text()
+    (vdir / "manifest.json").write_text(man.replace('"manifest_version": 1', '"manifest_version": ' + "7" * 5000))
+    with pytest.raises(ArtifactError, match="manifest_version is out of range"):
+        load_artifact(vdir)
+
+
+def test_hot_reload_refuses_a_huge_integer_and_says_why(reg, served):
+    good = served.artifact_version
+    _bad_current(reg, lambda v: rewrite_router(v, _with_literal(make_doc(), ("quality_model", "bias"), "9" * 400)))
+    _assert_refused_by_reload(served, good, "out of range")
+
+
+def test_cli_promote_and_route_print_one_line(reg, vdir, capsys):
+    rewrite_router(vdir, _with_literal(make_doc(), ("policy", "cost_scale"), "9" * 5000))
+    assert main(["artifacts", "promote", vdir.name, "--registry", str(reg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("zeta: error:") and "out of range" in err
+    assert main(["route", "hello", "--artifact", str(vdir)]) == 3  # rules, with an empty pool: no model
+    out = capsys.readouterr().out
+    assert "out of range" in out and "Traceback" not in out
