@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ._checks import finite
+from ._files import read_regular_file
 from ._atomic import fsync_dir, write_new_file
 from .errors import (
     ArtifactError,
@@ -74,7 +75,7 @@ __all__ = [
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 MANIFEST_VERSION = 1
-MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files before reading them into memory
+MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files (enforced while reading, not trusted from stat)
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _read_capped(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ArtifactNotFoundError(f"missing file {path.name}", path=str(path)) from None
-    if size > MAX_ARTIFACT_BYTES:
-        raise ArtifactError(f"{path.name} is {size} bytes, above the {MAX_ARTIFACT_BYTES} limit", path=str(path))
-    return path.read_bytes()
+    return read_regular_file(path, limit=MAX_ARTIFACT_BYTES)
 
 
 # No field of an artifact holds an integer beyond int64 (counts, depths, indices, code points): a

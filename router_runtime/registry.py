@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_write
+from ._files import read_regular_file
 from .errors import ArtifactError, ArtifactNotFoundError, ContractError
 
 __all__ = [
@@ -45,6 +46,7 @@ MANIFEST_FILE = "manifest.json"
 # so "..", "a/b", a leading dot (temp dirs), NUL or whitespace would escape the registry or break it.
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MANIFEST_OWNED = ("manifest_version", "artifact_version", "format_version", "files")
+MAX_POINTER_BYTES = 4096  # CURRENT holds one version name
 
 
 # -- the layout ------------------------------------------------------------------------------------
@@ -92,10 +94,11 @@ def current_version(root: str | os.PathLike) -> str | None:
     """The version CURRENT points to, or None when there is no pointer yet."""
     p = current_file(root)
     try:
-        text = p.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+        # The guarded read: a FIFO, a device or a link put in CURRENT's place is refused, not waited on.
+        text = read_regular_file(p, limit=MAX_POINTER_BYTES).decode("utf-8").strip()
+    except ArtifactNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (ArtifactError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"unreadable CURRENT pointer: {exc}", path=str(p)) from None
     if not _VERSION_NAME.fullmatch(text):  # also refuses NUL bytes, which would crash stat()
         raise ArtifactError(f"CURRENT holds an invalid version name {text!r}", path=str(p))

@@ -6,6 +6,9 @@ the old version serving), and the CLI says so in one line."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 import time
 
 import pytest
@@ -133,3 +136,85 @@ def test_cli_promote_and_route_print_one_line(reg, vdir, capsys):
     assert main(["route", "hello", "--artifact", str(vdir)]) == 3  # rules, with an empty pool: no model
     out = capsys.readouterr().out
     assert "out of range" in out and "Traceback" not in out
+
+
+# -- 4: files that are not regular files -----------------------------------------------------------
+
+def _within(seconds, fn):
+    """fn() on a daemon thread; fails (instead of hanging the suite) when it does not return in time."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # pragma: no cover - reported below
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still blocked after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _zero(path):
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("name", ["router.json", "manifest.json"])
+def test_a_fifo_in_a_version_is_refused_without_blocking(vdir, name):
+    _fifo(vdir / name)
+    router = _within(5, lambda: Router.load(vdir))
+    assert router.artifact is None and "FIFO" in router.problem and name in router.problem
+
+
+def test_a_dev_zero_link_is_refused_without_reading_it(vdir):
+    _zero(vdir / "router.json")
+    router = _within(5, lambda: Router.load(vdir))
+    assert router.artifact is None and "symbolic link" in router.problem
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null") or os.geteuid() != 0, reason="mknod needs root")
+def test_a_device_node_is_refused(vdir):
+    (vdir / "router.json").unlink()
+    os.mknod(vdir / "router.json", 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # what /dev/zero is
+    router = _within(5, lambda: Router.load(vdir))
+    assert router.artifact is None and "character device" in router.problem
+
+
+def test_a_fifo_as_current_is_refused_without_blocking(reg, vdir):
+    set_current(reg, vdir.name)
+    _fifo(reg / "CURRENT")
+    router = _within(5, lambda: Router.load(reg))
+    assert router.artifact is None and "FIFO" in router.problem
+
+
+@pytest.mark.parametrize("damage", [lambda v: _fifo(v / "router.json"), lambda v: _fifo(v / "manifest.json"),
+                                    lambda v: _zero(v / "router.json")], ids=["fifo-router", "fifo-manifest", "zero"])
+def test_hot_reload_refuses_special_files_and_keeps_reloading(reg, served, damage):
+    good = served.artifact_version
+    _bad_current(reg, damage)
+    _assert_refused_by_reload(served, good, "not a regular file")
+    # The reload lock was not left held by a blocked open: the next good version swaps in.
+    doc = make_doc()
+    doc["policy"]["cost_weight"] = 0.33
+    fresh = write_artifact(reg, doc, {}).name
+    set_current(reg, fresh)
+    assert _within(5, served.reload) is True and served.artifact_version == fresh
+
+
+def test_a_file_above_the_size_cap_is_refused(vdir, monkeypatch):
+    import router_runtime.artifact as artifact_mod
+
+    size = (vdir / "router.json").stat().st_size
+    monkeypatch.setattr(artifact_mod, "MAX_ARTIFACT_BYTES", size - 1)
+    with pytest.raises(ArtifactError, match="limit"):
+        load_artifact(vdir)
