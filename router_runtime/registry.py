@@ -135,7 +135,14 @@ def resolve_artifact_dir(path: str | os.PathLike) -> Path:
         version = current_version(p)
         if version is None:
             raise ArtifactNotFoundError("registry has no CURRENT version", path=str(p))
-        return versions_dir(p) / version
+        d = versions_dir(p) / version
+        # A version directory may be a link (an operator's layout) but must stay inside versions/:
+        # the registry is what was trained and promoted here, not whatever a link points at.
+        inside = os.path.realpath(versions_dir(p))
+        if os.path.commonpath([inside, os.path.realpath(d)]) != inside:
+            raise ArtifactError(f"version {version} is a link out of the registry ({os.path.realpath(d)}): refused",
+                                path=str(d))
+        return d
     raise ArtifactNotFoundError("no artifact here (no router.json and no registry CURRENT)", path=str(p))
 
 

@@ -218,3 +218,42 @@ def test_a_file_above_the_size_cap_is_refused(vdir, monkeypatch):
     monkeypatch.setattr(artifact_mod, "MAX_ARTIFACT_BYTES", size - 1)
     with pytest.raises(ArtifactError, match="limit"):
         load_artifact(vdir)
+
+
+# -- 17: links out of the registry -----------------------------------------------------------------
+
+def test_a_version_file_linked_out_of_the_registry_is_refused(tmp_path, vdir):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (vdir / "router.json").rename(outside / "router.json")  # same bytes: the hash still matches
+    (vdir / "router.json").symlink_to(outside / "router.json")
+    router = Router.load(vdir)
+    assert router.artifact is None and "symbolic link" in router.problem
+
+
+def test_a_version_directory_linked_out_of_the_registry_is_refused(tmp_path, reg, vdir):
+    outside = tmp_path / "elsewhere"
+    vdir.rename(outside)
+    vdir.symlink_to(outside, target_is_directory=True)
+    atomic_write(reg / "CURRENT", vdir.name + "\n")
+    router = Router.load(reg)
+    assert router.artifact is None and "link out of the registry" in router.problem
+
+
+def test_a_version_directory_linked_inside_the_registry_still_loads(reg, vdir):
+    alias = vdir.parent / "alias"
+    alias.symlink_to(vdir.name, target_is_directory=True)
+    atomic_write(reg / "CURRENT", "alias\n")
+    assert Router.load(reg).artifact_version == vdir.name
+
+
+def test_hot_reload_refuses_a_link_out_of_the_registry(tmp_path, reg, served):
+    good = served.artifact_version
+    outside = tmp_path / "elsewhere"
+
+    def move_out(v):
+        v.rename(outside)
+        v.symlink_to(outside, target_is_directory=True)
+
+    _bad_current(reg, move_out)
+    _assert_refused_by_reload(served, good, "link out of the registry")
