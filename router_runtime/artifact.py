@@ -75,6 +75,7 @@ __all__ = [
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 MANIFEST_VERSION = 1
+VERSION_DIR_MODE = 0o755  # its files are 0o644 (router_runtime._atomic)
 MAX_ARTIFACT_BYTES = 256 << 20  # refuse absurd files (enforced while reading, not trusted from stat)
 
 
@@ -368,6 +369,9 @@ def write_artifact(root: str | os.PathLike, router: dict[str, Any], manifest: di
     versions.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
     try:
+        # mkdtemp makes it 0700, which the rename keeps: a runtime under another user could not
+        # read the version and would route by rules without saying why.  Explicit, like the files'.
+        os.chmod(tmp, VERSION_DIR_MODE)
         for name, data in ((ROUTER_FILE, router_bytes), (MANIFEST_FILE, manifest_bytes)):
             write_new_file(tmp / name, data)
         fsync_dir(tmp)

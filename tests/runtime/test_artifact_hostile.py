@@ -257,3 +257,37 @@ def test_hot_reload_refuses_a_link_out_of_the_registry(tmp_path, reg, served):
 
     _bad_current(reg, move_out)
     _assert_refused_by_reload(served, good, "link out of the registry")
+
+
+# -- 15: modes another user can read ---------------------------------------------------------------
+
+def test_a_new_version_is_readable_by_another_user(reg):
+    old = os.umask(0o077)  # the strictest umask a pipeline might run under does not leak into it
+    try:
+        vdir = write_artifact(reg, make_doc(), {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(vdir.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in vdir.iterdir()} == \
+        {"router.json": 0o644, "manifest.json": 0o644}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="switching user needs root")
+def test_a_runtime_under_another_user_loads_the_version(tmp_path):
+    import subprocess
+    import sys
+
+    base = tmp_path / "shared"
+    base.mkdir()
+    for p in (base, *base.parents):  # pytest's own tmp dirs are 0700: open the way to the registry only
+        if p == p.parent:
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o005)
+    reg = base / "reg"
+    vdir = write_artifact(reg, make_doc(), {})
+    set_current(reg, vdir.name)
+    code = "import sys; from router_runtime import Router; r = Router.load(sys.argv[1]); print(r.artifact_version, r.problem)"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code, str(reg)], capture_output=True, text=True, timeout=60,
+                         cwd=root, user=65534, group=65534, env={"PYTHONPATH": root, "PATH": os.environ["PATH"]})
+    assert out.stdout.split() == [vdir.name, "None"], out.stderr
