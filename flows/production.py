@@ -52,6 +52,7 @@ from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_dec
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
                      plan_ingest, scan_curated, staging_dir, training_columns)
 from .training import TrainParams, build_pool, train_quality_model
+from .weights import PROPENSITY_FLOOR, bounded_training_weights, clip_propensities
 
 __all__ = ["run_pipeline", "evaluate_on_logs", "default_curated_dir"]
 
@@ -83,7 +84,7 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     quality = rows["quality"].to_numpy().astype(np.float64)
     cost = rows["cost"].to_numpy().astype(np.float64)
     rewards = quality - lam * cost / scale
-    props = rows["propensity"].to_numpy().astype(np.float64)
+    props, clipped = clip_propensities(rows["propensity"].to_numpy())  # the rule training uses too
 
     # The candidate's own predicted utilities are the DR reward model.
     router = Router(candidate, use_numpy=True)
@@ -98,7 +99,8 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     cand_probs = deterministic_probs(cand_choice, k)
     est = ope_estimates(actions, rewards, props, cand_probs, qhat, n_bootstrap=n_bootstrap, level=level, seed=seed)
     out: dict[str, Any] = {"n": len(rows), "models": models, "reward": f"quality - {lam:g} x cost / {scale:.6g}",
-                           "candidate": est.to_json(), "champion": None, "difference": None}
+                           "candidate": est.to_json(), "champion": None, "difference": None,
+                           "propensity_floor": {"floor": PROPENSITY_FLOOR, "clipped_rows": clipped}}
     if champion is not None:
         champ_choice = _policy_choices(champion, queries, cands, models)
         if (champ_choice < 0).any():
@@ -222,6 +224,7 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
 def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, params: TrainParams,
                     cost_weight: float, parent: str | None, sample: dict[str, Any] | None = None) -> str:
     declared = load_pool(pool_file) if pool_file else ()
+    train, weight_bounds = bounded_training_weights(train)
     full_pool = build_pool(train, declared)
     model = train_quality_model(train, default_feature_spec(), full_pool, params)
     scale = cost_scale(full_pool, train["model"].unique().to_list(), train["query"].str.len_chars().to_numpy())
@@ -229,7 +232,8 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
     manifest = {"training": {"format": "curated logs", "rows": model.rows, "window": window,
                              "models": sorted(train["model"].unique().to_list()),
                              "params": (model.params or params).to_json(),
-                             "weighting": "inverse propensity", "sample": sample},
+                             "weighting": "inverse propensity", "weight_bounds": weight_bounds,
+                             "sample": sample},
                 "parent_version": parent}
     return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest,
                                chars=typical_chars(train["query"].str.len_chars().to_numpy())))
@@ -262,21 +266,33 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
                                "quarantine_file": ing.quarantine_file, "curated": curated}
     champion = current_version(registry) if Path(registry).exists() else None
     summary["champion_version"] = champion
-    train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget, eval_budget, seed)
-    if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
-        return {**summary, "candidate_version": None, "promoted": False, "ope": None,
-                "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
-    params = TrainParams(iterations=iterations, seed=seed)
-    path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
-    version = Path(path).name
-    evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
-    promoted, reason = offpolicy_gate(evaluation, champion, margin=margin, min_ess=min_ess)
-    decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
-                "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
-                f"{holdout_fraction:.0%} of the curated logs"
-                + (f" (a stratified sample of {len(recent)} of {eval_sample['population_rows']} rows)"
-                   if eval_sample.get("strata") else "")}
-    report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json())
+    version, stage = None, "reading the curated window"
+    try:
+        train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget,
+                                                               eval_budget, seed)
+        if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
+            return {**summary, "candidate_version": None, "promoted": False, "ope": None,
+                    "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
+        params, stage = TrainParams(iterations=iterations, seed=seed), "training"
+        path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
+        version, stage = Path(path).name, "evaluation"
+        evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
+        promoted, reason = offpolicy_gate(evaluation, champion, margin=margin, min_ess=min_ess)
+        decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
+                    "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
+                    f"{holdout_fraction:.0%} of the curated logs"
+                    + (f" (a stratified sample of {len(recent)} of {eval_sample['population_rows']} rows)"
+                       if eval_sample.get("strata") else "")}
+        stage = "recording the decision"
+        report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json())
+    except Exception as exc:  # noqa: BLE001
+        # Whatever a library raises here (CatBoost, Polars, numpy), the run ends with a named reason,
+        # the champion keeps serving, and what was ingested stays ingested for the next run.
+        get_run_logger().error("the %s stage failed: %s: %s; champion %s kept", stage, type(exc).__name__, exc,
+                               champion)
+        return {**summary, "candidate_version": version, "promoted": False, "ope": None,
+                "reason": f"{stage} failed: {type(exc).__name__}: {exc}; champion kept",
+                "failed_stage": stage}
     if promoted:
         try:
             promote(registry, version, reason=reason)
