@@ -10,8 +10,12 @@ wins.  Explicit feedback lines (``flows.feedback``) go to the feedback table ins
 non-blank line is exactly one of ingested, feedback, quarantined or duplicate.
 
 Incremental and idempotent: ``<curated>/_state/ingest.json`` remembers, per file, the byte offset up
-to which complete lines were consumed.  A re-run reads only what was appended since; a new file is
-picked up.  The Parquet partitions and feedback files are written (temp file, rename) before the state
+to which complete lines were consumed, and the file's identity: its inode and a fingerprint (sha256)
+of its first bytes (up to ``HEAD_BYTES``).  A re-run reads only what was appended since; a new file is
+picked up.  A file whose identity changed under its name (truncated in place by copytruncate, deleted
+and recreated, rewritten) is read again from the start, whatever its size: the size alone cannot
+tell a truncated file that grew past its old offset.  A file renamed away (rotation) is recognised
+by its inode and fingerprint under its new name and keeps its offset.  The Parquet partitions and feedback files are written (temp file, rename) before the state
 moves, so a crash in between re-reads those lines next time and the decision_id check (for feedback:
 the (decision_id, ts, quality) check) turns them into duplicates.
 
@@ -31,6 +35,7 @@ re-exports them (``from flows.ingest import read_curated, validate_lines, ...`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -62,6 +67,7 @@ QUARANTINE_DIR = "_quarantine"
 STAGING_DIR = "_staging"
 UNIT_BYTES = 256 << 20     # the work of one task: a file is cut into units of about this size
 BLOCK_BYTES = 32 << 20     # a unit is read and validated this much at a time: bounds a worker's memory
+HEAD_BYTES = 4096          # the fingerprint of a log file: the sha256 of its first bytes (at most this many)
 
 
 @dataclass
@@ -290,12 +296,22 @@ def plan_ingest(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
     units: list[IngestUnit] = []
     base: dict[str, int] = {}
     now = time.time()
+    known = state["files"]  # as the last run left it: new_state changes while files are planned
+    renamed = _by_identity(known)
     for path in files:
         if cur.resolve() in path.resolve().parents:
             continue  # never re-ingest our own quarantine files
         key = str(path.resolve())
         st = path.stat()
-        prev = new_state.get(key)
+        head = _head(path)
+        prev = known.get(key)
+        if prev is not None and not _same_file(prev, st, head):
+            prev = None  # another file under the same name: copytruncate, delete and recreate, rewrite
+        if prev is None:
+            # A file renamed here from a name the state knows keeps that name's offset and lines.
+            old = renamed.get((st.st_dev, st.st_ino))
+            if old is not None and _same_file(known[old], st, head) and not _still_there(old, st):
+                prev = known[old]
         offset, line_no = (prev["offset"], prev["lines"]) if prev else (0, 0)
         if prev is None:
             result.new_files += 1
@@ -303,7 +319,9 @@ def plan_ingest(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
             offset, line_no = 0, 0
         result.files += 1
         base[key] = line_no
-        new_state[key] = {"offset": offset, "lines": line_no, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        new_state[key] = {"offset": offset, "lines": line_no, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "dev": st.st_dev, "ino": st.st_ino, "head_bytes": len(head),
+                          "head_sha256": hashlib.sha256(head).hexdigest()}
         if st.st_size == offset:
             continue
         with open(path, "rb") as f:
@@ -312,6 +330,35 @@ def plan_ingest(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
         for a, b in zip(bounds, bounds[1:]):
             units.append(IngestUnit(len(units), key, a, b, final=settled and b == st.st_size))
     return IngestPlan(str(cur), run, units, {"version": 1, "files": new_state}, base, result)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+def _same_file(entry: dict[str, Any], st: os.stat_result, head: bytes) -> bool:
+    """Is the file (``st``, its first bytes ``head``) the one ``entry`` describes?  States written
+    before identities were recorded have none: for them only the size check of the caller applies."""
+    if "ino" not in entry:
+        return True
+    if (entry["dev"], entry["ino"]) != (st.st_dev, st.st_ino):
+        return False
+    n = entry["head_bytes"]
+    return len(head) >= n and hashlib.sha256(head[:n]).hexdigest() == entry["head_sha256"]
+
+
+def _by_identity(files: dict[str, dict[str, Any]]) -> dict[tuple[int, int], str]:
+    return {(e["dev"], e["ino"]): k for k, e in files.items() if "ino" in e}
+
+
+def _still_there(key: str, st: os.stat_result) -> bool:
+    """True when ``key`` still names the file ``st`` (a hard link, not a rename)."""
+    try:
+        other = os.stat(key)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _known_ids(curated: Path) -> pl.Series:
