@@ -27,7 +27,9 @@ Scale: a run is planned (``plan_ingest``) as units of at most ``unit_bytes`` of 
 boundaries; each unit (``ingest_unit``) validates its lines and stages Parquet files, independently of
 the others, so units can be mapped over a task runner (threads, or Dask workers sharing the
 filesystem); ``commit_ingest`` then drops duplicates across units and earlier runs, moves the staged
-files into the day partitions and the feedback table, and saves the state.
+files into the day partitions and the feedback table, and saves the state.  One ingest at a time:
+the whole run, from reading the state to writing it, holds the curated store's lock
+(``router_runtime._lock``); a second one is refused with the holder's pid.
 
 The readers of the curated store and the line validator live in their own modules; this module
 re-exports them (``from flows.ingest import read_curated, validate_lines, ...`` keeps working).
@@ -49,6 +51,7 @@ from typing import Any, Callable, Iterable, Sequence
 import polars as pl
 
 from router_runtime._atomic import atomic_write
+from router_runtime._lock import exclusive
 from router_runtime.errors import ContractError
 
 from .curated import (_LINE, CURATED_SCHEMA, FEEDBACK_DIR, PARQUET_COMPRESSION, _curated_parts, _feedback_parts,
@@ -467,12 +470,13 @@ def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
     ``map_units(fn, units)`` runs the units (default: one after the other, in this process); the
     production flow passes a mapping over its Prefect task runner.
     """
-    plan = plan_ingest(raw, curated, settle_seconds=settle_seconds, unit_bytes=unit_bytes)
     models = None if known_models is None else frozenset(known_models)
-    stage = staging_dir(plan)
+    with exclusive(curated, "curated store"):  # from the state read to the state write: one ingest at a time
+        plan = plan_ingest(raw, curated, settle_seconds=settle_seconds, unit_bytes=unit_bytes)
+        stage = staging_dir(plan)
 
-    def one(unit: IngestUnit) -> UnitResult:
-        return ingest_unit(unit, stage, known_models=models, max_batch_rows=max_batch_rows, fast=fast)
+        def one(unit: IngestUnit) -> UnitResult:
+            return ingest_unit(unit, stage, known_models=models, max_batch_rows=max_batch_rows, fast=fast)
 
-    results = (map_units or (lambda fn, us: [fn(u) for u in us]))(one, plan.units)
-    return commit_ingest(plan, results)
+        results = (map_units or (lambda fn, us: [fn(u) for u in us]))(one, plan.units)
+        return commit_ingest(plan, results)

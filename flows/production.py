@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger, unmapped
 
+from router_runtime._lock import exclusive
 from router_runtime.artifact import Artifact, current_version, load_artifact
 from router_runtime.errors import ZetaError
 from router_runtime.features import default_feature_spec
@@ -257,8 +258,21 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
                  iterations: int = 300, cost_weight: float = DEFAULT_COST_WEIGHT,
                  settle_seconds: float = 60.0, train_budget: int = TRAIN_BUDGET,
                  eval_budget: int = EVAL_BUDGET) -> dict[str, Any]:
-    """One cycle of the production loop; returns the summary ``zeta pipeline`` prints."""
+    """One cycle of the production loop; returns the summary ``zeta pipeline`` prints.
+
+    The cycle holds the curated store's lock and the registry's (``router_runtime._lock``) from the
+    first read to the last write: a second ingest or pipeline on either is refused (LockHeldError,
+    naming the holder's pid), so two runs never store the same records twice or both promote
+    against a champion that one of them has already replaced."""
     curated = curated or str(default_curated_dir(logs))
+    with exclusive(curated, "curated store"), exclusive(registry, "registry"):
+        return _cycle(logs, registry, curated, pool, holdout_fraction, margin, min_ess, seed, iterations,
+                      cost_weight, settle_seconds, train_budget, eval_budget)
+
+
+def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fraction: float, margin: float,
+           min_ess: float, seed: int, iterations: int, cost_weight: float, settle_seconds: float,
+           train_budget: int, eval_budget: int) -> dict[str, Any]:
     ing = ingest(logs, curated, settle_seconds)
     summary: dict[str, Any] = {"ingested": ing.ingested, "feedback": ing.feedback,
                                "feedback_unmatched": ing.feedback_unmatched, "quarantined": ing.quarantined,

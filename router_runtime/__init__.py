@@ -28,6 +28,7 @@ from .errors import (
     BackendTimeoutError,
     ContextOverflowError,
     ContractError,
+    LockHeldError,
     MissingDependencyError,
     ModelUnavailableError,
     SchemaVersionError,
@@ -100,4 +101,5 @@ __all__ = [
     "ZetaError", "ContractError", "SchemaVersionError", "UnknownOpError", "ArtifactError",
     "ArtifactNotFoundError", "ArtifactIntegrityError", "ArtifactParityError", "MissingDependencyError",
     "BackendError", "BackendTimeoutError", "ContextOverflowError", "ModelUnavailableError", "ServingError",
+    "LockHeldError",
 ]

@@ -14,6 +14,8 @@
     │   ├── ContextOverflowError   the prompt does not fit the model's context window
     │   └── ModelUnavailableError  the model cannot serve until its file changes (corrupt file, larger
     │                              than the whole memory budget): out of the pool, not cooling down
+    ├── LockHeldError              a curated store or registry is being written by another process; carries
+    │                              .path and .pid (the holder)
     ├── ServingError               the serving layer cannot answer a request: no capable model, an unknown
     │                              model, every fallback failed; carries .status (HTTP), .code, .param
     └── MissingDependencyError     an optional dependency (numpy, llama_cpp, the serve extra) is absent
@@ -40,6 +42,7 @@ __all__ = [
     "ContextOverflowError",
     "ModelUnavailableError",
     "ServingError",
+    "LockHeldError",
 ]
 
 
@@ -127,6 +130,15 @@ class ModelUnavailableError(BackendError):
     file changes (another inode, size or modification time), so fallback spends no hop on it."""
 
     cooldown = False  # not resting: excluded outright, until the file changes
+
+
+class LockHeldError(ZetaError):
+    """Another writer holds the lock of a curated store or a registry (``router_runtime._lock``)."""
+
+    def __init__(self, message: str, *, path: str | None = None, pid: int | None = None):
+        self.path = path
+        self.pid = pid
+        super().__init__(message)
 
 
 class ServingError(ZetaError):

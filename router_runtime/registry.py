@@ -27,6 +27,7 @@ from typing import Any
 
 from ._atomic import atomic_write
 from ._files import read_regular_file
+from ._lock import exclusive
 from .errors import ArtifactError, ArtifactNotFoundError, ContractError
 
 __all__ = [
@@ -181,10 +182,11 @@ def _append_history(root: Path, entry: dict[str, Any]) -> None:
 def promote(root: str | os.PathLike, version: str, *, reason: str, action: str = "promote") -> str | None:
     """Point CURRENT at ``version`` (after verifying it loads) and record why.  Returns the previous version."""
     root = Path(root)
-    previous = current_version(root)
-    set_current(root, version)
-    _append_history(root, {"ts": _now(), "action": action, "version": version, "previous": previous,
-                           "reason": reason})
+    with exclusive(root, "registry"):  # "previous" must still be current when the pointer moves
+        previous = current_version(root)
+        set_current(root, version)
+        _append_history(root, {"ts": _now(), "action": action, "version": version, "previous": previous,
+                               "reason": reason})
     return previous
 
 
@@ -207,6 +209,11 @@ def rollback(root: str | os.PathLike, *, reason: str = "manual rollback") -> str
     """Move CURRENT back to the version that was current before the current one was promoted
     (from the history, else the manifest's parent_version).  Returns that version."""
     root = Path(root)
+    with exclusive(root, "registry"):
+        return _rollback(root, reason)
+
+
+def _rollback(root: Path, reason: str) -> str:
     cur = current_version(root)
     if cur is None:
         raise ArtifactNotFoundError("nothing to roll back: the registry has no CURRENT", path=str(root))

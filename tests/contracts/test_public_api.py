@@ -16,7 +16,8 @@ PUBLIC = [
     "Attempt", "Backend", "BackendBase", "BackendError", "BackendTimeoutError", "CandidateScore", "Completion",
     "CompletionStream", "ContextOverflowError", "ContractError", "Decision", "ENGINES", "Exploration",
     "FORMAT_VERSION", "Feature", "FeatureSpec", "Finished", "FunctionBackend", "GenerationRequest",
-    "LlamaBackend", "Metrics", "MissingDependencyError", "ModelInfo", "ModelUnavailableError", "OUTCOME_SCHEMA_VERSION",
+    "LlamaBackend", "LockHeldError", "Metrics", "MissingDependencyError", "ModelInfo", "ModelUnavailableError",
+    "OUTCOME_SCHEMA_VERSION",
     "ObliviousEnsemble", "Outcome", "OutcomeLogger", "OutcomeRecord", "RouteOptions", "RoutedText", "Router",
     "RoutingService", "SchemaVersionError", "ServingError", "TextDelta", "UnknownOpError", "ZetaError",
     "__version__", "available_engines", "build_service", "calibrate_pool", "create_app", "current_version",
@@ -44,7 +45,7 @@ IMPORT_PATHS = [
         "ArtifactError", "ArtifactIntegrityError", "ArtifactNotFoundError", "ArtifactParityError",
         "ContextOverflowError", "ContractError", "MissingDependencyError", "SchemaVersionError",
         "UnknownOpError", "ZetaError", "BackendError", "BackendTimeoutError", "ServingError",
-        "ModelUnavailableError")
+        "ModelUnavailableError", "LockHeldError")
 ] + [
     ("router_runtime.features", n) for n in (
         "Feature", "FeatureSpec", "MAX_CODE_POINT", "OPS", "PYTHON_OPS", "default_feature_spec")
