@@ -12,18 +12,27 @@ instead of being glued onto the torn half.
 ``RecordFile`` is the same guarantee for a batch writer (shadow replay, a judge): one new file
 ``<prefix>-<UTC yyyymmddTHHMMSSZ>-<8 hex>.jsonl`` per run, whole lines, fsync of the file and its
 directory on ``close``.
+
+Every line either writes fits ``MAX_LINE_BYTES``, the limit ingestion accepts: a record whose line would not (a
+megabyte prompt, a huge error message) is written with its longest text cut to fit and says so in the field
+``truncated`` (``{"query": <original code points>, ...}``); a cut query keeps its identity in
+``query_sha256`` (of the whole text).  The features the router uses read at most the feature spec's
+``max_chars`` of a query, far below the cut, so the record still trains the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .records import OutcomeRecord
+from .errors import ContractError
+from .records import MAX_LINE_BYTES, OutcomeRecord
 
 __all__ = ["OutcomeLogger", "RecordFile"]
 
@@ -67,6 +76,8 @@ class OutcomeLogger:
 
     def write(self, record: OutcomeRecord) -> None:
         data = record.to_line().encode("utf-8")
+        if len(data) > MAX_LINE_BYTES:
+            data = fit_line(record).to_line().encode("utf-8")
         with self._lock:
             if self._fd is not None and (self._size + len(data) > self.max_bytes
                                          or time.monotonic() - self._opened_at > self.max_age_s):
@@ -141,7 +152,10 @@ class RecordFile:
     def write(self, record: OutcomeRecord) -> None:
         if self._fd is None:
             self._open()
-        _write_all(self._fd, record.to_line().encode("utf-8"))
+        data = record.to_line().encode("utf-8")
+        if len(data) > MAX_LINE_BYTES:
+            data = fit_line(record).to_line().encode("utf-8")
+        _write_all(self._fd, data)
         self.lines += 1
 
     def close(self) -> None:
@@ -163,3 +177,42 @@ class RecordFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _line_bytes(record: OutcomeRecord) -> int:
+    return len(record.to_line().encode("utf-8"))
+
+
+def _cut_text(record: OutcomeRecord, name: str, cut: dict) -> OutcomeRecord:
+    """``record`` with text field ``name`` cut to the longest prefix whose line fits (None if none does)."""
+    text = getattr(record, name)
+    if text is None:
+        return record
+    changes: dict = {}
+    if name == "query" and record.query_sha256 is None:
+        changes["query_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    flagged = {**record.extra, "truncated": {**cut, name: len(text)}}
+    # Escapes make JSON longer than the text (a control character is six bytes): search the prefix.
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        trial = replace(record, **changes, **{name: text[:mid]}, extra=flagged)
+        if _line_bytes(trial) <= MAX_LINE_BYTES:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut[name] = len(text)
+    return replace(record, **changes, **{name: text[:lo] or None}, extra=flagged)
+
+
+def fit_line(record: OutcomeRecord) -> OutcomeRecord:
+    """A copy of ``record`` whose line fits MAX_LINE_BYTES: its longest text cut first (query, error)."""
+    cut: dict = {}
+    for name in sorted(("query", "error"), key=lambda n: -len(getattr(record, n) or "")):
+        if _line_bytes(record) <= MAX_LINE_BYTES:
+            return record
+        record = _cut_text(record, name, cut)
+    if _line_bytes(record) > MAX_LINE_BYTES:
+        raise ContractError("record", f"does not fit one log line of {MAX_LINE_BYTES} bytes even without its "
+                                      "text (its candidates, scores or extra fields are too large)")
+    return record
