@@ -231,8 +231,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 def cmd_pipeline(a: argparse.Namespace) -> int:
     _need_pipeline()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from ._prefect import tie_embedded_server_to_this_process
     from .production import run_pipeline
     from .runners import task_runner
+
+    if not os.environ.get("PREFECT_API_URL"):
+        tie_embedded_server_to_this_process()  # a kill -9 of this command takes the server with it
 
     flow = run_pipeline  # its default runner: threads, or what ZETA_TASK_RUNNER / ZETA_DASK_ADDRESS say
     if a.task_runner or a.workers or a.dask_address:

@@ -62,7 +62,7 @@ from .logs import log_files
 from .validate import validate_lines
 
 __all__ = ["IngestResult", "IngestPlan", "IngestUnit", "UnitResult", "ingest_logs", "plan_ingest", "ingest_unit",
-           "commit_ingest", "staging_dir", "validate_lines", "read_curated", "scan_curated", "curated_row",
+           "commit_ingest", "staging_dir", "clean_stale_staging", "validate_lines", "read_curated", "scan_curated", "curated_row",
            "training_columns", "curated_training_table", "CURATED_SCHEMA", "scan_feedback", "is_feedback"]
 
 STATE_FILE = Path("_state") / "ingest.json"
@@ -460,6 +460,16 @@ def staging_dir(plan: IngestPlan) -> str:
     return str(Path(plan.curated) / STAGING_DIR / plan.run)
 
 
+def clean_stale_staging(curated: str | os.PathLike) -> list[str]:
+    """Remove what killed runs staged (``_staging/<run>/``); call it holding the curated store's lock,
+    when no other run can be staging.  Their lines were never committed: this run reads them again."""
+    root = Path(curated) / STAGING_DIR
+    stale = sorted(p for p in root.iterdir()) if root.is_dir() else []
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in stale]
+
+
 def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_seconds: float = 60.0,
                 known_models: Iterable[str] | None = None, max_batch_rows: int = 500_000,
                 unit_bytes: int = UNIT_BYTES, fast: bool = True,
@@ -472,6 +482,7 @@ def ingest_logs(raw: str | os.PathLike, curated: str | os.PathLike, *, settle_se
     """
     models = None if known_models is None else frozenset(known_models)
     with exclusive(curated, "curated store"):  # from the state read to the state write: one ingest at a time
+        clean_stale_staging(curated)
         plan = plan_ingest(raw, curated, settle_seconds=settle_seconds, unit_bytes=unit_bytes)
         stage = staging_dir(plan)
 

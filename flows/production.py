@@ -50,8 +50,8 @@ from .evaluate.drift import drift_report
 from .evaluate.gate import Evidence, gate
 from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
-from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, commit_ingest, ingest_unit,
-                     plan_ingest, scan_curated, staging_dir, training_columns)
+from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, clean_stale_staging,
+                     commit_ingest, ingest_unit, plan_ingest, scan_curated, staging_dir, training_columns)
 from .training import TrainParams, build_pool, train_quality_model
 from .weights import PROPENSITY_FLOOR, bounded_training_weights, clip_propensities
 
@@ -149,6 +149,7 @@ def commit_ingest_task(plan: IngestPlan, results: list[UnitResult]) -> IngestRes
 
 def ingest(logs: str, curated: str, settle_seconds: float) -> IngestResult:
     """Plan, the units in parallel on the flow's task runner, then one commit."""
+    clean_stale_staging(curated)  # the cycle holds the store's lock: any staging left is a killed run's
     plan = plan_ingest_task(logs, curated, settle_seconds)
     futures = ingest_unit_task.map(plan.units, unmapped(staging_dir(plan))) if plan.units else []
     return commit_ingest_task(plan, [f.result() for f in futures])

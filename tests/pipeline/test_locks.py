@@ -202,3 +202,28 @@ def test_a_pipeline_is_refused_while_another_holds_the_registry(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_staging_left_by_a_sigkilled_ingest_is_cleaned_and_nothing_is_lost(tmp_path):
+    """#15.18, the data half: kill -9 between staging and commit leaves _staging/ behind; the next
+    ingest removes it and stores every record exactly once."""
+    logs, cur = tmp_path / "logs", tmp_path / "curated"
+    _write_logs(logs, 300)
+    code = """
+    import os, signal, sys
+    from flows.ingest import ingest_unit, plan_ingest, staging_dir
+    from router_runtime._lock import exclusive
+    with exclusive(sys.argv[2], "curated store"):
+        plan = plan_ingest(sys.argv[1], sys.argv[2], settle_seconds=0)
+        for unit in plan.units:
+            ingest_unit(unit, staging_dir(plan))
+        os.kill(os.getpid(), signal.SIGKILL)  # before the commit
+    """
+    out = _run(code, str(logs), str(cur))
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert list((cur / "_staging").rglob("*.parquet"))
+    r = ingest_logs(logs, cur, settle_seconds=0)
+    assert (r.ingested, r.duplicates) == (300, 0)
+    assert not any((cur / "_staging").iterdir())
+    frame = read_curated(cur)
+    assert len(frame) == 300 and frame["decision_id"].n_unique() == 300
