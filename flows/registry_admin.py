@@ -11,6 +11,7 @@ import os
 import shutil
 from typing import Any
 
+from router_runtime._lock import exclusive
 from router_runtime.errors import ContractError
 from router_runtime.registry import (MANIFEST_FILE, current_version, list_versions, rollback_target,
                                      version_dir, versions_dir)
@@ -88,14 +89,21 @@ def collect_garbage(root: str | os.PathLike, *, keep: int, dry_run: bool = False
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ContractError("keep", f"must be an integer >= 1, got {keep!r}")
+    if dry_run:
+        return _doomed(root, keep)
+    # Under the registry's lock: a promote or rollback between choosing and removing could point
+    # CURRENT at a version being removed.
+    with exclusive(root, "registry"):
+        doomed = _doomed(root, keep)
+        for v in doomed:
+            hidden = versions_dir(root) / f".gc-{v}"
+            os.replace(version_dir(root, v), hidden)
+            shutil.rmtree(hidden)
+    return doomed
+
+
+def _doomed(root: str | os.PathLike, keep: int) -> list[str]:
     # Oldest first by the manifest's created_at (microseconds): names start with their UTC second only.
     versions = sorted(list_versions(root), key=lambda v: (str(_manifest(root, v).get("created_at") or ""), v))
     keep_set = set(versions[-keep:]) | protected_versions(root)
-    doomed = [v for v in versions if v not in keep_set]
-    if dry_run:
-        return doomed
-    for v in doomed:
-        hidden = versions_dir(root) / f".gc-{v}"
-        os.replace(version_dir(root, v), hidden)
-        shutil.rmtree(hidden)
-    return doomed
+    return [v for v in versions if v not in keep_set]

@@ -227,3 +227,24 @@ def test_staging_left_by_a_sigkilled_ingest_is_cleaned_and_nothing_is_lost(tmp_p
     assert not any((cur / "_staging").iterdir())
     frame = read_curated(cur)
     assert len(frame) == 300 and frame["decision_id"].n_unique() == 300
+
+
+def test_artifacts_gc_is_refused_while_the_registry_is_held(tmp_path, vdir, reg):
+    from flows.registry_admin import collect_garbage
+
+    code = """
+    import sys, time
+    from router_runtime._lock import exclusive
+    with exclusive(sys.argv[1], "registry"):
+        print("held", flush=True)
+        time.sleep(60)
+    """
+    holder = _run(code, str(reg), wait=False)
+    try:
+        _wait_line(holder)
+        with pytest.raises(LockHeldError, match=f"pid {holder.pid}"):
+            collect_garbage(reg, keep=1)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert collect_garbage(reg, keep=1) == []  # one version: nothing to remove, and the lock is free again
