@@ -35,6 +35,7 @@ __all__ = ["LOCK_FILE", "exclusive"]
 
 LOCK_FILE = ".zeta-lock"
 _POLL_S = 0.05
+_NAME_GRACE_S = 1.0  # how long a just-taken lock may stay without its holder's pid written
 
 _held: dict[tuple[str, int], int] = {}  # (lock path, thread) -> nesting depth, in this process
 _held_guard = threading.Lock()
@@ -88,7 +89,8 @@ def exclusive(directory: str | os.PathLike, what: str, *, timeout: float = 0.0) 
                 _held[key] -= 1
         return
     directory.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
@@ -105,6 +107,9 @@ def exclusive(directory: str | os.PathLike, what: str, *, timeout: float = 0.0) 
                 os.close(fd)
                 continue
             os.close(fd)
+            if not holder and time.monotonic() < started + _NAME_GRACE_S:
+                time.sleep(_POLL_S)  # taken a moment ago, its holder not written yet: read it again
+                continue
             if time.monotonic() >= deadline:
                 raise LockHeldError(f"{what} {directory} is locked by {_describe(holder)}; another ingest or "
                                     f"pipeline is writing it: wait for it, or stop it", path=str(path),
