@@ -165,7 +165,9 @@ def training_columns(lf: pl.LazyFrame, *, candidates: bool = True) -> pl.LazyFra
             .select(pl.col("decision_id").alias("query_id"), "query", "model",
                     pl.coalesce(pl.col("quality"), pl.col("success").cast(pl.Float64)).alias("quality"),
                     pl.col("cost").fill_null(0.0), "propensity", (1.0 / pl.col("propensity")).alias("weight"),
-                    "ts", *(["candidates"] if candidates else [])))
+                    "ts", *(["candidates"] if candidates else []),
+                    # a failed call's count says nothing about how long its answer would have been
+                    pl.when(pl.col("success")).then(pl.col("completion_tokens")).alias("completion_tokens")))
 
 
 def curated_training_table(frame: pl.DataFrame) -> pl.DataFrame:
