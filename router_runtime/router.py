@@ -128,7 +128,8 @@ class _State:
     engine: str = "python"     # the engine extract/score run on
     # per model whose latency depends on the output length: ModelInfo.output_rate()
     rates: Mapping[str, tuple[float, float, bool]] = field(default_factory=dict)
-    # The length model over the models whose latency depends on the output: (names, score, bases).
+    # The length model over the models whose latency depends on the output: (score, stack, base per
+    # model, stacked bases per candidate list, like ``stacked``).
     length: tuple | None = None
 
 
@@ -234,8 +235,7 @@ class Router:
         if artifact.length is not None and timed:
             lscore, lstack = self._parts[2]
             lm = artifact.length
-            length = (tuple(m.name for m in timed), lscore,
-                      lstack([lm.scorer.candidate_base(lm.candidate_vector(m)) for m in timed]))
+            length = (lscore, lstack, {m.name: lm.scorer.candidate_base(lm.candidate_vector(m)) for m in timed}, {})
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
                       extract=extract, score=score, stack=stack, scale=scale, rates=rates, length=length)
 
@@ -482,7 +482,7 @@ class Router:
         if state.length is not None and kind != "embed":
             # Predicted before the latency limit is checked: the limit reads the predicted output.
             feats = state.extract(text)
-            tokens = _output_tokens(state.length, feats, max_tokens)
+            tokens = _output_tokens(state.length, feats, max_tokens, candidates)
         (models, excluded, chars, note), kind, inferred = self._eligible_for(
             state, chars, kind, candidates, max_latency_ms, max_tokens, inferred, tokens)
         note = inferred + note
@@ -673,10 +673,18 @@ def _expected(m: ModelInfo, chars: int, rates: Mapping[str, tuple[float, float, 
 _MAX_LOG_TOKENS = 20.0  # e^20 tokens: far beyond any context; keeps expm1 finite on a wild raw value
 
 
-def _output_tokens(length: tuple, feats, max_tokens: int | None) -> dict[str, float]:
-    """Per model of the length model, expected completion tokens: expm1 of its log1p prediction,
-    at least 0, at most ``max_tokens``."""
-    names, score, bases = length
+def _output_tokens(length: tuple, feats, max_tokens: int | None, candidates) -> dict[str, float]:
+    """Per candidate the length model covers, expected completion tokens: expm1 of its log1p
+    prediction, at least 0, at most ``max_tokens``."""
+    score, stack, base, stacked = length
+    key = None if candidates is None else tuple(candidates)
+    hit = stacked.get(key)
+    if hit is None:
+        names = tuple(base) if key is None else tuple(n for n in dict.fromkeys(key) if n in base)
+        hit = (names, stack([base[n] for n in names]))
+        if len(stacked) < 1024:
+            stacked[key] = hit
+    names, bases = hit
     out = {}
     for n, raw in zip(names, score(feats, bases)):
         t = math.expm1(raw if raw < _MAX_LOG_TOKENS else _MAX_LOG_TOKENS) if raw > 0 else 0.0  # NaN -> 0
