@@ -6,7 +6,11 @@ For every case (candidates x query size x trees) it times, on the same artifact 
 - ``decide_numpy``: ``Router.decide`` with numpy (feature extraction in Python included);
 - ``decide_python``: ``Router.decide`` on the pure-Python path;
 - ``catboost_predict``: the same features (the runtime's extractor), then CatBoost's own
-  ``predict`` on the same model, then the same utility and argmax.
+  ``predict`` on the same model (and on the length model, as the runtime does), then the same
+  utility and argmax.
+
+The routers serve the artifact's pool with local timings (``timed_pool``), so every decision also
+predicts each candidate's output length with the artifact's length model, as ``zeta serve`` does.
 
 Queries: 64 distinct texts of the case's size, cut from the real queries of ``data/sample`` and used
 in turn, so that no cache (ours, the CPU's) sees the same text twice in a row.  Each call is timed
@@ -56,6 +60,7 @@ def queries_of(n_bytes: int, k: int = N_QUERIES) -> list[str]:
 class Trained:
     artifact: Any
     catboost: Any
+    length_catboost: Any = None  # the length model's CatBoost, when the artifact has one
 
 
 def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained:
@@ -69,7 +74,15 @@ def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained
     scale = cost_scale(pool, table["model"].unique().to_list(), table["query"].str.len_chars().to_numpy())
     path = export_artifact(registry, model, pool, cost_weight=0.1, scale=scale, manifest={"bench": True},
                            chars=typical_chars(table["query"].str.len_chars().to_numpy()))
-    return Trained(load_artifact(path), model.catboost_model)
+    return Trained(load_artifact(path), model.catboost_model,
+                   model.length.catboost_model if model.length is not None else None)
+
+
+def timed_pool(artifact: Any) -> list:
+    """The artifact's pool with this machine's local timings (ms per prompt and output token), as
+    ``zeta calibrate`` writes them: the serving case, where a decision also predicts each model's
+    output length (the length model) for its expected latency."""
+    return [m.with_serving(ms_per_prompt_token=0.5, ms_per_token=20.0) if m.can("chat") else m for m in artifact.pool]
 
 
 def catboost_decider(trained: Trained, candidates: Sequence[str]) -> Callable[[str], str]:
@@ -80,9 +93,19 @@ def catboost_decider(trained: Trained, candidates: Sequence[str]) -> Callable[[s
     cand = [art.candidate_vector(m) for m in models]
     scale, lam = art.policy.cost_scale, art.policy.cost_weight
 
+    lcb, lm = trained.length_catboost, art.length
+    if lm is not None:
+        qindex = {n: i for i, n in enumerate(art.feature_spec.output_names)}
+        lcand = [lm.candidate_vector(m) for m in models]
+        lslot = {n: k for k, n in enumerate(lm.candidate_inputs)}
+
     def decide(query: str) -> str:
         feats = art.feature_spec.extract(query)
         rows = np.array([[feats[i] if src == "q" else c[i] for src, i in art.input_plan] for c in cand])
+        if lm is not None and lcb is not None:  # the same work as the runtime: every output length too
+            lrows = np.array([[feats[qindex[n]] if n in qindex else c[lslot[n]] for n in lm.ensemble.inputs]
+                              for c in lcand])
+            np.expm1(lcb.predict(lrows))
         q = np.clip(cb.predict(rows), 0.0, 1.0)
         util = [qq - lam * m.expected_cost(len(query)) / scale for qq, m in zip(q, models)]
         return candidates[int(np.argmax(util))]
@@ -126,7 +149,8 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
     best = have[0]
     cases = []
     for t in trees:
-        routers = {f"decide_{e}": Router(trained[t].artifact, engine=e) for e in have}
+        art = trained[t].artifact
+        routers = {f"decide_{e}": Router(art, pool=timed_pool(art), engine=e) for e in have}
         for c in candidates:
             names = chat_models[:c]
             alt = catboost_decider(trained[t], names)

@@ -318,15 +318,29 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     """Time each model of the pool on this machine and write its cost model back into the pool file."""
     from router_runtime.calibration import calibrate_pool
 
+    reports = {}
+
+    def report(name, cal):
+        reports[name] = cal
+        if cal.warning:
+            print(f"warning: {name}: {cal.warning}", file=sys.stderr)
+
     results = calibrate_pool(a.pool, models=a.models.split(",") if a.models else None,
                              prompt_tokens=a.prompt_tokens, gen_tokens=a.gen_tokens, repeats=a.repeats,
-                             write=not a.dry_run, n_threads=a.threads)
+                             write=not a.dry_run, n_threads=a.threads, max_rounds=a.max_rounds,
+                             tolerance=a.tolerance, on_model=report)
     if a.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps({n: {**r, "rounds": len(reports[n].rounds), "stable": reports[n].stable,
+                              "spread": reports[n].spread, "warning": reports[n].warning}
+                          for n, r in results.items()}, indent=1))
     else:
         for name, r in results.items():
+            cal = reports[name]
             gen = f"{r['ms_per_token']:.3f} ms/generated token" if "ms_per_token" in r else "embed only"
+            spread = ", ".join(f"{f} {x:.2f}x" for f, x in cal.spread.items())
+            state = {True: "stable", False: "NOT stable", None: "one round"}[cal.stable]
             print(f"{name:32s} load {r['load_ms']:.1f} ms  {r['ms_per_prompt_token']:.4f} ms/prompt token  {gen}")
+            print(f"{'':32s} {len(cal.rounds)} rounds, {state}; spread (largest / smallest round): {spread}")
         if not results:
             print("no model of the pool has a gguf path: nothing to calibrate")
         elif not a.dry_run:
@@ -622,7 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=None, help="comma-separated names (default: every model with a gguf)")
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--gen-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per round (their median is the round's)")
+    p.add_argument("--max-rounds", type=int, default=5,
+                   help="repeat rounds until the last two agree within --tolerance, at most this many")
+    p.add_argument("--tolerance", type=float, default=0.10, help="relative agreement of two rounds that counts as stable")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--dry-run", action="store_true", help="print, do not write the pool file")
     p.add_argument("--json", action="store_true")

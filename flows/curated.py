@@ -161,11 +161,15 @@ def read_curated(curated: str | os.PathLike, *, since: datetime | None = None) -
 
 def training_columns(lf: pl.LazyFrame, *, candidates: bool = True) -> pl.LazyFrame:
     """Curated records as training rows (lazy); see ``curated_training_table``."""
+    # A failed call's count says nothing about how long its answer would have been.  A caller that
+    # selected the columns it needs before (the production window) may have left the count out.
+    tokens = ([pl.when(pl.col("success")).then(pl.col("completion_tokens")).alias("completion_tokens")]
+              if "completion_tokens" in lf.collect_schema().names() else [])
     return (lf.filter(pl.col("query").is_not_null())
             .select(pl.col("decision_id").alias("query_id"), "query", "model",
                     pl.coalesce(pl.col("quality"), pl.col("success").cast(pl.Float64)).alias("quality"),
                     pl.col("cost").fill_null(0.0), "propensity", (1.0 / pl.col("propensity")).alias("weight"),
-                    "ts", *(["candidates"] if candidates else [])))
+                    "ts", *(["candidates"] if candidates else []), *tokens))
 
 
 def curated_training_table(frame: pl.DataFrame) -> pl.DataFrame:

@@ -43,7 +43,7 @@ def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weig
     policy = {"cost_weight": cost_weight, "cost_scale": scale, "quality_floor": 0.0}
     if chars is not None:
         policy["typical_chars"] = chars
-    return {
+    doc = {
         "format_version": FORMAT_VERSION,
         "version": "",
         "feature_spec": model.spec.to_json(),
@@ -52,6 +52,10 @@ def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weig
         "calibration": {"kind": "clip", "low": 0.0, "high": 1.0},
         "policy": policy,
     }
+    if model.length is not None and model.length.ensemble is not None:
+        # An optional key: runtimes that do not know it ignore it and assume the pool's completion_tokens.
+        doc["length_model"] = model.length.ensemble
+    return doc
 
 
 def code_version() -> dict[str, str]:
@@ -75,8 +79,11 @@ def export_artifact(registry: str | Path, model: TrainedModel, pool: Sequence[Mo
                     cost_weight: float, scale: float, manifest: dict[str, Any], chars: float | None = None) -> Path:
     """Write the artifact (refused by ``write_artifact`` if the runtime could not load it)."""
     doc = router_document(model, pool, cost_weight=cost_weight, scale=scale, chars=chars)
-    meta = {"code_version": code_version(), "parity": {"max_abs_diff": model.parity_max_abs_diff,
-                                                      "tolerance": 1e-9}, **manifest}
+    parity = {"max_abs_diff": model.parity_max_abs_diff, "tolerance": 1e-9}
+    if model.length is not None:
+        parity["length_model"] = {"max_abs_diff": model.length.parity_max_abs_diff, "rows": model.length.rows,
+                                  "note": model.length.note}
+    meta = {"code_version": code_version(), "parity": parity, **manifest}
     return write_artifact(registry, doc, meta)
 
 

@@ -106,6 +106,7 @@ class TrainedModel:
     rows: int = 0
     parity_max_abs_diff: float = 0.0
     params: TrainParams | None = None  # as trained (depth resolved)
+    length: Any = None  # flows.length.LengthModel: completion tokens per (query, model), or why none
 
 
 def fit_linear_cost(chars: np.ndarray, y: np.ndarray) -> LinearCost:
@@ -220,8 +221,11 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
                                                                             known=not r["_hide_identity"]))
                     for r in aug[idx.tolist()].select("query", "model", "_hide_identity").iter_rows(named=True)]
     diff = check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
+    from .length import train_length_model
+
+    length = train_length_model(table, fitted, cand, pool, params)
     return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
-                        rows=len(table), parity_max_abs_diff=diff, params=params)
+                        rows=len(table), parity_max_abs_diff=diff, params=params, length=length)
 
 
 def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:

@@ -93,6 +93,22 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class LengthModel:
+    """The optional second ensemble: raw prediction = log1p(completion tokens) of a (query, model)
+    pair, over the same kind of inputs as the quality model (matched by name, its own input plan)."""
+
+    ensemble: ObliviousEnsemble
+    candidate_inputs: tuple[str, ...]
+    scorer: CandidateScorer
+
+    def candidate_vector(self, model: ModelInfo) -> tuple[float, ...]:
+        return candidate_vector(self.candidate_inputs, model)
+
+
+LENGTH_TARGET = "log1p_completion_tokens"
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A verified artifact, ready for the Router."""
 
@@ -107,6 +123,9 @@ class Artifact:
     candidate_inputs: tuple[str, ...]         # names of the per-candidate inputs, in slot order
     manifest: Mapping[str, Any]
     scorer: CandidateScorer
+    # Completion tokens per (query, model), when the training data carried them (key ``length_model``,
+    # optional: older artifacts and runtimes that do not know the key route as before).
+    length: LengthModel | None = None
 
     def model(self, name: str) -> ModelInfo | None:
         for m in self.pool:
@@ -260,32 +279,17 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
     if len(set(names)) != len(names):
         raise ContractError("pool", "duplicate model names")
 
-    qm = router["quality_model"]
-    if not isinstance(qm, dict) or qm.get("kind") != "oblivious_trees":
-        raise ContractError("quality_model.kind", "must be 'oblivious_trees'")
-    try:
-        ensemble = ObliviousEnsemble(qm)
-    except ContractError as exc:
-        raise ContractError(f"quality_model.{exc.field}", exc.problem) from None
-    except (TypeError, ValueError) as exc:
-        # The evaluator converts with int()/float()/set(): a string depth, a null border or a list
-        # in nan_as_true surfaces as TypeError/ValueError.  Loading promises nothing vaguer.
-        raise ContractError("quality_model", f"malformed ensemble: {exc}") from None
-
+    ensemble = _ensemble(router["quality_model"], "quality_model")
     qindex = {n: i for i, n in enumerate(spec.output_names)}
-    cand_inputs: list[str] = []
-    plan = []
-    for name in ensemble.inputs:
-        if not isinstance(name, str):
-            raise ContractError("quality_model.inputs", f"input names must be strings, got {name!r}")
-        if name in qindex:
-            plan.append(("q", qindex[name]))
-        elif is_candidate_input(name):
-            plan.append(("c", len(cand_inputs)))
-            cand_inputs.append(name)
-        else:
-            raise ContractError("quality_model.inputs",
-                                f"input {name!r} is neither a feature of the spec nor a candidate input")
+    plan, cand_inputs = _input_plan(ensemble, qindex, "quality_model")
+    length = None
+    if router.get("length_model") is not None:
+        lm = router["length_model"]
+        if not isinstance(lm, dict) or lm.get("target") != LENGTH_TARGET:
+            raise ContractError("length_model.target", f"must be {LENGTH_TARGET!r}")
+        lens = _ensemble(lm, "length_model")
+        lplan, lcand = _input_plan(lens, qindex, "length_model")
+        length = LengthModel(lens, tuple(lcand), CandidateScorer(lens, lplan))
 
     calib = router.get("calibration", {"kind": "clip", "low": 0.0, "high": 1.0})
     if not isinstance(calib, dict) or calib.get("kind") != "clip":
@@ -320,7 +324,40 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         candidate_inputs=tuple(cand_inputs),
         manifest=manifest or {},
         scorer=CandidateScorer(ensemble, plan),
+        length=length,
     )
+
+
+def _ensemble(qm: Any, where: str) -> ObliviousEnsemble:
+    if not isinstance(qm, dict) or qm.get("kind") != "oblivious_trees":
+        raise ContractError(f"{where}.kind", "must be 'oblivious_trees'")
+    try:
+        return ObliviousEnsemble(qm)
+    except ContractError as exc:
+        raise ContractError(f"{where}.{exc.field}", exc.problem) from None
+    except (TypeError, ValueError) as exc:
+        # The evaluator converts with int()/float()/set(): a string depth, a null border or a list
+        # in nan_as_true surfaces as TypeError/ValueError.  Loading promises nothing vaguer.
+        raise ContractError(where, f"malformed ensemble: {exc}") from None
+
+
+def _input_plan(ensemble: ObliviousEnsemble, qindex: Mapping[str, int],
+                where: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """Per ensemble input ("q", feature index) or ("c", candidate slot), and the candidate inputs."""
+    cand_inputs: list[str] = []
+    plan = []
+    for name in ensemble.inputs:
+        if not isinstance(name, str):
+            raise ContractError(f"{where}.inputs", f"input names must be strings, got {name!r}")
+        if name in qindex:
+            plan.append(("q", qindex[name]))
+        elif is_candidate_input(name):
+            plan.append(("c", len(cand_inputs)))
+            cand_inputs.append(name)
+        else:
+            raise ContractError(f"{where}.inputs",
+                                f"input {name!r} is neither a feature of the spec nor a candidate input")
+    return plan, cand_inputs
 
 
 def _finite(obj: Mapping[str, Any], key: str, where: str) -> float:

@@ -14,7 +14,7 @@ from .errors import ContractError, MissingDependencyError, ZetaError
 if TYPE_CHECKING:
     from .artifact import Artifact
 
-__all__ = ["ENGINES", "available_engines", "resolve_engine", "build_parts"]
+__all__ = ["ENGINES", "available_engines", "resolve_engine", "build_parts", "build_scorer"]
 
 ENGINES = ("compiled", "numpy", "python")  # fastest first: what engine="auto" tries
 
@@ -47,6 +47,26 @@ def build_parts(artifact: Artifact, engine: str, *, auto: bool) -> tuple[tuple[s
     elif parts is None:
         parts = ("python", spec.extract, scorer.score, tuple)
     return parts, problem
+
+
+def build_scorer(scorer, engine: str) -> tuple[Any, Any]:
+    """(score, stack) of a second ensemble (the length model) on the engine the quality model
+    runs on: the same evaluator, so the same bit-identical results.  Where the compiled engine
+    refuses it, numpy or pure Python takes it (identical numbers, slower)."""
+    if engine == "compiled":
+        from .compiled import CompiledScorer
+
+        try:
+            compiled = CompiledScorer(scorer)
+            return compiled.score, compiled.stack
+        except (ValueError, ZetaError):
+            engine = "numpy" if _why_not("numpy") is None else "python"
+    if engine == "numpy":
+        import numpy
+
+        return (lambda q, b: scorer.score(q, b, use_numpy=True),
+                lambda rows: numpy.asarray(rows, dtype=numpy.intp))
+    return scorer.score, tuple
 
 
 def available_engines() -> dict[str, str | None]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .artifact import Artifact, load_artifact
-from .engines import ENGINES, available_engines, build_parts, resolve_engine
+from .engines import ENGINES, available_engines, build_parts, build_scorer, resolve_engine
 from .errors import ContractError, ZetaError
 from .ids import new_id, utc_now
 from .policy import Exploration, check_cost_weight, choice_probabilities, rank_scores
@@ -48,10 +48,13 @@ class CandidateScore:
     cost: float                 # expected cost of the call, in the pool's cost unit
     latency_ms: float | None    # expected latency, when the pool knows it
     utility: float              # what the decision maximised
+    # Output tokens the expected latency/cost assume, when the artifact's length model predicted them
+    # (capped by max_tokens); None: the pool's completion_tokens (capped by max_tokens) were assumed.
+    output_tokens: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "quality": self.quality, "cost": self.cost,
-                "latency_ms": self.latency_ms, "utility": self.utility}
+                "latency_ms": self.latency_ms, "utility": self.utility, "output_tokens": self.output_tokens}
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,9 @@ class _State:
     engine: str = "python"     # the engine extract/score run on
     # per model whose latency depends on the output length: ModelInfo.output_rate()
     rates: Mapping[str, tuple[float, float, bool]] = field(default_factory=dict)
+    # The length model over the models whose latency depends on the output: (score, stack, base per
+    # model, stacked bases per candidate list, like ``stacked``).
+    length: tuple | None = None
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -222,8 +228,16 @@ class Router:
         bases = {m.name: artifact.scorer.candidate_base(artifact.candidate_vector(m)) for m in pool}
         used, extract, score, stack = self._engine_parts(artifact)
         scale = self._scale if self._scale is not None else _serving_scale(artifact, pool, self._declared_pool)
+        rates = _rates(pool)
+        length = None
+        # Only a model whose latency depends on the output length needs its length predicted.
+        timed = [m for m in pool if m.name in rates and m.capabilities != ("embed",)]
+        if artifact.length is not None and timed:
+            lscore, lstack = self._parts[2]
+            lm = artifact.length
+            length = (lscore, lstack, {m.name: lm.scorer.candidate_base(lm.candidate_vector(m)) for m in timed}, {})
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
-                      extract=extract, score=score, stack=stack, scale=scale, rates=_rates(pool))
+                      extract=extract, score=score, stack=stack, scale=scale, rates=rates, length=length)
 
     def _engine_parts(self, artifact: Artifact) -> tuple[str, Any, Any, Any]:
         """(engine, extract, score, stack) of ``artifact``, built once per artifact and shared with
@@ -232,7 +246,8 @@ class Router:
         if cached is not None and cached[0] is artifact:
             return cached[1]
         parts, self.engine_problem = build_parts(artifact, self._engine, auto=self._engine_auto)
-        self._parts = (artifact, parts)
+        lparts = None if artifact.length is None else build_scorer(artifact.length.scorer, parts[0])
+        self._parts = (artifact, parts, lparts)
         return parts
 
     @property
@@ -380,19 +395,19 @@ class Router:
                                           why=f"scoring failed ({type(exc).__name__}: {exc})")
         return self._decide_rules(state, cost_weight, *req, why=state.problem or "no artifact")
 
-    def _eligible_for(self, state, chars, kind, candidates, max_latency_ms, max_tokens, inferred):
+    def _eligible_for(self, state, chars, kind, candidates, max_latency_ms, max_tokens, inferred, tokens=None):
         """``_eligible``, where an inferred kind no candidate can serve is routed as chat."""
-        got = self._eligible(state, chars, kind, candidates, max_latency_ms, max_tokens)
+        got = self._eligible(state, chars, kind, candidates, max_latency_ms, max_tokens, tokens)
         if inferred and kind != "chat" and got[3].startswith(f"no {kind}-capable"):
-            got = self._eligible(state, chars, "chat", candidates, max_latency_ms, max_tokens)
+            got = self._eligible(state, chars, "chat", candidates, max_latency_ms, max_tokens, tokens)
             return got, "chat", f"{inferred[:-2]}, no {kind}-capable candidate: routed as chat; "
         return got, kind, inferred
 
-    def _eligible(self, state, chars, kind, candidates, max_latency_ms, max_tokens=None):
+    def _eligible(self, state, chars, kind, candidates, max_latency_ms, max_tokens=None, tokens=None):
         pool = state.pool
         if max_latency_ms is not None:
             return self._eligible_now(pool, chars, kind, candidates, max_latency_ms,
-                                      lambda m: _latency(state, m, chars, max_tokens))
+                                      lambda m: _expected(m, chars, state.rates, max_tokens, tokens)[1])
         # Without a latency limit the outcome depends on the prompt's length only through the context
         # check, which excludes nobody while the prompt fits the smallest context among the
         # candidates: that case is remembered per (kind, candidates) and pool.
@@ -463,23 +478,29 @@ class Router:
                         inferred) -> Decision:
         art = state.artifact
         lam = art.policy.cost_weight if cost_weight is None else float(cost_weight)
+        feats = tokens = None
+        if state.length is not None and kind != "embed":
+            # Predicted before the latency limit is checked: the limit reads the predicted output.
+            feats = state.extract(text)
+            tokens = _output_tokens(state.length, feats, max_tokens, candidates)
         (models, excluded, chars, note), kind, inferred = self._eligible_for(
-            state, chars, kind, candidates, max_latency_ms, max_tokens, inferred)
+            state, chars, kind, candidates, max_latency_ms, max_tokens, inferred, tokens)
         note = inferred + note
         if not models:
             return self._no_model(art.version, kind, lam, excluded, text, chars=chars)
         scale = state.scale
-        feats = None
-        rates = state.rates if max_tokens is not None else None
+        rates = state.rates if max_tokens is not None or tokens is not None else None
         if kind == "embed":
             # The quality model learned generation quality; for embeddings only cost separates models.
             scores = []
             for m in models:
                 cost, lat = _expected(m, chars, rates, max_tokens)
                 scores.append(CandidateScore(m.name, None, cost, lat, -cost / scale))
+            tokens = None
             how = "embed request: cheapest embed-capable model"
         else:
-            feats = state.extract(text)
+            if feats is None:
+                feats = state.extract(text)
             key = tuple(m.name for m in models)
             bases = state.stacked.get(key)
             if bases is None:
@@ -496,8 +517,9 @@ class Router:
                     lat = m.latency_ms
                     lat = None if lat is None else lat.at(chars)
                 else:
-                    cost, lat = _expected(m, chars, rates, max_tokens)
-                scores.append(CandidateScore(m.name, qual, cost, lat, qual - lam * cost / scale))
+                    cost, lat = _expected(m, chars, rates, max_tokens, tokens)
+                scores.append(CandidateScore(m.name, qual, cost, lat, qual - lam * cost / scale,
+                                             None if tokens is None else tokens.get(m.name)))
             how = f"highest predicted quality - {lam:g} x relative cost"
         ranked = rank_scores(scores)
         best = ranked[0]
@@ -517,6 +539,10 @@ class Router:
                   + f", cost {best.cost:.3g}) among {len(scores)}")
         if len(ranked) > 1:
             reason += f"; runner-up {ranked[1].model} ({ranked[1].utility:.3f})"
+        if best.output_tokens is not None:
+            capped = max_tokens is not None and best.output_tokens >= max_tokens
+            reason += (f"; {best.model}'s output ~{best.output_tokens:.0f} tokens "
+                       f"({'capped by max_tokens' if capped else 'length model'})")
         if state.cold:
             cold = [s.model for s in scores if s.model in state.cold and s.quality is not None]
             if cold:
@@ -623,22 +649,47 @@ def _rates(pool: Sequence[ModelInfo]) -> dict[str, tuple[float, float, bool]]:
 
 
 def _expected(m: ModelInfo, chars: int, rates: Mapping[str, tuple[float, float, bool]] | None,
-              max_tokens: int | None) -> tuple[float, float | None]:
-    """(expected cost, expected latency) of one call: the pool's per-call models, with the output
-    the latency model assumes capped at ``max_tokens`` where the model's latency depends on it."""
+              max_tokens: int | None, tokens: Mapping[str, float] | None = None) -> tuple[float, float | None]:
+    """(expected cost, expected latency) of one call: the pool's per-call models where the model's
+    latency depends on the output length, with the output tokens it assumes replaced by the length
+    model's prediction (``tokens``, already capped) or else capped at ``max_tokens``."""
     cost = m.expected_cost(chars)
     lat = m.latency_ms.at(chars) if m.latency_ms is not None else None
-    r = rates.get(m.name) if rates is not None and max_tokens is not None else None
-    if r is not None and max_tokens < r[1]:
-        delta = r[0] * (max_tokens - r[1])  # <= 0: fewer output tokens than assumed
-        lat = max(0.0, lat + delta)
-        if r[2]:
-            cost = max(0.0, cost + delta)
+    r = rates.get(m.name) if rates is not None else None
+    if r is None:
+        return cost, lat
+    out = tokens.get(m.name) if tokens is not None else None
+    if out is None:
+        if max_tokens is None or max_tokens >= r[1]:
+            return cost, lat
+        out = max_tokens
+    delta = r[0] * (out - r[1])
+    lat = max(0.0, lat + delta)
+    if r[2]:
+        cost = max(0.0, cost + delta)
     return cost, lat
 
 
-def _latency(state: _State, m: ModelInfo, chars: int, max_tokens: int | None) -> float | None:
-    return _expected(m, chars, state.rates, max_tokens)[1]
+_MAX_LOG_TOKENS = 20.0  # e^20 tokens: far beyond any context; keeps expm1 finite on a wild raw value
+
+
+def _output_tokens(length: tuple, feats, max_tokens: int | None, candidates) -> dict[str, float]:
+    """Per candidate the length model covers, expected completion tokens: expm1 of its log1p
+    prediction, at least 0, at most ``max_tokens``."""
+    score, stack, base, stacked = length
+    key = None if candidates is None else tuple(candidates)
+    hit = stacked.get(key)
+    if hit is None:
+        names = tuple(base) if key is None else tuple(n for n in dict.fromkeys(key) if n in base)
+        hit = (names, stack([base[n] for n in names]))
+        if len(stacked) < 1024:
+            stacked[key] = hit
+    names, bases = hit
+    out = {}
+    for n, raw in zip(names, score(feats, bases)):
+        t = math.expm1(raw if raw < _MAX_LOG_TOKENS else _MAX_LOG_TOKENS) if raw > 0 else 0.0  # NaN -> 0
+        out[n] = t if max_tokens is None or t < max_tokens else float(max_tokens)
+    return out
 
 
 def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float) -> CandidateScore:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = {
     "artifacts": ["--dry-run", "--json", "--keep", "--reason", "--registry"],
     "bench": ["--json", "--quick"],
-    "calibrate": ["--dry-run", "--gen-tokens", "--json", "--models", "--prompt-tokens", "--repeats", "--threads"],
+    "calibrate": ["--dry-run", "--gen-tokens", "--json", "--max-rounds", "--models", "--prompt-tokens", "--repeats",
+                  "--threads", "--tolerance"],
     "demo": ["--format", "--iterations", "--pool", "--registry", "--seed", "--source", "--test-fraction"],
     "deploy": ["--cron", "--logs", "--name", "--pool", "--register-only", "--registry", "--shadow-cron", "--timezone",
                "--work-pool"],

@@ -169,11 +169,17 @@ def test_calibrate_writes_measured_numbers_back(paths, tmp_path, capsys):
     from flows.cli import main
 
     assert main(["calibrate", str(pool_path), "--prompt-tokens", "32", "--gen-tokens", "4", "--repeats", "1",
-                 "--dry-run", "--json"]) == 0
+                 "--max-rounds", "2", "--dry-run", "--json"]) == 0
     dry = json.loads(capsys.readouterr().out)
-    assert set(dry["smollm2"]) == {"load_ms", "ms_per_prompt_token", "ms_per_token"}
+    assert set(dry["smollm2"]) == {"load_ms", "ms_per_prompt_token", "ms_per_token", "rounds", "stable", "spread",
+                                   "warning"}
+    assert dry["smollm2"]["rounds"] == 2  # two rounds to compare, at most --max-rounds
+    assert isinstance(dry["smollm2"]["stable"], bool)
+    assert set(dry["smollm2"]["spread"]) == {"load_ms", "ms_per_prompt_token", "ms_per_token"}
+    assert all(x >= 1.0 for x in dry["smollm2"]["spread"].values())
     assert pool_path.read_text(encoding="utf-8") == CALIBRATE_POOL  # dry run: untouched
-    assert main(["calibrate", str(pool_path), "--prompt-tokens", "32", "--gen-tokens", "4", "--repeats", "1"]) == 0
+    assert main(["calibrate", str(pool_path), "--prompt-tokens", "32", "--gen-tokens", "4", "--repeats", "1",
+                 "--max-rounds", "2"]) == 0
     assert "written to" in capsys.readouterr().out
     text = pool_path.read_text(encoding="utf-8")
     assert "# my local models" in text and "# next to this file" in text and "999.0" not in text

@@ -422,3 +422,41 @@ def test_manifest_for_another_version_is_refused(vdir):
     man["artifact_version"] = "20990101T000000Z-deadbeef"
     (vdir / "manifest.json").write_text(json.dumps(man))
     raises(ArtifactIntegrityError, lambda: load_artifact(vdir), "manifest is for version", "20990101T000000Z")
+
+
+# -- the optional length model (issue 11): a new key of format_version 1 ----------------------------
+def _length_model(inputs=("chars", "model__b"), target="log1p_completion_tokens"):
+    return {"kind": "oblivious_trees", "target": target, "inputs": list(inputs), "tree_depth": [1],
+            "split_input": [1], "split_border": [0.5], "leaf_values": [3.0, 5.0], "scale": 1.0, "bias": 0.0}
+
+
+def test_length_model_is_optional_and_loads_with_its_own_inputs(vdir):
+    assert load_artifact(vdir).length is None  # written without it: routed on the pool's completion_tokens
+    edit_router(vdir, lambda d: d.update(length_model=_length_model()))
+    art = load_artifact(vdir)
+    assert art.length is not None and art.length.candidate_inputs == ("model__b",)
+    assert art.length.ensemble.predict([10.0, 1.0]) == 5.0
+    b = art.model("b")
+    assert art.length.scorer.score([10.0] + [0.0] * 3, [art.length.scorer.candidate_base(
+        art.length.candidate_vector(b))]) == [5.0]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (_length_model(target="tokens"), ("length_model.target", "log1p_completion_tokens")),
+    (_length_model(inputs=("chars", "mystery")), ("length_model.inputs", "mystery")),
+    (dict(_length_model(), leaf_values=[1.0]), ("length_model.leaf_values",)),
+    ([1, 2], ("length_model.target",)),
+])
+def test_a_bad_length_model_is_refused_naming_it(vdir, bad, words):
+    edit_router(vdir, lambda d: d.update(length_model=bad))
+    raises(ContractError, lambda: load_artifact(vdir), *words)
+
+
+def test_an_older_runtime_ignores_the_length_model_key(vdir):
+    # The compatibility rule of artifacts/README.md: readers ignore keys they do not know, so the key
+    # adds no format_version.  What an older loader reads is exactly the document without the key.
+    edit_router(vdir, lambda d: d.update(length_model=_length_model()))
+    doc = json.loads((vdir / "router.json").read_text())
+    assert doc["format_version"] == 1
+    without = parse_router({k: v for k, v in doc.items() if k != "length_model"})
+    assert without.length is None and without.ensemble.leaf_values == load_artifact(vdir).ensemble.leaf_values

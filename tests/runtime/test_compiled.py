@@ -300,9 +300,10 @@ def test_every_real_query():
 # scoring
 
 
-def _score_inputs(art):
-    bases = [art.scorer.candidate_base(art.candidate_vector(m)) for m in art.pool]
-    return art.scorer, bases
+def _score_inputs(art, part=None):
+    part = part or art
+    bases = [part.scorer.candidate_base(part.candidate_vector(m)) for m in art.pool]
+    return part.scorer, bases
 
 
 def _assert_same_scores(scorer: CandidateScorer, cscorer, q, bases) -> None:
@@ -328,9 +329,11 @@ def test_scoring_parity_on_the_committed_fixture():
 
 
 @needs_ext
-def test_scoring_parity_on_a_trained_artifact(trained_registry):
+@pytest.mark.parametrize("which", ["quality", "length"])
+def test_scoring_parity_on_a_trained_artifact(trained_registry, which):
     art = load_artifact(trained_registry)
-    scorer, bases = _score_inputs(art)
+    # The length model is a second ensemble on the same evaluator: the same guarantees.
+    scorer, bases = _score_inputs(art, art.length if which == "length" else None)
     cs = compiled.CompiledScorer(scorer)
     cspec = compiled.CompiledSpec(art.feature_spec)
     n = len(art.feature_spec.output_names)

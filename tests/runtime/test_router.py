@@ -380,3 +380,87 @@ def test_a_quality_tie_is_explained_as_a_cost_decision(trained_registry):
     assert d.score("twin-a").quality == d.score("twin-b").quality  # same descriptors, no outcomes
     assert d.model == "twin-a" and "predicted qualities tie" in d.reason and "came down to cost" in d.reason
     assert d.cost_scale == pytest.approx(2.0) and d.to_dict()["cost_scale"] == d.cost_scale
+
+
+# -- issue 11: the length model (completion tokens per query and model) ------------------------------
+def _length_artifact(long_tokens=400.0, short_tokens=9.0):
+    """An artifact over ``fast``/``slow`` whose length model predicts ``long_tokens`` for a query
+    with code cues and ``short_tokens`` otherwise, 3 times more for ``slow``."""
+    import json
+    import math
+
+    from artifact_docs import make_doc, small_spec
+    from router_runtime.artifact import parse_router
+
+    spec = small_spec()
+    doc = dict(make_doc(spec), version="length-test")
+    doc["pool"] = [m.to_json() for m in _local_pool()[:2]]
+    doc["quality_model"] = {"kind": "oblivious_trees", "inputs": ["chars", "model__fast", "model__slow"],
+                            "tree_depth": [1], "split_input": [2], "split_border": [0.5],
+                            "leaf_values": [0.5, 0.6], "scale": 1.0, "bias": 0.0}
+    a, b = math.log1p(short_tokens), math.log1p(long_tokens)
+    doc["length_model"] = {"kind": "oblivious_trees", "target": "log1p_completion_tokens",
+                           "inputs": ["cue_code", "model__slow"], "tree_depth": [1, 1], "split_input": [0, 1],
+                           "split_border": [0.5, 0.5], "leaf_values": [a, b, 0.0, math.log(3.0)],
+                           "scale": 1.0, "bias": 0.0}
+    return parse_router(json.loads(json.dumps(doc)), path=None), doc
+
+
+def test_the_length_model_sets_the_output_that_latency_and_cost_assume():
+    import math
+
+    art, _ = _length_artifact()
+    r = Router(art, engine="python")
+    q = "hello there"  # 11 chars: prompt 2.75 tokens
+    d = r.decide(q)
+    fast, slow = d.score("fast"), d.score("slow")
+    assert fast.output_tokens == pytest.approx(9.0)
+    assert slow.output_tokens == pytest.approx(math.expm1(math.log1p(9.0) + math.log(3.0)))
+    assert fast.latency_ms == pytest.approx(0.4 * 11 / 4 + 2.0 * 9.0)
+    assert fast.cost == pytest.approx(fast.latency_ms)  # the local cost model: cost is this machine's ms
+    assert slow.latency_ms == pytest.approx(20.0 * slow.output_tokens)
+    code = r.decide("import os; def main(): pass")
+    assert code.score("fast").output_tokens == pytest.approx(400.0)
+    assert code.score("fast").latency_ms > d.score("fast").latency_ms
+    capped = r.decide("import os; def main(): pass", max_tokens=50)
+    assert capped.score("fast").output_tokens == 50.0 and capped.score("slow").output_tokens == 50.0
+    assert "capped by max_tokens" in capped.reason and "length model" in d.reason
+
+
+def test_max_latency_ms_reads_the_predicted_output():
+    art, _ = _length_artifact()
+    r = Router(art, engine="python")
+    # slow: 20 ms x ~29 tokens ~ 580 ms on a short question, 20 ms x ~1200 on code; fast: 18 / 800 ms.
+    short = r.decide("hello there", max_latency_ms=1000)
+    assert short.excluded == {}
+    code = r.decide("import os; def main(): pass", max_latency_ms=1000)
+    assert code.excluded["slow"].startswith("expected latency") and code.model == "fast"
+
+
+def test_without_a_length_model_the_pool_assumption_stays():
+    art, doc = _length_artifact()
+    del doc["length_model"]
+    from router_runtime.artifact import parse_router
+
+    plain = Router(parse_router(doc), engine="python").decide("hello there")
+    assert plain.score("fast").output_tokens is None
+    assert plain.score("fast").latency_ms == pytest.approx(0.4 * 11 / 4 + 2.0 * 256)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+def test_the_length_model_gives_identical_decisions_on_every_engine(trained_registry, engine):
+    from router_runtime import available_engines
+
+    if available_engines()[engine] is not None:
+        pytest.skip(available_engines()[engine])
+    art = load_artifact(trained_registry)
+    assert art.length is not None  # the sample carries completion_tokens
+    pool = [m.with_serving(ms_per_token=20.0, ms_per_prompt_token=0.5) for m in art.pool if m.can("chat")]
+    ref, other = Router(art, pool=pool, engine="python"), Router(art, pool=pool, engine=engine)
+    assert other.engine == engine
+    for q in QUERIES + ["", "import numpy as np\n" * 50]:
+        for kw in ({}, {"max_tokens": 32}, {"max_latency_ms": 3000.0}):
+            a, b = ref.decide(q, **kw), other.decide(q, **kw)
+            assert [s.to_dict() for s in a.scores] == [s.to_dict() for s in b.scores]
+            assert a.model == b.model and a.excluded == b.excluded
+            assert all(s.output_tokens is not None for s in a.scores)
