@@ -181,6 +181,8 @@ def test_the_token_guards_the_page_and_its_data(live):
     assert status == 200 and "connect-src 'self'" in headers["content-security-policy"]
     status, _, body = fetch(srv.base + "/ui/data.json", TOKEN)
     assert status == 200 and "decisions" in json.loads(body)
+    open_srv = live(RoutingService(Router(None, pool=POOL, use_numpy=False), FunctionBackend(reply)))
+    assert fetch(open_srv.base + "/ui")[0] == fetch(open_srv.base + "/ui/data.json")[0] == 200  # no token set
 
 
 def test_histogram_quantile_on_a_hand_computed_histogram():

@@ -27,7 +27,7 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 def _skip(reason: str):
     if os.environ.get("CI") == "true":  # CI installs both: a skip there means the browser test did not run
         warnings.warn(f"CI: THE DASHBOARD BROWSER TEST DID NOT RUN: {reason}", stacklevel=2)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 try:
@@ -159,3 +159,23 @@ def test_the_dashboard_in_a_real_browser(server, tmp_path):
             assert page.locator("#login").is_visible()
         finally:
             browser.close()
+
+
+def test_a_server_without_a_token_opens_the_dashboard_directly():
+    svc = RoutingService(Router(None, pool=POOL, use_numpy=False), FunctionBackend(reply))
+    srv = Live(svc)
+    try:
+        assert srv.chat(model="a")[0] == 200
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(srv.base + "/ui")
+                page.wait_for_selector('[data-k="served.a"]')
+                assert not page.locator("#login").is_visible() and shown(page, "served.a") == "1"
+                assert "no registry" in page.locator("#registry").inner_text()
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
+        svc.close()
