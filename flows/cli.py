@@ -308,6 +308,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     print(f"zeta serve: {len(service.pool)} models ({', '.join(m.name for m in service.pool)}); "
           f"router: {'artifact ' + r.artifact_version if r.artifact is not None else 'rules (' + str(r.problem) + ')'}; "
           f"outcome log: {a.log_dir or 'off'}; auth: {'bearer token' if token else 'none'}", flush=True)
+    print(f"zeta serve: dashboard at http://{a.host}:{a.port}/ui", flush=True)
     serve(service, host=a.host, port=a.port, token=token, max_body_bytes=a.max_body_bytes, log_level=a.log_level,
           body_timeout_s=a.body_timeout_s, header_timeout_s=a.header_timeout_s, keep_alive_s=a.keep_alive_s,
           limit_concurrency=a.limit_concurrency)

@@ -16,6 +16,7 @@ replacing it (``swap``) is a single reference assignment.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import random
@@ -37,6 +38,8 @@ from .routed_text import DEFAULT_SOURCE, RoutedText, has_code, infer_kind, route
 from .text import as_text
 
 __all__ = ["Router", "Decision", "CandidateScore", "Outcome", "ENGINES", "available_engines"]
+
+_reload_log = logging.getLogger("zeta.reload")  # what a hot reload swapped in, or why it refused
 
 _TIE = 1e-9  # predicted qualities closer than this are a tie: cost alone decided
 
@@ -278,9 +281,11 @@ class Router:
         if self._source is None:
             raise ContractError("source", "this router was not loaded from a registry path")
         with self._reload_lock:
+            old, target = self.artifact_version, None
             try:
                 target = resolve_artifact_dir(self._source)
-                if self.artifact_version is not None and target.name == self.artifact_version:
+                if old is not None and target.name == old:
+                    _reload_log.debug("hot reload: CURRENT of %s still names %s", self._source, old)
                     return False
                 artifact = load_artifact(target)
             except Exception as exc:  # noqa: BLE001
@@ -288,9 +293,14 @@ class Router:
                 # no reload_error; the loader raises only ZetaError/OSError on purpose.
                 self.reload_error = f"{type(exc).__name__}: {exc}"
                 self.reloads_refused += 1
+                _reload_log.warning("hot reload refused %s from %s: %s; still serving %s",
+                                    target.name if target is not None else "the new CURRENT", self._source,
+                                    self.reload_error, old or "the rules (no artifact)")
                 return False
             self.swap(artifact)
             self.reload_error = None
+            _reload_log.info("hot reload: swapped in %s (was %s) from %s", artifact.version,
+                             old or "the rules (no artifact)", self._source)
             return True
 
     def maybe_reload(self) -> None:
@@ -303,6 +313,16 @@ class Router:
         if self._watch.changed():
             # Verification reads and hashes the artifact: keep that off the decision path.
             threading.Thread(target=self.reload, name="zeta-reload", daemon=True).start()
+
+    @property
+    def reload_interval_ms(self) -> float | None:
+        """How often the registry's CURRENT is looked at (None: no hot reload)."""
+        return None if self._watch is None else self._watch.interval_ms
+
+    @property
+    def source(self) -> Path | None:
+        """The registry path hot reload watches (None without hot reload)."""
+        return self._source
 
     @property
     def artifact(self) -> Artifact | None:

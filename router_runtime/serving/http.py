@@ -12,6 +12,8 @@ GET  /v1/models            the pool, plus ``auto``
 POST /v1/feedback          ``{"decision_id", "quality"}``: explicit quality for an answer
 GET  /metrics              Prometheus text format
 GET  /health               status, artifact, per-model state (cooldowns, loaded instances)
+GET  /ui                   the dashboard page (``dashboard``); it asks for the token
+GET  /ui/data.json         the numbers the dashboard draws (metrics, state, registry)
 =========================  =================================================================
 
 ``model: "auto"`` routes; a pool model's name bypasses routing.  Every answer carries an
@@ -20,8 +22,9 @@ artifact version, reason, attempts) and, in non-streamed bodies, the same object
 per-request routing options travel in the ``zeta`` body field (see ``openai_api``).
 
 Hardening: binds 127.0.0.1 unless told otherwise; an optional bearer token guards everything but
-``/health`` (compared in constant time); bodies above ``max_body_bytes`` get 413 before they are
-read whole, a body not received within ``body_timeout_s`` gets 408; bad JSON or bad fields get 400
+``/health`` (compared in constant time; ``/ui`` without it answers 401 with the page itself, which
+holds no data and asks for the token: a browser cannot send a bearer header when it opens a URL);
+bodies above ``max_body_bytes`` get 413 before they are read whole, a body not received within ``body_timeout_s`` gets 408; bad JSON or bad fields get 400
 with an OpenAI error object naming the field (text with a lone surrogate and integers beyond
 Python's 4,300-digit conversion limit included); unknown paths 404 and wrong methods 405 in the same
 shape; an unexpected exception is a 500 in that shape, logged, and the server keeps serving.  The
@@ -51,6 +54,7 @@ from typing import Any, Callable
 from .._checks import is_finite, is_integer
 from ..errors import ContractError, MissingDependencyError, ServingError, ZetaError
 from .connections import default_limit_concurrency, protocol_class
+from .dashboard import dashboard_data, page_html
 from .metrics import CONTENT_TYPE
 from .openai_api import (chat_chunk, chat_response, completion_chunk, completion_response, embeddings_response,
                          error_body, parse_chat, parse_completion, parse_embeddings, parse_feedback, usage)
@@ -68,7 +72,13 @@ DEFAULT_KEEP_ALIVE_S = 5         # an idle keep-alive connection is closed after
 DECISION_HEADER = "x-zeta-decision"
 _MAX_HEADER_CHARS = 8000   # clients refuse response headers above 16 KB or so (h11's default)
 _PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback", "/metrics",
-          "/health")
+          "/health", "/ui", "/ui/data.json")
+_UI_PAGES = ("/ui", "/ui/")
+# The page's script and style are inline; it talks only to its own server.
+_UI_HEADERS = {"content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                                          "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
+                                          "form-action 'none'; frame-ancestors 'none'",
+               "cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
 def _need_serve_extra():
@@ -298,6 +308,14 @@ def create_app(service: RoutingService, *, token: str | None = None,
     async def health(request: Request) -> Any:
         return JSONResponse(await on_probe_thread(service.health))
 
+    @endpoint
+    async def ui_page(request: Request) -> Any:
+        return Response(page_html(), media_type="text/html; charset=utf-8", headers=_UI_HEADERS)
+
+    @endpoint
+    async def ui_data(request: Request) -> Any:
+        return JSONResponse(await on_probe_thread(dashboard_data, service), headers={"cache-control": "no-store"})
+
     async def http_error(request: Request, exc: HTTPException) -> Any:
         msg = {404: f"no such endpoint: {request.url.path}", 405: f"method {request.method} not allowed here"}
         return error(exc.status_code, msg.get(exc.status_code, str(exc.detail)), code="not_found"
@@ -311,6 +329,9 @@ def create_app(service: RoutingService, *, token: str | None = None,
         Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/ui", ui_page, methods=["GET"]),
+        Route("/ui/", ui_page, methods=["GET"]),
+        Route("/ui/data.json", ui_data, methods=["GET"]),
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -340,7 +361,7 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        label = path if path in _PATHS else "other"
+        label = "/ui" if path in _UI_PAGES else path if path in _PATHS else "other"
         status_seen = {"status": 500}
 
         async def counting_send(message):
@@ -352,11 +373,16 @@ class _Guard:
             if self._token is not None and path != "/health":
                 got = dict(scope.get("headers") or []).get(b"authorization", b"")
                 if not hmac.compare_digest(got, self._token):
-                    body = json.dumps(error_body(401, "missing or wrong bearer token (Authorization: Bearer ...)",
-                                                 code="invalid_api_key")).encode()
+                    if path in _UI_PAGES:  # the login prompt: the page asks for the token, holds no data
+                        body, kind = page_html(), b"text/html; charset=utf-8"
+                        extra = [(k.encode(), v.encode()) for k, v in _UI_HEADERS.items()]
+                    else:
+                        body = json.dumps(error_body(401, "missing or wrong bearer token (Authorization: Bearer ...)",
+                                                     code="invalid_api_key")).encode()
+                        kind, extra = b"application/json", []
                     await counting_send({"type": "http.response.start", "status": 401, "headers": [
-                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b"Bearer")]})
+                        (b"content-type", kind), (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b"Bearer"), *extra]})
                     await send({"type": "http.response.body", "body": body})
                     return
             await self.app(scope, receive, counting_send)
@@ -411,6 +437,18 @@ def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8080, log_le
                           timeout_keep_alive=keep_alive_s, limit_concurrency=limit_concurrency + 1)
 
 
+def _log_to_stderr(level: str) -> None:
+    """The service's own log lines ("zeta.*": hot reloads, refused versions, unexpected errors) on
+    stderr beside uvicorn's, unless the host already set logging up."""
+    zeta = logging.getLogger("zeta")
+    if zeta.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    zeta.addHandler(handler)
+    zeta.setLevel(level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO")
+
+
 def serve(service: RoutingService, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info",
           body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
@@ -418,6 +456,7 @@ def serve(service: RoutingService, *, host: str = "127.0.0.1", port: int = 8080,
     """Serve until interrupted (uvicorn, with the limits of ``server_config``)."""
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a bearer token: anyone who can reach it can use your models", host)
+    _log_to_stderr(log_level)
     app = create_app(service, token=token, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
     config = server_config(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s,
                            keep_alive_s=keep_alive_s, limit_concurrency=limit_concurrency)

@@ -11,7 +11,7 @@ import math
 import threading
 from typing import Mapping
 
-__all__ = ["Metrics", "DEFAULT_BUCKETS", "CONTENT_TYPE"]
+__all__ = ["Metrics", "DEFAULT_BUCKETS", "CONTENT_TYPE", "histogram_quantile"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -92,6 +92,16 @@ class Metrics:
                 return h[-1] if h else 0.0
             return self._values[name].get(_labels(labels), 0.0)
 
+    def samples(self, name: str) -> dict[Labels, float]:
+        """Every sample of a counter or gauge: sorted (label, value) pairs -> value."""
+        with self._lock:
+            return dict(self._values[name])
+
+    def histogram(self, name: str) -> tuple[tuple[float, ...], dict[Labels, tuple[float, ...]]]:
+        """(bucket upper bounds, labels -> cumulative counts per bound then +Inf) of a histogram."""
+        with self._lock:
+            return self._meta[name][2], {k: tuple(h[:-2]) + (h[-1],) for k, h in self._hist[name].items()}
+
     def render(self) -> str:
         out: list[str] = []
         with self._lock:
@@ -109,3 +119,22 @@ class Metrics:
                     for labels, v in sorted(self._values[name].items()):
                         out.append(f"{name}{_fmt_labels(labels)} {_fmt_value(v)}")
         return "\n".join(out) + "\n"
+
+
+def histogram_quantile(q: float, bounds: tuple[float, ...], cumulative: tuple[float, ...]) -> float | None:
+    """The ``q`` quantile of a histogram as Prometheus' ``histogram_quantile`` estimates it: linear
+    within the bucket holding rank ``q * count`` (the first bucket starts at 0); the highest finite
+    bound when that rank falls in +Inf.  ``cumulative`` has one count per bound, then the total.
+    None for an empty histogram."""
+    total = cumulative[-1] if cumulative else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, cumulative):
+        if count >= rank:
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return bounds[-1] if bounds else None

@@ -74,6 +74,8 @@ from ..pool import LinearCost, ModelInfo
 from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord
 from ..routed_text import RoutedText, from_text
 from ..router import Decision, Outcome, Router
+from ..reload import ReloadTimer
+from .activity import DecisionTimeline, largest_capable
 from .backends import Backend, Finished, GenerationRequest, TextDelta, request_text
 from .feed import Feed
 from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
@@ -181,6 +183,11 @@ class RoutingService:
         self.affinity_margin = affinity_margin          # None: no session affinity
         self._affinity: OrderedDict[str, str] = OrderedDict()  # conversation key -> model that last answered
         self._affinity_capacity = affinity_capacity
+        self.timeline = DecisionTimeline()              # decisions per model per minute, for the dashboard
+        self.last_answer: Completion | None = None      # the most recent answer (its decision explained on /ui)
+        # Hot reload without traffic too: a promotion is picked up even when no request comes to look.
+        interval = router.reload_interval_ms
+        self._reload_timer = ReloadTimer(self._check_reload, interval / 1000.0) if interval is not None else None
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -212,7 +219,9 @@ class RoutingService:
         return self._writer.flush(timeout) if self._writer is not None else True
 
     def close(self) -> None:
-        """Flush the records and release the backend's models."""
+        """Stop the reload timer, flush the records and release the backend's models."""
+        if self._reload_timer is not None:
+            self._reload_timer.stop()
         self.flush(timeout=30.0)
         close = getattr(self.backend, "close", None)
         if close is not None:
@@ -519,8 +528,7 @@ class RoutingService:
         text = unicode_text(request_text(request), "input" if request.mode == "embed" else (
             "messages" if request.mode == "chat" else "prompt"))
         decision, order = self._route(request, options, text, self._routed_text(request, text))
-        self._later(self.metrics.inc, "zeta_decisions_total", {"model": decision.model, "kind": decision.kind,
-                                                               "route": "auto" if options.model == AUTO else "named"})
+        self._later(self._count_decision, decision, "auto" if options.model == AUTO else "named")
         state["decision"] = decision
         state["requested"] = options.model
         # The client may shorten the service's limit, never lengthen it; when its own limit is the one
@@ -558,15 +566,17 @@ class RoutingService:
             rec, outcome = self._record(decision, did, name, previous, got, request, signals=signals, text=text)
             attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
             total_ms = (time.perf_counter() - t_start) * 1000.0
-            self._later(self._observe_success, name, got, signals, total_ms)
+            self._later(self._observe_success, name, got, signals, total_ms, decision)
             if request.mode != "embed":
                 self._remember(request, options, name, got.text)
             f = got.final
-            return Completion(
+            done = Completion(
                 decision=decision, decision_id=did, model=name, requested_model=options.model, text=got.text,
                 embeddings=f.embeddings, finish_reason=f.finish_reason, prompt_tokens=f.prompt_tokens,
                 completion_tokens=f.completion_tokens, latency_ms=total_ms, ttft_ms=got.ttft_ms,
                 attempts=tuple(attempts), signals=signals, outcome=outcome, record=rec)
+            self.last_answer = done
+            return done
         self.metrics.observe("zeta_request_duration_seconds", time.perf_counter() - t_start, {"model": "none"})
         last = attempts[-1].error if attempts else "no model was tried"
         timed_out = bool(attempts) and timeouts == len(attempts)
@@ -637,8 +647,22 @@ class RoutingService:
             "unavailable" if isinstance(error, ModelUnavailableError) else "error")
         self.metrics.inc("zeta_attempt_failures_total", {"model": name, "reason": reason})
 
-    def _observe_success(self, name: str, got: _Attempted, signals: tuple[str, ...], total_ms: float) -> None:
+    def _check_reload(self) -> None:
+        self.router.maybe_reload()
+
+    def _count_decision(self, decision: Decision, route: str) -> None:
+        self.metrics.inc("zeta_decisions_total", {"model": decision.model, "kind": decision.kind, "route": route})
+        self.timeline.add(decision.model)
+
+    def _observe_success(self, name: str, got: _Attempted, signals: tuple[str, ...], total_ms: float,
+                         decision: Decision) -> None:
         m = self.metrics
+        chosen = decision.score(name)
+        largest = largest_capable(decision.scores, lambda n: getattr(self.model(n), "size_b", None))
+        if chosen is not None and chosen.cost is not None and largest is not None:
+            # Both sides as the router predicted them, so the saving compares like with like.
+            m.inc("zeta_cost_expected_total", {"model": name}, chosen.cost)
+            m.inc("zeta_cost_largest_total", {"model": largest.model}, largest.cost)
         m.observe("zeta_request_duration_seconds", total_ms / 1000.0, {"model": name})
         if got.ttft_ms is not None:
             m.observe("zeta_ttft_seconds", got.ttft_ms / 1000.0, {"model": name})
@@ -746,6 +770,10 @@ def _declare(m: Metrics) -> None:
               "Failed attempts by model and reason (error|timeout|context|unavailable|client)")
     m.declare("zeta_quality_signals_total", "counter", "Implicit quality signals (truncated|empty|invalid_json)")
     m.declare("zeta_tokens_total", "counter", "Prompt and completion tokens by model")
+    m.declare("zeta_cost_expected_total", "counter",
+              "Expected cost (the pool's cost model, as the router scored it) of answers, by the model that answered")
+    m.declare("zeta_cost_largest_total", "counter",
+              "Expected cost of the same requests on their largest capable candidate, by that model (the baseline)")
     m.declare("zeta_feedback_total", "counter", "Explicit quality feedback received, by model")
     m.declare("zeta_record_errors_total", "counter", "Outcome records that could not be written")
     m.declare("zeta_artifact_info", "gauge", "The artifact version in use (value 1); 'none' on rules")

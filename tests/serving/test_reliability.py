@@ -9,8 +9,6 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,6 +22,7 @@ from router_runtime import (ContractError, FunctionBackend, ModelUnavailableErro
 from router_runtime.pool import parse_model  # noqa: E402
 from router_runtime.records import is_client_error, parse_outcome_line  # noqa: E402
 from router_runtime.serving.backends import Finished, TextDelta  # noqa: E402
+from live_server import Live  # noqa: E402
 from router_runtime.serving.http import create_app, server_config  # noqa: E402
 
 POOL = (parse_model({"name": "small", "capabilities": ["chat", "code"], "context_length": 512, "ms_per_token": 1.0}),
@@ -34,51 +33,6 @@ MSG = [{"role": "user", "content": "hello"}]
 
 def reply(model, req):
     return [TextDelta("Hi"), TextDelta(" you"), Finished("stop", 3, 2)]
-
-
-class Live:
-    """``create_app`` + ``server_config`` served by uvicorn on a thread, on a free loopback port."""
-
-    def __init__(self, service, **limits):
-        import uvicorn
-
-        app_kw = {k: limits.pop(k) for k in ("body_timeout_s", "max_body_bytes") if k in limits}
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.service = service
-        config = server_config(create_app(service, **app_kw), port=self.port, log_level="warning", **limits)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def request(self, method, path, body=None, *, raw: bytes | None = None, timeout=30):
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                text = r.read().decode()
-                return r.status, (json.loads(text) if r.headers.get("content-type", "").startswith(
-                    "application/json") else text)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            return e.code, (json.loads(text) if text.startswith("{") else text)
-
-    def chat(self, zeta=None, messages=MSG, **kw):
-        body = {"model": "auto", "messages": messages, **kw}
-        if zeta is not None:
-            body["zeta"] = zeta
-        return self.request("POST", "/v1/chat/completions", body)
 
 
 def service(fn=reply, *, tmp_path=None, pool=POOL, router=None, **kw):
