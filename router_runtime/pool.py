@@ -60,6 +60,17 @@ people and for a cold-start prior): ``family`` (str), ``quantization`` (str, e.g
 A pool *file* accepts exactly these keys (and, at the top level, ``models`` and ``judge``): a misspelt
 key (``capabilites``) would otherwise be kept silently and change routing, so it is refused with the
 nearest known name.  An artifact's pool list is read as written (older artifacts carry what they carry).
+
+**Pool settings** (top-level keys beside the ``[[models]]`` tables, read by ``load_pool_settings``;
+``load_pool`` returns the models only):
+
+================  ===========================  ===============================================
+key               type                         meaning
+================  ===========================  ===============================================
+judge             str or absent                the model of this pool that grades logged answers
+                                               (``zeta judge``); a generating model of the pool;
+                                               written above the first ``[[models]]`` table
+================  ===========================  ===============================================
 """
 
 from __future__ import annotations
@@ -78,7 +89,7 @@ from ._atomic import atomic_write
 from .errors import ContractError
 
 __all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS", "DESCRIPTOR_FIELDS",
-           "resolve_gguf", "dump_pool", "update_pool_file"]
+           "resolve_gguf", "dump_pool", "update_pool_file", "PoolSettings", "load_pool_settings", "check_judge"]
 
 CHARS_PER_TOKEN = 4.0  # the stated prompt-token estimate used wherever tokens are not measured
 DEFAULT_COMPLETION_TOKENS = 256.0
@@ -350,21 +361,31 @@ def _refuse_unknown_keys(table: Mapping[str, Any], known: frozenset[str], where:
             raise ContractError(f"{where}.{key}", f"unknown key{hint}", source=str(path))
 
 
-def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
-    """Read a pool file: a TOML document with one ``[[models]]`` table per model."""
+def _read_pool_doc(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ContractError("pool", f"invalid TOML: {exc}", source=str(path)) from None
     except UnicodeDecodeError as exc:  # tomllib decodes the bytes itself and lets this through
         raise ContractError("pool", f"invalid TOML: not UTF-8 at byte {exc.start}", source=str(path)) from None
+
+
+def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
+    """Read a pool file: a TOML document with one ``[[models]]`` table per model."""
+    return _pool_of(_read_pool_doc(path), path)
+
+
+def _pool_of(doc: Mapping[str, Any], path: str | os.PathLike) -> tuple[ModelInfo, ...]:
     models = doc.get("models")
     if not isinstance(models, list) or not models:
         raise ContractError("models", "a pool needs at least one [[models]] table", source=str(path))
     _refuse_unknown_keys(doc, POOL_FILE_TOP_LEVEL_KEYS, "pool", path)
     for i, m in enumerate(models):
         if isinstance(m, dict):
+            if "judge" in m:  # TOML puts a key written below a [[models]] header into that table
+                raise ContractError(f"models[{i}].judge", "judge is a top-level key: write it above the first "
+                                    "[[models]] table", source=str(path))
             _refuse_unknown_keys(m, POOL_FILE_KEYS, f"models[{i}]", path)
     pool = tuple(parse_model(m, where=f"models[{i}]") for i, m in enumerate(models))
     names = [m.name for m in pool]
@@ -372,6 +393,37 @@ def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
     if dupes:
         raise ContractError("models", f"duplicate model names {dupes}", source=str(path))
     return pool
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The pool file's top-level settings (see the module docstring); None = not set."""
+
+    judge: str | None = None
+
+
+def load_pool_settings(path: str | os.PathLike) -> PoolSettings:
+    """The top-level settings of a pool file, each checked against the file's models."""
+    doc = _read_pool_doc(path)
+    pool = {m.name: m for m in _pool_of(doc, path)}
+    judge = doc.get("judge")
+    if judge is not None:
+        if not isinstance(judge, str) or not judge.strip():
+            raise ContractError("judge", f"must be the name of a model of the pool, got {judge!r}", source=str(path))
+        check_judge(pool.values(), judge, source=str(path))
+    return PoolSettings(judge=judge)
+
+
+def check_judge(pool: Sequence[ModelInfo] | Any, judge: str, *, source: str | None = None) -> ModelInfo:
+    """The pool's model named ``judge``; a judge must exist and generate text (not embed only)."""
+    models = {m.name: m for m in pool}
+    if judge not in models:
+        raise ContractError("judge", f"{judge!r} is not a model of the pool (models: {', '.join(sorted(models))})",
+                            source=source)
+    m = models[judge]
+    if set(m.capabilities) == {"embed"}:
+        raise ContractError("judge", f"{judge!r} only embeds; a judge must generate text", source=source)
+    return m
 
 
 # -- writing pool files -------------------------------------------------------------------------

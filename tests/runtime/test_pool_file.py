@@ -207,3 +207,45 @@ def test_descriptor_fields_are_accepted_and_kept(tmp_path):
     p.write_text('[[models]]\nname = "a"\nfamily = "qwen2.5"\nquantization = "Q4_K_M"\nbenchmark_score = 0.7\n')
     (m,) = load_pool(p)
     assert m.extra == {"family": "qwen2.5", "quantization": "Q4_K_M", "benchmark_score": 0.7}
+
+
+# -- pool settings (the judge) -------------------------------------------------------------------
+
+POOL_WITH_JUDGE = '''judge = "small"
+
+[[models]]
+name = "small"
+capabilities = ["chat"]
+
+[[models]]
+name = "embedder"
+capabilities = ["embed"]
+'''
+
+
+def test_pool_settings_name_the_judge_and_leave_the_pool_as_it_was(tmp_path):
+    from router_runtime.pool import PoolSettings, load_pool_settings
+
+    path = tmp_path / "pool.toml"
+    path.write_text(POOL_WITH_JUDGE)
+    assert load_pool_settings(path) == PoolSettings(judge="small")
+    assert [m.name for m in load_pool(path)] == ["small", "embedder"]
+    path.write_text(POOL_WITH_JUDGE.replace('judge = "small"\n', ""))
+    assert load_pool_settings(path).judge is None
+
+
+@pytest.mark.parametrize("text,field,words", [
+    (POOL_WITH_JUDGE.replace('"small"\n\n[[', '"missing"\n\n[[', 1), "judge", "not a model of the pool"),
+    (POOL_WITH_JUDGE.replace('judge = "small"', 'judge = "embedder"'), "judge", "only embeds"),
+    (POOL_WITH_JUDGE.replace('judge = "small"', "judge = 3"), "judge", "must be the name of a model"),
+    # Written below a [[models]] header, TOML makes it a key of that model: say where it belongs.
+    (POOL_WITH_JUDGE.replace('judge = "small"\n', "") + 'judge = "small"\n', "models[1].judge", "top-level key"),
+])
+def test_pool_settings_refuse_a_bad_judge(tmp_path, text, field, words):
+    from router_runtime.pool import load_pool_settings
+
+    path = tmp_path / "pool.toml"
+    path.write_text(text)
+    with pytest.raises(ContractError) as e:
+        load_pool_settings(path)
+    assert e.value.field == field and words in str(e.value) and str(path) in str(e.value)
