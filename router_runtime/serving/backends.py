@@ -59,11 +59,14 @@ class GenerationRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     json_mode: bool = False                  # response_format json_object: constrain output to JSON
+    grammar: str | None = None               # a GBNF grammar the output must match (llama.cpp's format)
     deadline: float | None = field(default=None, compare=False)  # time.monotonic() limit, if any
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.grammar is not None and (self.json_mode or self.mode == "embed"):
+            raise ValueError("grammar constrains generated text: not with json_mode or an embed request")
 
 
 @dataclass(frozen=True)

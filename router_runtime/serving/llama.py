@@ -329,15 +329,15 @@ class LlamaBackend(BackendBase):
         n_ctx = llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(model.name, f"prompt of {len(tokens)} tokens does not fit the context of {n_ctx}")
-        if request.json_mode:
-            from llama_cpp import llama_grammar
-
-            kwargs["grammar"] = llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
+        if request.json_mode or request.grammar is not None:
+            kwargs["grammar"] = _grammar(request)
         chunks = llm.create_completion(prompt=tokens, max_tokens=request.max_tokens or -1, stop=stop or None,
                                        stream=True, **kwargs)
         yield from _relay(llm, chunks, lambda choice: choice.get("text"), len(tokens), load_ms)
 
     def _complete_named(self, model, llm, request, kwargs, load_ms):
+        if request.grammar is not None:
+            kwargs["grammar"] = _grammar(request)
         chunks = llm.create_chat_completion(messages=[dict(m) for m in request.messages], stream=True,
                                             max_tokens=request.max_tokens, stop=list(request.stop) or None,
                                             response_format={"type": "json_object"} if request.json_mode else None,
@@ -581,6 +581,17 @@ class LlamaBackend(BackendBase):
         if per_gen:
             result["ms_per_token"] = round(statistics.median(per_gen), 4)
         return result
+
+
+def _grammar(request: GenerationRequest) -> Any:
+    """The llama.cpp grammar of a constrained request: the caller's GBNF, or JSON for json_mode."""
+    from llama_cpp import llama_grammar
+
+    text = request.grammar if request.grammar is not None else llama_grammar.JSON_GBNF
+    try:
+        return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
+    except Exception as exc:  # llama.cpp's parser raises ValueError with little detail
+        raise ContractError("grammar", f"not a valid GBNF grammar: {exc}") from None
 
 
 _LLAMA_PARAMS: set[str] | None = None

@@ -489,3 +489,11 @@ def test_the_service_picks_up_a_promoted_artifact_while_deciding_through_penalis
         seen = svc.complete(CHAT).decision.artifact_version
         time.sleep(0.01)
     assert seen == new
+
+
+def test_a_grammar_constrains_generated_text_only():
+    g = 'root ::= "yes" | "no"'
+    assert GenerationRequest("chat", messages=CHAT.messages, grammar=g).grammar == g
+    for bad in ({"json_mode": True}, {"mode": "embed", "inputs": ("x",)}):
+        with pytest.raises(ValueError, match="grammar"):
+            GenerationRequest(**{"mode": "chat", "messages": CHAT.messages, "grammar": g, **bad})
