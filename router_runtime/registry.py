@@ -5,6 +5,10 @@ from here::
     <root>/CURRENT                   one line: the current version name
     <root>/versions/<version>/       router.json, manifest.json (an artifact, see artifact.py)
     <root>/reports/<version>.json    a promotion decision and its evaluation (written by flows)
+    <root>/reports/judge-validation-<judge>.json
+                                     the latest measured agreement of a judge model with known
+                                     qualities (``zeta judge --validate``), read into the manifest
+                                     of artifacts trained on that judge's labels
     <root>/HISTORY.jsonl             one line per move of CURRENT
 
 CURRENT is replaced atomically (``router_runtime._atomic``), so a crash leaves the old or the new
@@ -33,6 +37,7 @@ from .errors import ArtifactError, ArtifactNotFoundError, ContractError
 __all__ = [
     "CURRENT_FILE", "VERSIONS_DIR", "REPORTS_DIR", "HISTORY_FILE", "ROUTER_FILE", "MANIFEST_FILE",
     "versions_dir", "version_dir", "current_file", "reports_dir", "report_path", "history_file",
+    "JUDGE_VALIDATION_PREFIX", "judge_validation_path",
     "check_version_name", "new_version_name", "current_version", "set_current", "list_versions",
     "resolve_artifact_dir", "history", "promote", "rollback", "rollback_target", "annotate_manifest",
 ]
@@ -74,6 +79,20 @@ def report_path(root: str | os.PathLike, version: str) -> Path:
 
 def history_file(root: str | os.PathLike) -> Path:
     return Path(root) / HISTORY_FILE
+
+
+JUDGE_VALIDATION_PREFIX = "judge-validation-"
+
+
+def judge_validation_path(root: str | os.PathLike, judge: str) -> Path:
+    """Where the latest validation of judge model ``judge`` is kept.  A model name that is not one plain
+    file name part (``llama3:8b``, ``org/model``) is written with those characters as ``_`` and the
+    first 8 hex of the name's sha256, so two names never share a file."""
+    if not isinstance(judge, str) or not judge:
+        raise ContractError("judge", f"must be a model name, got {judge!r}")
+    part = judge if _VERSION_NAME.fullmatch(judge) else (
+        re.sub(r"[^A-Za-z0-9._-]", "_", judge)[:100] + "-" + hashlib.sha256(judge.encode("utf-8")).hexdigest()[:8])
+    return reports_dir(root) / f"{JUDGE_VALIDATION_PREFIX}{part}.json"
 
 
 def check_version_name(version: Any, where: str = "version") -> str:

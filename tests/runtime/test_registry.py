@@ -128,3 +128,15 @@ def test_the_layout_helpers_name_every_place_of_the_registry(tmp_path):
     for bad in ("..", "a/b", ".hidden", ""):
         with pytest.raises(ContractError, match="plain version name"):
             reg.version_dir(tmp_path, bad)
+
+
+def test_judge_validation_path_is_one_plain_file_per_judge(tmp_path):
+    from router_runtime.registry import judge_validation_path, reports_dir
+
+    plain = judge_validation_path(tmp_path, "qwen2.5-7b-instruct")
+    assert plain == reports_dir(tmp_path) / "judge-validation-qwen2.5-7b-instruct.json"
+    odd = [judge_validation_path(tmp_path, n) for n in ("org/model", "org_model", "llama3:8b", "..")]
+    assert all(p.parent == reports_dir(tmp_path) for p in odd)           # never outside reports/
+    assert len(set(odd)) == len(odd) and odd[1].name == "judge-validation-org_model.json"
+    with pytest.raises(ContractError):
+        judge_validation_path(tmp_path, "")
