@@ -157,8 +157,9 @@ def import_routeprofile(source: str | os.PathLike) -> pl.DataFrame:
     """RouteProfile's ``routing_test_data.json`` (+ ``candidate_models.json`` beside it).
 
     ``source`` is the directory holding both files or the path of ``routing_test_data.json``.
-    query_id is the row index (``task_id`` is mostly null and repeats); ``formatted_query`` and
-    the answers' ``response`` text are not used.
+    query_id is the row index (``task_id`` is mostly null and repeats); ``formatted_query`` is not
+    used.  The answers' ``response`` text becomes the optional ``response`` column when the data has
+    it (the full data set does; the committed sample has it removed, and its table has no such column).
     """
     source = Path(source)
     data_path = source / "routing_test_data.json" if source.is_dir() else source
@@ -166,6 +167,7 @@ def import_routeprofile(source: str | os.PathLike) -> pl.DataFrame:
     prices = _Prices(data_path.with_name("candidate_models.json"))
     src = str(data_path)
     cols = _new_columns()
+    responses: list[str | None] = []
     for i, rec in enumerate(records):
         query = _text(rec.get("query", _MISSING), "query", i, src)
         task = _text(rec.get("task_name", _MISSING), "task_name", i, src)
@@ -188,7 +190,15 @@ def import_routeprofile(source: str | os.PathLike) -> pl.DataFrame:
             cols["task"].append(task)
             cols["prompt_tokens"].append(prompt)
             cols["completion_tokens"].append(completion)
-    return validate_benchmark_table(pl.DataFrame(cols, schema=_SCHEMA), source=src)
+            response = cell.get("response")
+            if response is not None and not isinstance(response, str):
+                raise ContractError(f"{field}.response", f"expected a string or null, got {_show(response)}",
+                                    row=i, source=src)
+            responses.append(response)
+    df = pl.DataFrame(cols, schema=_SCHEMA)
+    if any(r is not None for r in responses):
+        df = df.with_columns(response=pl.Series(responses, dtype=pl.String))
+    return validate_benchmark_table(df, source=src)
 
 
 def import_dcrouter(

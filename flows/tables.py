@@ -31,6 +31,7 @@ task               String    task family or cluster the query comes from (for pe
 prompt_tokens      Int64     tokens in the prompt; >= 0.  Integer-valued floats are accepted.
 completion_tokens  Int64     tokens in the answer; >= 0.  Integer-valued floats are accepted.
 latency_ms         Float64   wall time of the answer in milliseconds; finite, >= 0.
+response           String    the answer's text (what ``zeta judge --validate`` grades).
 =================  ========  ===================================================================
 
 Table-wide rules
@@ -84,6 +85,7 @@ OPTIONAL: dict[str, pl.DataType] = {
     "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64,
     "latency_ms": pl.Float64,
+    "response": pl.String,
 }
 _CONTRACT = {**REQUIRED, **OPTIONAL}
 _STRING_COLUMNS = [name for name, dtype in _CONTRACT.items() if dtype == pl.String]
