@@ -130,6 +130,19 @@ def test_routeprofile_bad_value_names_row_and_field(tmp_path, key, value, proble
     assert problem in str(err) and "row 3" in str(err) and "routing_test_data.json" in str(err)
 
 
+def test_routeprofile_keeps_response_text_when_the_data_has_it(tmp_path):
+    rows, prices = _routeprofile_copy(2)
+    rows[0]["model_performance"]["gemma-2-9b-it"]["response"] = "The answer is D."
+    df = import_routeprofile(_write_routeprofile(tmp_path, rows, prices))
+    assert df.filter(pl.col("response").is_not_null())[["query_id", "model", "response"]].rows() == [
+        ("0", "gemma-2-9b-it", "The answer is D.")]
+    assert "response" not in import_routeprofile(SAMPLE / "routeprofile").columns  # the sample has none
+    rows[1]["model_performance"]["gemma-2-9b-it"]["response"] = 42
+    with pytest.raises(ContractError) as info:
+        import_routeprofile(_write_routeprofile(tmp_path, rows, prices))
+    assert info.value.field == "model_performance.gemma-2-9b-it.response" and info.value.row == 1
+
+
 def test_routeprofile_missing_key_and_price(tmp_path):
     rows, prices = _routeprofile_copy()
     del rows[2]["model_performance"]["gemma-2-9b-it"]["prompt_tokens"]
@@ -206,7 +219,7 @@ def _shared(name: str) -> Path:
 @pytest.mark.slow
 def test_routeprofile_full():
     df = import_routeprofile(_shared("routeprofile"))
-    assert df.shape == (4800, 8)
+    assert df.shape == (4800, 9) and df["response"].null_count() == 0  # the full set keeps every answer's text
     assert_frame_equal(validate_benchmark_table(df), df)
     assert df["quality"].is_between(0, 1).all() and (df["cost"] > 0).all()
 

@@ -53,7 +53,7 @@ def refusal(df: pl.DataFrame, **kwargs) -> ContractError:
 def test_contract_constants():
     assert BENCHMARK_TABLE_VERSION == 1
     assert list(REQUIRED) == ["query_id", "query", "model", "quality", "cost"]
-    assert list(OPTIONAL) == ["task", "prompt_tokens", "completion_tokens", "latency_ms"]
+    assert list(OPTIONAL) == ["task", "prompt_tokens", "completion_tokens", "latency_ms", "response"]
     import flows.tables as tables
 
     for name in [*REQUIRED, *OPTIONAL, "version", "new optional columns"]:
