@@ -36,6 +36,7 @@ def small_table() -> pl.DataFrame:
             "prompt_tokens": [10, 10, None, 3, 0, 1],
             "completion_tokens": [5, 6, 7, 8, 9, None],
             "latency_ms": [12.5, None, 3.0, 4.0, 0.0, 1e6],
+            "response": [TRICKY_QUERY, "fine", None, "Привет 🙂", "", "plain\nanswer"],
             "split": ["train", "train", "test", "test", "train", "train"],
         }
     )
@@ -62,7 +63,7 @@ def test_contract_constants():
 
 def test_small_table_validates_and_keeps_extra_columns():
     out = validate_benchmark_table(small_table())
-    assert out.shape == (6, 10)
+    assert out.shape == (6, 11)
     assert out.schema == pl.Schema({**REQUIRED, **OPTIONAL, "split": pl.String})
     assert out["query"][0] == TRICKY_QUERY
 
