@@ -293,6 +293,67 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(a: argparse.Namespace) -> int:
+    """Grade unlabeled logged answers with the pool's judge model, or measure the judge's agreement."""
+    _need_pipeline()
+    if (a.logs is None) == (a.validate is None):
+        raise SystemExit("zeta judge: give --logs DIR (grade logged answers) or --validate TABLE (measure the "
+                         "judge's agreement with known qualities)")
+    if a.validate is not None:
+        return _judge_validate(a)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .judge.flow import judge_logs
+
+    s = judge_logs(logs=a.logs, pool=a.pool, judge=a.judge, sample_rate=a.sample_rate, max_items=a.max, seed=a.seed,
+                   pairwise=a.pairwise, include_self=a.include_self, n_threads=a.threads)
+    if a.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print(f"judge {s['judge']} ({s['mode']}, rubric {s['rubric_version']}): graded {s['graded']}, "
+              f"failures {s['failures']}, skipped self {s['skipped_self']}; {s['records']} records read, "
+              f"{s['gradable']} gradable, {s['selected']} selected, {s['judge_calls']} judge calls")
+        for name, m in s["by_model"].items():
+            q = "-" if m["mean_quality"] is None else f"{m['mean_quality']:.3f}"
+            print(f"  {name:32s} graded {m['graded']:5d}  failures {m['failures']:4d}  mean quality {q}")
+        print(f"skipped: {json.dumps(s['skipped'])}")
+        print(f"labels: {s['labels_file'] or '(none)'}  failures: {s['failures_file'] or '(none)'}")
+    if s["stopped"]:
+        print(f"zeta judge: stopped early: {s['stopped']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _judge_validate(a: argparse.Namespace) -> int:
+    from .judge.flow import judge_backend, resolve_judge
+    from .judge.grader import Judge
+    from .judge.validation import VALIDATION_MAX_ROWS, validate_judge, write_validation
+    from .sources import load_table
+
+    model = resolve_judge(a.pool, a.judge)
+    table, _ = load_table(a.validate, a.format)
+    backend = judge_backend(a.pool, model, n_threads=a.threads)
+    try:
+        r = validate_judge(table, Judge(backend, model, seed=a.seed), max_items=a.max or VALIDATION_MAX_ROWS,
+                           seed=a.seed, source=str(a.validate))
+    finally:
+        backend.close()
+    path = write_validation(a.registry, r)
+    if a.json:
+        print(json.dumps({**r, "report": path}, indent=1))
+    else:
+        g = r["agreement"]
+
+        def f(x):
+            return "-" if x is None else f"{x:.3f}"
+
+        print(f"judge {r['judge']} (rubric {r['rubric_version']}) on {g['n']} answers with known quality: "
+              f"accuracy@{g['threshold']:g} {f(g['accuracy'])}  Spearman {f(g['spearman'])}  AUC {f(g['auc'])} "
+              f"(positives {g['positives']}, negatives {g['negatives']}); failures {r['failures']} of "
+              f"{r['sampled']} sampled")
+        print(f"report: {path}")
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     """The OpenAI-compatible server in front of the pool's llama.cpp models."""
     from router_runtime.server import build_service, serve
@@ -606,6 +667,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register-only", action="store_true", help="register with the server and exit")
     p.add_argument("--work-pool", default=None, help="with --register-only: the work pool that runs it")
     p.set_defaults(fn=cmd_deploy)
+
+    p = sub.add_parser("judge", help="grade unlabeled logged answers with the pool's judge model (label lines), "
+                                     "or --validate its agreement with known qualities")
+    p.add_argument("--logs", default=None, help="outcome log directory: labels go to <logs>/labels/")
+    p.add_argument("--validate", default=None, metavar="TABLE",
+                   help="a benchmark table with a response column (or a raw data set with --format)")
+    p.add_argument("--pool", required=True, help="pool TOML; its judge = \"MODEL\" names the judge")
+    p.add_argument("--judge", default=None, help="the judge model (overrides the pool's judge)")
+    p.add_argument("--sample-rate", type=float, default=1.0, help="share of the gradable answers to grade")
+    p.add_argument("--max", type=int, default=None, help="at most this many answers (pairwise: queries); "
+                   "--validate: rows (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pairwise", action="store_true", help="compare two models' answers to one query, blind, "
+                   "in both orders")
+    p.add_argument("--include-self", action="store_true", help="also grade the judge model's own answers")
+    p.add_argument("--format", default="table", choices=["table", "routeprofile", "dcrouter"],
+                   help="--validate: the table's format")
+    p.add_argument("--registry", default="artifacts", help="--validate: the report goes to "
+                   "<registry>/reports/judge-validation-<judge>.json")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads of the judge model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_judge)
 
     p = sub.add_parser("serve", help="OpenAI-compatible server routing among the pool's llama.cpp models")
     p.add_argument("pool", help="pool TOML with a gguf path per model")

@@ -26,6 +26,8 @@ CLI = {
     "evaluate-benchmark": ["--bandit", "--format", "--iterations", "--json", "--report", "--seed",
                            "--split-column", "--test-fraction"],
     "import-benchmark": ["--format", "--out"],
+    "judge": ["--format", "--include-self", "--json", "--judge", "--logs", "--max", "--pairwise", "--pool",
+              "--registry", "--sample-rate", "--seed", "--threads", "--validate"],
     "pipeline": ["--curated", "--dask-address", "--eval-budget", "--holdout-fraction", "--iterations", "--json",
                  "--logs", "--margin", "--min-ess", "--pool", "--registry", "--seed", "--settle-seconds",
                  "--task-runner", "--train-budget", "--workers"],
@@ -48,6 +50,7 @@ FLOWS = {  # import path of the flow object -> its registered Prefect name
     "flows.evaluate.benchmark:evaluate_benchmark": "zeta-evaluate-benchmark",
     "flows.shadow:shadow_flow": "zeta-shadow",
     "flows.benchmark_eval:evaluate_benchmark": "zeta-evaluate-benchmark",
+    "flows.judge.flow:judge_logs": "zeta-judge",
 }
 
 DEPLOYMENTS = {  # prefect.yaml entrypoint -> deployment name (names users see in the Prefect UI and CLI)
@@ -67,6 +70,9 @@ IMPORTS = {
     "flows.export": ["cost_scale", "export_artifact", "typical_chars"],
     "flows.features": ["POLARS_OPS", "add_features", "feature_exprs", "feature_matrix", "fit_feature_spec"],
     "flows.importers": ["COST_MODELS", "import_benchmark", "import_dcrouter", "import_routeprofile"],
+    "flows.judge.flow": ["judge_backend", "judge_logs", "judge_run", "resolve_judge"],
+    "flows.judge.validation": ["agreement", "judge_manifest_entry", "read_validation", "validate_judge",
+                               "write_validation"],
     "flows.ingest": ["CURATED_SCHEMA", "IngestPlan", "IngestResult", "IngestUnit", "UnitResult", "commit_ingest",
                      "curated_row", "curated_training_table", "ingest_logs", "ingest_unit", "is_feedback",
                      "plan_ingest", "read_curated", "scan_curated", "scan_feedback", "staging_dir",
