@@ -333,7 +333,7 @@ def _judge_validate(a: argparse.Namespace) -> int:
     table, _ = load_table(a.validate, a.format)
     backend = judge_backend(a.pool, model, n_threads=a.threads)
     try:
-        r = validate_judge(table, Judge(backend, model, seed=a.seed), max_items=a.max or VALIDATION_MAX_ROWS,
+        r = validate_judge(table, Judge(backend, model, seed=a.seed), max_items=VALIDATION_MAX_ROWS if a.max is None else a.max,
                            seed=a.seed, source=str(a.validate))
     finally:
         backend.close()
