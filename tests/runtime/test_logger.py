@@ -314,3 +314,14 @@ def test_record_file_writes_one_new_file_of_whole_lines(tmp_path):
     assert re.fullmatch(r"shadow-\d{8}T\d{6}Z-[0-9a-f]{8}\.jsonl", a.path.name)
     assert [parse_outcome_line(x) for x in a.path.read_bytes().splitlines()] == recs
     a.close()  # a second close is harmless
+
+
+def test_record_file_takes_other_json_lines_whole(tmp_path):
+    from router_runtime.logger import RecordFile
+
+    with RecordFile(tmp_path / "_judge", "failures") as f:
+        f.write_line('{"decision_id": "d1", "raw": "\\u0000"}\n')
+        for bad in ('{"a": 1}', '{"a": 1}\n{"b": 2}\n'):  # no newline; two lines
+            with pytest.raises(ValueError):
+                f.write_line(bad)
+    assert f.lines == 1 and json.loads(f.path.read_text()) == {"decision_id": "d1", "raw": "\x00"}
