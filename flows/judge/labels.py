@@ -9,26 +9,25 @@
   ``{ts, decision_id, judge, rubric_version, error, raw}`` and, for pairwise, ``other_decision_id``.
   Ingestion skips directories whose name starts with "_", so these are never read as outcomes.
 
-Each run writes new files only (created with O_EXCL, so no two writers share one), a whole line per
-``os.write`` on an O_APPEND descriptor, fsynced when the run closes them: a crash loses at most the
-line being written, and what was graded before it stays.  No file is made for nothing.
+Each run writes new files only, through ``router_runtime.logger.RecordFile`` (created with O_EXCL, so
+no two writers share one; a whole line per ``os.write`` on an O_APPEND descriptor; fsynced when the run
+closes them): a crash loses at most the line being written, and what was graded before it stays.  No
+file is made for nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import fields, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from router_runtime._atomic import fsync_dir
 from router_runtime.ids import utc_now
+from router_runtime.logger import RecordFile
 from router_runtime.records import OutcomeRecord
 
-__all__ = ["LABELS_DIR", "FAILURES_DIR", "JUDGE_SOURCE", "label_line", "LineFile", "JudgeWriter"]
+__all__ = ["LABELS_DIR", "FAILURES_DIR", "JUDGE_SOURCE", "label_line", "JudgeWriter"]
 
 LABELS_DIR = "labels"
 FAILURES_DIR = "_judge"
@@ -45,59 +44,17 @@ def label_line(rec: OutcomeRecord, quality: float, meta: dict[str, Any], *, ts: 
     return replace(rec, quality=quality, quality_source=JUDGE_SOURCE, ts=ts, extra={**rec.extra, "label": meta})
 
 
-def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-class LineFile:
-    """A new JSONL file ``<directory>/<prefix>-<stamp>-<8 hex>.jsonl``, created on the first line."""
-
-    def __init__(self, directory: str | os.PathLike, prefix: str):
-        self.directory = Path(directory)
-        self.prefix = prefix
-        self.path: Path | None = None
-        self.lines = 0
-        self._fd: int | None = None
-
-    def write(self, line: str) -> None:
-        if not line.endswith("\n") or "\n" in line[:-1]:
-            raise ValueError("one line, ending with a newline")
-        if self._fd is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            while True:
-                path = self.directory / f"{self.prefix}-{_stamp()}-{secrets.token_hex(4)}.jsonl"
-                try:
-                    self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    continue
-                break
-            self.path = path
-            fsync_dir(self.directory)
-        view = memoryview(line.encode("utf-8"))
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.lines += 1
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 class JudgeWriter:
     """The label and failure files of one judge run over ``logs``."""
 
     def __init__(self, logs: str | os.PathLike, judge: str):
         self.judge = judge
-        self.labels = LineFile(Path(logs) / LABELS_DIR, "judge")
-        self.failures = LineFile(Path(logs) / FAILURES_DIR, "failures")
+        self.labels = RecordFile(Path(logs) / LABELS_DIR, "judge")
+        self.failures = RecordFile(Path(logs) / FAILURES_DIR, "failures")
 
     def label(self, rec: OutcomeRecord, quality: float, meta: dict[str, Any], *, ts: str | None = None) -> OutcomeRecord:
         line = label_line(rec, quality, {"judge": self.judge, **meta}, ts=ts)
-        self.labels.write(line.to_line())
+        self.labels.write(line)
         return line
 
     def failure(self, decision_id: str, rubric_version: str, error: str, raw: Any, **more: Any) -> None:
@@ -105,7 +62,7 @@ class JudgeWriter:
                "error": error, "raw": raw, **more}
         # The raw reply is whatever the model produced: keep it, made encodable, never refuse it.
         text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-        self.failures.write(text + "\n")
+        self.failures.write_line(text + "\n")
 
     def close(self) -> None:
         try:
