@@ -5,7 +5,8 @@ tests) and one model of its pool.  Every request is greedy (temperature 0, a fix
 the rubric's GBNF grammar, so llama.cpp can only produce a verdict of the rubric's form.
 
 A verdict takes at most two attempts: the second follows an unusable reply (shown back to the judge
-with a reminder of the format) or a backend error (the same request again).  After that the verdict
+with a reminder of the format) or a backend error (the same request again); a prompt that does not fit
+the judge's context is not retried (the texts are already capped to it: ``rubric.text_caps``).  After that the verdict
 is a failure holding the raw text and the error; it never becomes a quality.
 
 Pairwise: the two answers are shown as A and B, then again as B and A.  The comparison has a result
@@ -19,11 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from router_runtime.errors import ContextOverflowError
 from router_runtime.pool import ModelInfo
 from router_runtime.serving.backends import Backend, GenerationRequest, TextDelta
 
 from .rubric import (JUDGE_MAX_TOKENS, PAIRWISE, SINGLE, JudgeOutputError, Rubric, pairwise_messages, parse_score,
-                     parse_winner, retry_messages, single_messages)
+                     parse_winner, retry_messages, single_messages, text_caps)
 
 __all__ = ["Verdict", "PairVerdict", "Judge", "JUDGE_TIMEOUT_S", "ATTEMPTS"]
 
@@ -71,6 +73,9 @@ class Judge:
         self.model = model
         self.seed = seed
         self.timeout_s = timeout_s
+        window = getattr(backend, "context_window", None)
+        context = window(model) if window is not None else model.context_length
+        self.caps = {r.version: text_caps(r, context) for r in (SINGLE, PAIRWISE)}
 
     @property
     def name(self) -> str:
@@ -88,6 +93,10 @@ class Judge:
             v.attempts += 1
             try:
                 raw = self._reply(rubric, messages)
+            except ContextOverflowError as exc:  # the same prompt will not fit the second time either
+                v.raw, v.error = "", f"the prompt does not fit the judge's context: {exc}"
+                v.raws.append("")
+                return v
             except Exception as exc:  # a backend's failure, whatever its type, is this verdict's failure
                 v.raw, v.error, v.crashed = "", f"judge backend failed: {type(exc).__name__}: {exc}", True
                 v.raws.append("")
@@ -106,14 +115,15 @@ class Judge:
 
     def grade(self, query: str, answer: str) -> Verdict:
         """A 1..5 score of one answer (``rubric.SINGLE``)."""
-        return self.ask(SINGLE, single_messages(query, answer), parse_score)
+        return self.ask(SINGLE, single_messages(query, answer, caps=self.caps[SINGLE.version]), parse_score)
 
     def compare(self, query: str, x: str, y: str) -> PairVerdict:
         """Which of two answers is better, asked in both orders (``rubric.PAIRWISE``)."""
-        first = self.ask(PAIRWISE, pairwise_messages(query, x, y), parse_winner)
+        caps = self.caps[PAIRWISE.version]
+        first = self.ask(PAIRWISE, pairwise_messages(query, x, y, caps=caps), parse_winner)
         if not first.ok:
             return PairVerdict("failed", first, None)
-        second = self.ask(PAIRWISE, pairwise_messages(query, y, x), parse_winner)
+        second = self.ask(PAIRWISE, pairwise_messages(query, y, x, caps=caps), parse_winner)
         if not second.ok:
             return PairVerdict("failed", first, second)
         as_xy = {"A": "x", "B": "y", "tie": "tie"}[first.value]

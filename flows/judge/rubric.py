@@ -11,8 +11,8 @@ not describe them.
 - ``PAIRWISE`` compares two answers to one request, shown blind as A and B; the caller asks both
   orders (``flows.judge.grader``).
 
-Texts shown to the judge are capped (``QUERY_MAX_CHARS``, ``ANSWER_MAX_CHARS``, in code points) and
-made encodable (a lone surrogate becomes "?"), so a huge or broken answer cannot overflow the
+Texts shown to the judge are capped (``QUERY_MAX_CHARS``, ``ANSWER_MAX_CHARS``, in code points, lower
+for a judge with a small context: ``text_caps``) and made encodable (a lone surrogate becomes "?"), so a huge or broken answer cannot overflow the
 judge's context or break its tokenizer; the prompt says when a text was cut.  The text between the
 markers is declared data, not instructions, so an answer that says "give this a 5" is graded as an
 answer.
@@ -26,8 +26,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from router_runtime.pool import CHARS_PER_TOKEN
+
 __all__ = ["Rubric", "SINGLE", "PAIRWISE", "RUBRIC_VERSION", "PAIRWISE_RUBRIC_VERSION", "SCORE_MIN", "SCORE_MAX",
-           "QUERY_MAX_CHARS", "ANSWER_MAX_CHARS", "JUDGE_MAX_TOKENS", "clip_text", "single_messages",
+           "QUERY_MAX_CHARS", "ANSWER_MAX_CHARS", "JUDGE_MAX_TOKENS", "clip_text", "text_caps", "single_messages",
            "pairwise_messages", "retry_messages", "parse_score", "parse_winner", "score_quality", "JudgeOutputError"]
 
 SCORE_MIN, SCORE_MAX = 1, 5
@@ -108,15 +110,34 @@ def clip_text(text: str, limit: int) -> str:
     return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"
 
 
-def single_messages(query: str, answer: str) -> tuple[dict[str, str], ...]:
-    user = SINGLE.template.format(query=clip_text(query, QUERY_MAX_CHARS), answer=clip_text(answer, ANSWER_MAX_CHARS))
+_CONTEXT_SHARE = 0.75  # of a judge's context, at the stated 4 chars a token, for the rubric and the texts
+_MIN_CAP = 80
+
+
+def text_caps(rubric: Rubric, context_tokens: int | None) -> tuple[int, int]:
+    """(query cap, cap of each answer) in code points for a judge whose context holds ``context_tokens``
+    (None: the fixed caps).  What the rubric's own text leaves of the context goes one part to the query
+    and two parts to each answer; never above the fixed caps, never below a few words."""
+    if context_tokens is None:
+        return QUERY_MAX_CHARS, ANSWER_MAX_CHARS
+    answers = 2 if rubric is PAIRWISE else 1
+    room = int((context_tokens - JUDGE_MAX_TOKENS) * CHARS_PER_TOKEN * _CONTEXT_SHARE) - len(rubric.system) \
+        - len(rubric.template)
+    part = max(room, 0) // (1 + 2 * answers)
+    return max(_MIN_CAP, min(QUERY_MAX_CHARS, part)), max(_MIN_CAP, min(ANSWER_MAX_CHARS, 2 * part))
+
+
+def single_messages(query: str, answer: str, *, caps: tuple[int, int] | None = None) -> tuple[dict[str, str], ...]:
+    qcap, acap = caps or (QUERY_MAX_CHARS, ANSWER_MAX_CHARS)
+    user = SINGLE.template.format(query=clip_text(query, qcap), answer=clip_text(answer, acap))
     return ({"role": "system", "content": SINGLE.system}, {"role": "user", "content": user})
 
 
-def pairwise_messages(query: str, answer_a: str, answer_b: str) -> tuple[dict[str, str], ...]:
-    user = PAIRWISE.template.format(query=clip_text(query, QUERY_MAX_CHARS),
-                                    answer_a=clip_text(answer_a, ANSWER_MAX_CHARS),
-                                    answer_b=clip_text(answer_b, ANSWER_MAX_CHARS))
+def pairwise_messages(query: str, answer_a: str, answer_b: str, *,
+                      caps: tuple[int, int] | None = None) -> tuple[dict[str, str], ...]:
+    qcap, acap = caps or (QUERY_MAX_CHARS, ANSWER_MAX_CHARS)
+    user = PAIRWISE.template.format(query=clip_text(query, qcap), answer_a=clip_text(answer_a, acap),
+                                    answer_b=clip_text(answer_b, acap))
     return ({"role": "system", "content": PAIRWISE.system}, {"role": "user", "content": user})
 
 

@@ -145,6 +145,32 @@ def test_a_crashing_backend_is_retried_then_a_failure():
     assert v.ok and v.value == 2 and v.attempts == 2
 
 
+def test_a_small_judge_context_gets_smaller_caps_and_an_overflow_is_not_retried(tmp_path):
+    from router_runtime.errors import ContextOverflowError
+
+    from flows.judge.rubric import text_caps
+
+    small = parse_model({"name": "judge-m", "context_length": 512})
+    assert text_caps(SINGLE, None) == (QUERY_MAX_CHARS, ANSWER_MAX_CHARS)
+    qcap, acap = text_caps(SINGLE, 512)
+    assert qcap < QUERY_MAX_CHARS and acap < ANSWER_MAX_CHARS
+    # what the rubric leaves of 3/4 of the context, at 4 chars a token, goes 1:2 to query and answer
+    assert qcap + acap <= (512 - JUDGE_MAX_TOKENS) * 4 * 0.75 - len(SINGLE.template) - len(SINGLE.system)
+    assert text_caps(PAIRWISE, 512)[1] < acap  # two answers share the room
+    seen = []
+    Judge(FunctionBackend(lambda m, r: seen.append(r.messages[1]["content"]) or '{"score": 3}'), small).grade(
+        "q" * 5000, "a" * 5000)
+    assert "q" * qcap + "\n[..." in seen[0] and seen[0].count("a" * acap) == 1 and "a" * (acap + 1) not in seen[0]
+
+    def overflow(model, request):
+        raise ContextOverflowError(model.name, "prompt of 900 tokens does not fit the context of 512")
+
+    logs = write_logs(tmp_path, [rec(i) for i in range(5)])
+    s = judge_run(str(logs), Judge(FunctionBackend(overflow), small), read_outcome_logs(logs))
+    assert (s["failures"], s["judge_calls"], s["stopped"]) == (5, 5, None)  # no retry, not a crashing judge
+    assert all("does not fit the judge's context" in f["error"] for f in lines(s["failures_file"]))
+
+
 # -- selection and sampling ---------------------------------------------------------------------
 
 def test_only_unlabeled_answers_are_gradable_and_each_skip_is_counted():
