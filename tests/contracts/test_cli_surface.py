@@ -56,6 +56,7 @@ FLOWS = {  # import path of the flow object -> its registered Prefect name
 DEPLOYMENTS = {  # prefect.yaml entrypoint -> deployment name (names users see in the Prefect UI and CLI)
     "flows/production.py:run_pipeline": "zeta-nightly",
     "flows/shadow.py:shadow_flow": "zeta-shadow-nightly",
+    "flows/judge/flow.py:judge_logs": "zeta-judge-after-shadow",
 }
 
 # Every `from flows.X import Y` of the README, the scripts and the tests before the layout change:

@@ -47,7 +47,7 @@ def test_the_judge_runs_after_each_shadow_run(prefect_harness, tmp_path):
     judge = deps[2]
     [trigger] = judge.triggers
     assert "prefect.flow-run.Completed" in trigger.expect and not judge.schedules
-    assert dict(trigger.match_related) == {"prefect.resource.role": "flow", "prefect.resource.name": "zeta-shadow"}
+    assert trigger.match_related.model_dump() == {"prefect.resource.role": "flow", "prefect.resource.name": "zeta-shadow"}
     assert deps[0].parameters["pool"] == str(tmp_path / "p.toml")
     d = _read(register(judge))
     assert d.name == "zeta-judge-after-shadow" and d.parameters["logs"] == str(tmp_path / "logs")
