@@ -87,9 +87,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 
 def _cell(v: Any) -> Any:
-    """A table-artifact cell: JSON numbers rounded for reading, NaN as empty."""
+    """A table-artifact cell: floats to 6 significant digits for reading (costs can be 1e-5), NaN as empty."""
     if isinstance(v, float):
-        return None if math.isnan(v) else round(v, 6)
+        return None if math.isnan(v) else float(f"{v:.6g}")
     return v
 
 
