@@ -147,7 +147,7 @@ def pipeline_report(summary: dict[str, Any], *, evaluation: dict[str, Any] | Non
         if s.get("difference"):
             d = s["difference"]
             headline += f"; DR diff {_num(d['diff'], '+.4f')} {_interval(d['ci_low'], d['ci_high'], '+.4f')}"
-        if s.get("ope"):
+        if s.get("ope") and "ESS" not in s["reason"]:
             headline += f"; ESS {_num(s['ope'].get('ess'), '.1f')}"
     line = f"zeta-pipeline {outcome}: {headline}"
 
