@@ -273,8 +273,8 @@ def cmd_shadow(a: argparse.Namespace) -> int:
     return 0
 
 
-_START_A_SERVER = ("  prefect server start                                  # in another shell, or as a service\n"
-                   "  export PREFECT_API_URL=http://127.0.0.1:4200/api      # or: prefect config set PREFECT_API_URL=...\n")
+_START_A_SERVER = ("  prefect server start                               # in another shell, or as a service\n"
+                   "  export PREFECT_API_URL=http://127.0.0.1:4200/api   # or: prefect config set PREFECT_API_URL=...\n")
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:

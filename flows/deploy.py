@@ -41,7 +41,8 @@ from typing import Any
 from .production import run_pipeline
 
 __all__ = ["DEFAULT_CRON", "SHADOW_CRON", "SHADOW_TIME_BUDGET_S", "PROJECT_ROOT", "ENTRYPOINTS", "pipeline_deployment",
-           "shadow_deployment", "judge_deployment", "loop_deployments", "missing_work_pool", "register", "serve", "absolute_path"]
+           "shadow_deployment", "judge_deployment", "loop_deployments", "missing_work_pool", "register", "serve",
+           "absolute_path"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINTS = {  # flow name -> entrypoint relative to PROJECT_ROOT (what a worker loads)

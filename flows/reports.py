@@ -261,7 +261,7 @@ def judge_report(summary: dict[str, Any]) -> RunReport:
     else:
         outcome = GRADED
     headline = (f"judge {s.get('judge')} graded {graded} answers, {failures} failures"
-            + (f" of {s['selected']} selected from {s['records']} records" if "selected" in s and "records" in s else "")
+            + (f" of {s['selected']} selected from {s['records']} records" if {"selected", "records"} <= set(s) else "")
             + (f", stopped: {stopped}" if stopped not in (None, "done") else ""))
     keys = ("judge", "mode", "rubric_version", "records", "quarantined", "gradable", "selected", "graded", "failures",
             "inconsistent", "skipped_self", "skipped", "stopped", "sample_rate", "max", "seed")
