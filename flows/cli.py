@@ -273,21 +273,48 @@ def cmd_shadow(a: argparse.Namespace) -> int:
     return 0
 
 
+_START_A_SERVER = ("  prefect server start                               # in another shell, or as a service\n"
+                   "  export PREFECT_API_URL=http://127.0.0.1:4200/api   # or: prefect config set PREFECT_API_URL=...\n")
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     _need_pipeline()
-    from .deploy import loop_deployments, register, serve
+    from prefect.settings import get_current_settings
 
-    if not os.environ.get("PREFECT_API_URL"):
-        print("zeta deploy: PREFECT_API_URL is not set; schedules only fire against a Prefect server "
-              "(prefect server start), not the temporary embedded one", file=sys.stderr)
+    from .deploy import loop_deployments, missing_work_pool, register, serve
+
+    url = get_current_settings().api.url
+    if not url:
+        # Without a server Prefect would start its temporary one, which runs no scheduler: the
+        # schedules would be registered and never fire.
+        print("zeta deploy: refused: PREFECT_API_URL is not set, and Prefect's temporary server runs no "
+              "scheduler, so these schedules would never fire.  Start a Prefect server and point at it:\n"
+              + _START_A_SERVER + "then run this command again.", file=sys.stderr)
+        return 2
+    if a.work_pool and not a.register_only:
+        print("zeta deploy: --work-pool registers the deployments for that pool's workers: add --register-only "
+              "(without it this process serves them itself)", file=sys.stderr)
+        return 2
+    if a.work_pool and missing_work_pool(a.work_pool):
+        print(f"zeta deploy: refused: no work pool {a.work_pool!r} on {url}; create it first:\n"
+              f"  prefect work-pool create {a.work_pool} --type process\n"
+              f"then run this command again, and start a worker: prefect worker start --pool {a.work_pool}",
+              file=sys.stderr)
+        return 2
     deps = loop_deployments(logs=a.logs, registry=a.registry, pool=a.pool, cron=a.cron, shadow_cron=a.shadow_cron,
-                            timezone=a.timezone, name=a.name)
+                            timezone=a.timezone, name=a.name, work_pool=a.work_pool)
     if a.register_only:
         for dep in deps:
-            when = ", ".join(str(s.schedule.cron) for s in dep.schedules) or "after " + ", ".join(
+            when = ", ".join(f"{s.schedule.cron} {a.timezone}" for s in dep.schedules) or "after " + ", ".join(
                 t.name for t in dep.triggers)
-            print(f"registered deployment {dep.flow_name}/{dep.name} ({when} {a.timezone}): "
-                  f"{register(dep, a.work_pool)}")
+            where = f"work pool {a.work_pool}" if a.work_pool else "no work pool"
+            print(f"registered deployment {dep.flow_name}/{dep.name} ({when}; {where}): {register(dep)}")
+        if a.work_pool:
+            print(f"start a worker: prefect worker start --pool {a.work_pool}\n"
+                  f"run one now:    prefect deployment run '{deps[0].flow_name}/{deps[0].name}'")
+        else:
+            print("zeta deploy: note: without --work-pool these deployments run only while a process serves "
+                  "them (zeta deploy without --register-only)", file=sys.stderr)
         return 0
     serve(*deps)
     return 0
@@ -656,8 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_shadow)
 
     p = sub.add_parser("deploy", help="schedule the production loop as a Prefect deployment")
-    p.add_argument("--logs", required=True)
-    p.add_argument("--registry", default="artifacts")
+    p.add_argument("--logs", required=True, help="outcome log directory (paths are made absolute: runs start "
+                                                 "elsewhere)")
+    p.add_argument("--registry", default="artifacts", help="registry root")
     p.add_argument("--name", default="zeta-nightly")
     p.add_argument("--cron", default="0 3 * * *", help="the pipeline's schedule")
     p.add_argument("--pool", default=None, help="pool TOML: also deploy shadow replay (--shadow-cron) and the "
@@ -665,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shadow-cron", default="0 1 * * *", help="shadow replay's off-peak schedule (with --pool)")
     p.add_argument("--timezone", default="UTC")
     p.add_argument("--register-only", action="store_true", help="register with the server and exit")
-    p.add_argument("--work-pool", default=None, help="with --register-only: the work pool that runs it")
+    p.add_argument("--work-pool", default=None, help="with --register-only: the work pool whose workers run them "
+                   "(create it first: prefect work-pool create NAME --type process)")
     p.set_defaults(fn=cmd_deploy)
 
     p = sub.add_parser("judge", help="grade unlabeled logged answers with the pool's judge model (label lines), "
@@ -772,8 +801,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if _unreachable_api(exc):
             url = os.environ.get("PREFECT_API_URL", "(embedded server)")
+            embedded = "" if args.command == "deploy" else " or unset PREFECT_API_URL to use the embedded server"
             print(f"zeta: error: cannot reach the Prefect API at {url}: {exc}. Start it with `prefect server "
-                  "start` or unset PREFECT_API_URL to use the embedded server.", file=sys.stderr)
+                  f"start`{embedded}.", file=sys.stderr)
             return 2
         raise
 

@@ -52,6 +52,7 @@ from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_diffe
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, clean_stale_staging,
                      commit_ingest, ingest_unit, plan_ingest, scan_curated, staging_dir, training_columns)
+from .reports import label_counts, model_figures, pipeline_report, publish
 from .training import TrainParams, build_pool, train_quality_model
 from .weights import PROPENSITY_FLOOR, bounded_training_weights, clip_propensities
 
@@ -113,6 +114,8 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
         out["difference"] = paired_difference(actions, rewards, props, cand_probs, champ_probs, qhat,
                                               n_bootstrap=n_bootstrap, level=level, seed=seed)
         out["agreement"] = float(np.mean(cand_choice == champ_choice))
+    out["by_model"] = model_figures(models, actions, quality, cost, cand_choice,
+                                    champ_choice if champion is not None else None)
     return out
 
 
@@ -264,7 +267,10 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     The cycle holds the curated store's lock and the registry's (``router_runtime._lock``) from the
     first read to the last write: a second ingest or pipeline on either is refused (LockHeldError,
     naming the holder's pid), so two runs never store the same records twice or both promote
-    against a champion that one of them has already replaced."""
+    against a champion that one of them has already replaced.
+
+    The run ends in a state named for its outcome (Promoted, NotPromoted, NotEnoughData, StageFailed)
+    and publishes its report as Prefect artifacts (``flows/reports.py``)."""
     curated = curated or str(default_curated_dir(logs))
     with exclusive(curated, "curated store"), exclusive(registry, "registry"):
         return _cycle(logs, registry, curated, pool, holdout_fraction, margin, min_ess, seed, iterations,
@@ -286,8 +292,10 @@ def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fra
         train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget,
                                                                eval_budget, seed)
         if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
-            return {**summary, "candidate_version": None, "promoted": False, "ope": None,
-                    "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
+            result = {**summary, "candidate_version": None, "promoted": False, "ope": None,
+                      "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
+            return publish(pipeline_report(result, labels=label_counts(curated),
+                                           samples={"training": train_sample, "evaluation": eval_sample}), result)
         params, stage = TrainParams(iterations=iterations, seed=seed), "training"
         path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
         version, stage = Path(path).name, "evaluation"
@@ -305,17 +313,21 @@ def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fra
         # the champion keeps serving, and what was ingested stays ingested for the next run.
         get_run_logger().error("the %s stage failed: %s: %s; champion %s kept", stage, type(exc).__name__, exc,
                                champion)
-        return {**summary, "candidate_version": version, "promoted": False, "ope": None,
-                "reason": f"{stage} failed: {type(exc).__name__}: {exc}; champion kept",
-                "failed_stage": stage}
+        result = {**summary, "candidate_version": version, "promoted": False, "ope": None,
+                  "reason": f"{stage} failed: {type(exc).__name__}: {exc}; champion kept", "failed_stage": stage}
+        return publish(pipeline_report(result), result)
     if promoted:
         try:
             promote(registry, version, reason=reason)
         except ZetaError as exc:  # the candidate must load to be promoted; say so instead of failing silently
             promoted, reason = False, f"promotion refused: {exc}"
     c = evaluation["candidate"]
-    return {**summary, "candidate_version": version, "promoted": promoted, "reason": reason,
-            "ope": {"ips": c["ips"], "snips": c["snips"], "dr": c["dr"], "ci_low": c["ci_low"],
-                    "ci_high": c["ci_high"], "ess": c["ess"]},
-            "difference": evaluation["difference"], "drift_max_psi": evaluation["drift"]["max_psi"],
-            "report": str(report)}
+    result = {**summary, "candidate_version": version, "promoted": promoted, "reason": reason,
+              "ope": {"ips": c["ips"], "snips": c["snips"], "dr": c["dr"], "ci_low": c["ci_low"],
+                      "ci_high": c["ci_high"], "ess": c["ess"]},
+              "difference": evaluation["difference"], "drift_max_psi": evaluation["drift"]["max_psi"],
+              "report": str(report)}
+    # What the run did, in Prefect's terms: artifacts, one log line, a named final state (flows/reports.py).
+    return publish(pipeline_report(result, evaluation=evaluation, labels=label_counts(curated), gate=decision,
+                                   train_rows=dict(train.group_by("model").len().iter_rows()),
+                                   samples={"training": train_sample, "evaluation": eval_sample}), result)

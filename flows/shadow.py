@@ -62,6 +62,7 @@ from router_runtime.pool import ModelInfo
 from router_runtime.records import OutcomeRecord
 
 from ._prefect import step
+from .reports import publish, shadow_report
 
 __all__ = ["SHADOW_DIR", "DEFAULT_RATE", "DEFAULT_MAX_TOKENS", "ShadowRun", "ShadowPlan", "ShadowResult",
            "in_sample", "plan_shadow", "run_shadow", "shadow_record", "shadow_of", "shadow_flow", "build_backend",
@@ -413,7 +414,8 @@ def shadow_flow(logs: str, pool: str, rate: float = DEFAULT_RATE, max_runs: int 
                 time_budget_s: float | None = None, seed: int = 0, memory_budget_mb: float | None = None,
                 max_tokens: int = DEFAULT_MAX_TOKENS, threads: int | None = None) -> dict[str, Any]:
     """Shadow replay of a seeded sample of logged queries on the pool's other eligible models
-    (``flows/shadow.py``); meant for an off-peak schedule with a ``time_budget_s``."""
+    (``flows/shadow.py``); meant for an off-peak schedule with a ``time_budget_s``.  Ends in a state
+    named Replayed, NothingToReplay or TimeBudgetReached, with the summary as its result."""
     from router_runtime.pool import load_pool
 
     _check_params(rate, max_runs, time_budget_s)
@@ -426,9 +428,11 @@ def shadow_flow(logs: str, pool: str, rate: float = DEFAULT_RATE, max_runs: int 
         result = run_replay(plan, models, backend, str(Path(logs) / SHADOW_DIR), time_budget_s, max_tokens, seed)
     finally:
         backend.close()
-    return {"plan": {**plan.counts, "quarantined_lines": quarantined, "rate": rate, "seed": seed,
-                     "max_runs": max_runs, "time_budget_s": time_budget_s},
-            **result.to_json()}
+    summary = {"plan": {**plan.counts, "quarantined_lines": quarantined, "rate": rate, "seed": seed,
+                        "max_runs": max_runs, "time_budget_s": time_budget_s},
+               **result.to_json()}
+    # Artifacts, one log line and a state named for the outcome (flows/reports.py); the result is the summary.
+    return publish(shadow_report(summary, {m: len(runs) for m, runs in plan.by_model()}), summary)
 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:

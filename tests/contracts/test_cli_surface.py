@@ -54,9 +54,9 @@ FLOWS = {  # import path of the flow object -> its registered Prefect name
 }
 
 DEPLOYMENTS = {  # prefect.yaml entrypoint -> deployment name (names users see in the Prefect UI and CLI)
-    "flows/production.py:run_pipeline": "zeta-nightly",
-    "flows/shadow.py:shadow_flow": "zeta-shadow-nightly",
-    "flows/judge/flow.py:judge_logs": "zeta-judge-after-shadow",
+    "flows/production.py:run_pipeline": "zeta-nightly-yaml",
+    "flows/shadow.py:shadow_flow": "zeta-shadow-nightly-yaml",
+    "flows/judge/flow.py:judge_logs": "zeta-judge-after-shadow-yaml",
 }
 
 # Every `from flows.X import Y` of the README, the scripts and the tests before the layout change:
@@ -65,7 +65,7 @@ IMPORTS = {
     "flows.bench": ["Trained", "catboost_decider", "engines", "format_table", "queries_of", "run_bench"],
     "flows.benchmark_eval": ["ROUTERS", "evaluate_benchmark", "load_benchmark", "run_evaluation", "split_benchmark"],
     "flows.cli": ["build_parser", "main"],
-    "flows.deploy": ["pipeline_deployment", "register"],
+    "flows.deploy": ["ENTRYPOINTS", "PROJECT_ROOT", "loop_deployments", "pipeline_deployment", "register"],
     "flows.evaluation": ["QualityMatrix", "holdout_comparison", "holdout_report", "predicted_matrix",
                          "quality_matrix", "route_at"],
     "flows.export": ["cost_scale", "export_artifact", "typical_chars"],

@@ -59,10 +59,66 @@ def test_prefect_yaml_holds_the_same_schedules():
     from flows.deploy import DEFAULT_CRON, SHADOW_CRON, SHADOW_TIME_BUDGET_S
 
     doc = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
-    assert doc["zeta-nightly"]["schedules"][0]["cron"] == DEFAULT_CRON
-    assert doc["zeta-shadow-nightly"]["schedules"][0]["cron"] == SHADOW_CRON
-    assert doc["zeta-shadow-nightly"]["parameters"]["time_budget_s"] == SHADOW_TIME_BUDGET_S
-    if "zeta-judge-after-shadow" in doc:
-        [t] = doc["zeta-judge-after-shadow"]["triggers"]
+    assert doc["zeta-nightly-yaml"]["schedules"][0]["cron"] == DEFAULT_CRON
+    assert doc["zeta-shadow-nightly-yaml"]["schedules"][0]["cron"] == SHADOW_CRON
+    assert doc["zeta-shadow-nightly-yaml"]["parameters"]["time_budget_s"] == SHADOW_TIME_BUDGET_S
+    if "zeta-judge-after-shadow-yaml" in doc:
+        [t] = doc["zeta-judge-after-shadow-yaml"]["triggers"]
         assert t["match_related"]["prefect.resource.name"] == "zeta-shadow" and "schedules" not in doc[
-            "zeta-judge-after-shadow"]
+            "zeta-judge-after-shadow-yaml"]
+
+
+def test_prefect_deploy_all_cannot_overwrite_what_zeta_deploy_registered():
+    """A deployment is (flow name, deployment name): prefect.yaml's names differ from zeta deploy's."""
+    import inspect
+
+    import yaml
+
+    from flows.deploy import ENTRYPOINTS, judge_deployment, pipeline_deployment, shadow_deployment
+
+    ours = {(flow, inspect.signature(f).parameters["name"].default) for flow, f in (
+        ("zeta-pipeline", pipeline_deployment), ("zeta-shadow", shadow_deployment), ("zeta-judge", judge_deployment))}
+    by_entrypoint = {e: flow for flow, e in ENTRYPOINTS.items()}
+    theirs = {(by_entrypoint[d["entrypoint"]], d["name"])
+              for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    assert theirs and not ours & theirs
+
+
+def test_a_work_pool_deployment_runs_in_the_project_with_absolute_paths(prefect_harness, tmp_path, monkeypatch):
+    """A worker starts each run in a temporary directory: the deployment carries a pull step into the
+    project (Flow.from_source) and absolute paths, whatever directory ``zeta deploy`` ran in."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.deploy import ENTRYPOINTS, PROJECT_ROOT, loop_deployments, register
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="zeta-test-pool", type="process"))
+    monkeypatch.chdir(tmp_path)
+    [dep] = loop_deployments(logs="logs", registry="../reg", work_pool="zeta-test-pool")
+    d = _read(register(dep))
+    assert d.work_pool_name == "zeta-test-pool" and d.entrypoint == ENTRYPOINTS["zeta-pipeline"]
+    assert d.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_ROOT)}}]
+    assert (PROJECT_ROOT / d.entrypoint.partition(":")[0]).is_file()
+    assert d.parameters == {"logs": str(tmp_path / "logs"), "registry": str(tmp_path.parent / "reg")}
+
+
+def test_zeta_deploy_refuses_without_a_server(tmp_path, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import main
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(["deploy", "--logs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "PREFECT_API_URL is not set" in err and "prefect server start" in err and "export PREFECT_API_URL=" in err
+
+
+def test_zeta_deploy_refuses_a_work_pool_that_does_not_exist_or_is_not_registered_for(prefect_harness, tmp_path,
+                                                                                     capsys):
+    from flows.cli import main
+
+    assert main(["deploy", "--logs", str(tmp_path), "--register-only", "--work-pool", "no-such-pool"]) == 2
+    assert "prefect work-pool create no-such-pool --type process" in capsys.readouterr().err
+    assert main(["deploy", "--logs", str(tmp_path), "--work-pool", "no-such-pool"]) == 2
+    assert "add --register-only" in capsys.readouterr().err

@@ -318,3 +318,28 @@ def test_the_command_refuses_a_missing_logs_directory(prefect_harness, tmp_path,
     pool.write_text(POOL_TOML, encoding="utf-8")
     assert main(["shadow", "--logs", str(tmp_path / "nope"), "--pool", str(pool)]) == 2
     assert "not a directory of outcome logs" in capsys.readouterr().err
+
+
+def test_the_flow_run_is_named_for_its_outcome_and_publishes_its_counts(prefect_harness, tmp_path, fake_llama):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.reports import NOTHING_TO_REPLAY, REPLAYED
+
+    logs = write_logs(tmp_path / "logs", [rec(i, "small" if i % 2 else "coder") for i in range(6)])
+    pool = tmp_path / "pool.toml"
+    pool.write_text(POOL_TOML, encoding="utf-8")
+    state = sh.shadow_flow(logs=str(logs), pool=str(pool), rate=1.0, seed=0, return_state=True)
+    s = state.result()
+    assert state.is_completed() and state.name == REPLAYED and s["outcome"] == REPLAYED and s["written"] == 6
+    assert state.message.startswith("zeta-shadow Replayed: 6 shadow records (6 succeeded, 0 failed) of 6 planned")
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))}
+    assert arts["zeta-shadow-report"].description == state.message and s["file"] in arts["zeta-shadow-report"].data
+    rows = json.loads(arts["zeta-shadow-models"].data)
+    # each logged decision was answered by one of small/coder: the other one replays it
+    assert sorted(rows, key=lambda r: r["model"]) == [{"model": "coder", "planned_runs": 3, "succeeded": 3, "failed": 0},
+                                                      {"model": "small", "planned_runs": 3, "succeeded": 3, "failed": 0}]
+    again = sh.shadow_flow(logs=str(logs), pool=str(pool), rate=1.0, seed=0, return_state=True)
+    assert again.name == NOTHING_TO_REPLAY and again.result()["written"] == 0
