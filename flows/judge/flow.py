@@ -17,13 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from router_runtime.errors import ContractError
 from router_runtime.pool import ModelInfo, check_judge, load_pool, load_pool_settings
 from router_runtime.serving.backends import Backend
 
 from .._prefect import step
+from ..reports import judge_report, publish
 from ..logs import LogReadResult, read_outcome_logs
 from .grader import Judge
 from .grading import grade_selection
@@ -105,9 +106,9 @@ def judge_logs(logs: str, pool: str, judge: str | None = None, sample_rate: floa
     read = read_logs(logs)
     result = grade_logs(logs, pool, judge, read, pairwise, include_self, sample_rate, max_items, seed,
                         memory_budget_mb, n_threads)
-    get_run_logger().info("judge %s: graded %d, failures %d, skipped self %d", result["judge"], result["graded"],
-                          result["failures"], result["skipped_self"])
-    return result
+    # Publishes the run's markdown and per-model table artifacts, logs its one decision line and ends
+    # in a named state (Graded / NothingToGrade / Stopped); callers still get ``result``.
+    return publish(judge_report(result), result)
 
 
 def main(argv: list[str] | None = None) -> int:

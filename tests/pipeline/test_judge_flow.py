@@ -65,8 +65,10 @@ def test_flow_grades_writes_labels_and_does_not_grade_twice(prefect_harness, tmp
     assert {m: v["mean_quality"] for m, v in s["by_model"].items()} == {"big": 1.0, "small": 0.25}
     (labels,) = (logs / LABELS_DIR).glob("judge-*.jsonl")
     assert str(labels) == s["labels_file"] and len(labels.read_text().splitlines()) == 8
-    again = judge_flow.judge_logs(logs=str(logs), pool=str(pool))
+    state = judge_flow.judge_logs(logs=str(logs), pool=str(pool), return_state=True)
+    again = state.result()
     assert again["graded"] == 0 and again["labels_file"] is None   # labeled answers are not graded again
+    assert state.is_completed() and state.name == "NothingToGrade"  # the run says what it did
 
 
 def test_cli_judge_prints_counts_and_refuses_a_missing_judge(prefect_harness, tmp_path, fake_llama, capsys):
