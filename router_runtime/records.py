@@ -35,6 +35,13 @@ context_chars      int >= 0 or null                length (code points) of every
 sticky             bool, default false             session affinity kept the conversation on its model: ``model``
                                                    was not drawn by the router, and ``propensity`` is 1 (the
                                                    affinity rule is deterministic given the conversation)
+response           str or null                     the answer text (chat/completion), at most ``RESPONSE_MAX_CHARS``
+                                                   code points; null when text logging is off and for embeddings
+response_truncated bool, default false             the writer cut ``response`` to the cap; true needs a response
+shadow_of          str or null                     on a *shadow record*: the decision_id of the logged decision whose
+                                                   query this record re-ran on another model (never its own id)
+label              object or null                  on *label lines*: the label's metadata (judge, rubric, raw
+                                                   verdict, ...); needs a quality
 =================  ==============================  ==========================================================
 
 Client errors: a failure the client caused (its own ``timeout_ms`` ran out, it cancelled or went away)
@@ -43,10 +50,21 @@ It says nothing about the model's quality: training and evaluation leave such re
 ``error`` on that prefix); they stay in the log for traffic accounting.  Text the client sent that no
 model could read (a lone surrogate) is refused before routing and leaves no record at all.
 
-(*) A later line of the same decision_id with quality_source "user" and a quality is explicit feedback on
-that outcome (what ``RoutingService.feedback`` writes): ingestion keeps it apart and its readers give the
-decision's record the quality of its latest feedback (see ``flows/ingest.py``).  Any other repeated
-decision_id is a duplicate: the first line wins.
+The last four fields (issue 10: ``response`` to ``label``) are written by ``to_line`` only when they
+differ from their defaults, so a record without them keeps the line it had before them.
+
+A *shadow record* re-runs a logged query on another model (``zeta shadow``): its own fresh decision_id,
+the original's query, request_kind, candidates and artifact_version, ``propensity`` 1.0, ``explored``
+false, ``scores`` {}, and its own latency, tokens, success, error and response.  The logging policy did
+not choose it: off-policy estimates leave shadow records out; with their original they are
+full-information rows.
+
+(*) A *label line* adds a quality to an existing record: a full copy of the record's line (same
+decision_id) with ``quality``, ``ts`` = when the label was made, and ``quality_source`` "user" (explicit
+feedback, what ``RoutingService.feedback`` writes), or "check" / "judge" together with ``label``
+metadata (a judge's grade).  Ingestion keeps label lines apart and its readers give the record the
+quality of its winning label: user > check > judge, then the latest ts (rules: ``flows/labels.py``).
+Any other repeated decision_id is a duplicate: the first line wins.
 
 Evolution rules: a new field is added with a default, so old lines stay valid; an existing field never
 changes meaning or type; readers ignore fields they do not know (kept in ``extra``), so an old reader
@@ -70,9 +88,12 @@ from .errors import ContractError, SchemaVersionError
 __all__ = [
     "OUTCOME_SCHEMA_VERSION",
     "QUALITY_SOURCES",
+    "LABEL_SOURCES",
     "MAX_LINE_BYTES",
     "CLIENT_ERROR_PREFIX",
     "is_client_error",
+    "RESPONSE_MAX_CHARS",
+    "cap_response",
     "OutcomeRecord",
     "parse_outcome",
     "parse_outcome_line",
@@ -80,6 +101,7 @@ __all__ = [
 
 OUTCOME_SCHEMA_VERSION = 1
 QUALITY_SOURCES = frozenset({"judge", "user", "check", "benchmark"})
+LABEL_SOURCES = frozenset({"user", "check", "judge"})  # who may add a quality to a record later (label lines)
 MAX_LINE_BYTES = 1 << 20  # a line above this is refused whole rather than half-parsed
 CLIENT_ERROR_PREFIX = "client:"  # error of a failure the client caused: never a training label
 
@@ -87,6 +109,11 @@ CLIENT_ERROR_PREFIX = "client:"  # error of a failure the client caused: never a
 def is_client_error(error: str | None) -> bool:
     """True for the ``error`` of a client-caused failure (see "Client errors" above)."""
     return error is not None and error.startswith(CLIENT_ERROR_PREFIX)
+# The answer text kept in a record, in code points: at 4 UTF-8 bytes each 64 KiB, far below a line's limit
+# even beside a long query, and enough for a judge to grade a full answer.
+RESPONSE_MAX_CHARS = 16_384
+# Added after v1's first release: written only when not at their default (old lines stay the same bytes).
+_LATE_DEFAULTS = {"response": None, "response_truncated": False, "shadow_of": None, "label": None}
 _SHA256 = re.compile("[0-9a-f]{64}")
 _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|\+00:00)")
 
@@ -117,6 +144,10 @@ class OutcomeRecord:
     cost: float | None = None
     context_chars: int | None = None
     sticky: bool = False
+    response: str | None = None
+    response_truncated: bool = False
+    shadow_of: str | None = None
+    label: Mapping[str, Any] | None = None
     schema_version: int = OUTCOME_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -138,6 +169,11 @@ class OutcomeRecord:
                 v = list(v)
             elif f.name == "scores":
                 v = dict(v)
+            elif f.name in _LATE_DEFAULTS:
+                if v == _LATE_DEFAULTS[f.name]:
+                    continue
+                if f.name == "label":
+                    v = dict(v)
             d[f.name] = v
         for k, v in self.extra.items():
             d.setdefault(k, v)
@@ -146,6 +182,24 @@ class OutcomeRecord:
     def to_line(self) -> str:
         """One JSONL line (with the newline).  Non-ASCII stays readable; NaN is impossible here."""
         return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def cap_response(text: str | None) -> tuple[str | None, bool]:
+    """An answer text as a record may hold it, and whether it was cut: at most ``RESPONSE_MAX_CHARS``
+    code points, lone surrogates (a model's broken UTF-8 decoded with ``surrogateescape``) replaced by
+    U+FFFD, so a bad answer never costs its record (the record must be writable as UTF-8)."""
+    if text is None:
+        return None, False
+    if not isinstance(text, str):
+        raise ContractError("response", f"must be a string, got {type(text).__name__}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+    if len(text) > RESPONSE_MAX_CHARS:
+        return text[:RESPONSE_MAX_CHARS], True
+    return text, False
 
 
 _JSON_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -287,6 +341,24 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
             raise ContractError("features", "must be a list of finite numbers or null")
         feats = tuple(float(v) for v in feats)
     out["features"] = feats
+    out["response"] = _str(obj, "response")
+    if out["response"] is not None and len(out["response"]) > RESPONSE_MAX_CHARS:
+        raise ContractError("response", f"longer than {RESPONSE_MAX_CHARS} code points ({len(out['response'])}): "
+                            "writers cut it to the cap and set response_truncated (records.cap_response)")
+    out["response_truncated"] = _bool(obj, "response_truncated", default=False)
+    if out["response_truncated"] and out["response"] is None:
+        raise ContractError("response_truncated", "true without a response")
+    out["shadow_of"] = _str(obj, "shadow_of", max_len=128)
+    if out["shadow_of"] is not None and (not out["shadow_of"] or out["shadow_of"] == out["decision_id"]):
+        raise ContractError("shadow_of", "must be the decision_id of another record (not empty, not its own)")
+    label = obj.get("label")
+    if label is not None:
+        if not isinstance(label, dict):
+            raise ContractError("label", f"must be a JSON object or null, got {type(label).__name__}")
+        if q is None:
+            raise ContractError("label", "label metadata without a quality")
+        label = dict(label)
+    out["label"] = label
     known = {f.name for f in fields(OutcomeRecord)}
     extra = {k: v for k, v in obj.items() if k not in known}
     rec = OutcomeRecord.__new__(OutcomeRecord)  # already validated: skip __post_init__'s second pass

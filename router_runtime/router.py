@@ -31,7 +31,7 @@ from .errors import ContractError, ZetaError
 from .ids import new_id, utc_now
 from .policy import Exploration, check_cost_weight, choice_probabilities, rank_scores
 from .pool import CHARS_PER_TOKEN, ModelInfo
-from .records import OutcomeRecord
+from .records import OutcomeRecord, cap_response
 from .registry import current_file, resolve_artifact_dir
 from .reload import PointerWatch
 from .routed_text import DEFAULT_SOURCE, RoutedText, has_code, infer_kind, routed_text
@@ -112,6 +112,8 @@ class Outcome:
     model: str | None = None          # the model that finally answered, when a fallback changed it
     fallback_from: str | None = None
     cost: float | None = None         # the call's cost in the pool's unit, when the host knows it
+    response: str | None = None       # the answer text; logged (capped) only when query text is logged
+    response_truncated: bool = False  # already cut by the host (``records.cap_response``)
 
 
 @dataclass(frozen=True)
@@ -624,6 +626,8 @@ class Router:
         if model not in candidates:
             candidates.append(model)
         text = decision.query if decision.query is not None and decision.query.strip() else None
+        # The answer follows the query's switch: text logging off logs neither (privacy is one decision).
+        response, cut = cap_response(outcome.response) if self._log_query_text else (None, False)
         rec = OutcomeRecord(
             decision_id=decision.decision_id, ts=utc_now(), artifact_version=decision.artifact_version,
             query=text if self._log_query_text else None,
@@ -639,6 +643,7 @@ class Router:
             features=None if self._log_query_text or decision.features is None
             or not all(math.isfinite(v) for v in decision.features) else decision.features, cost=outcome.cost,
             context_chars=decision.context_chars, sticky=decision.sticky and model == decision.model,
+            response=response, response_truncated=response is not None and (cut or outcome.response_truncated),
         )
         if self._logger is not None:
             self._logger.write(rec)

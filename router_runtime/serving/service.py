@@ -37,6 +37,10 @@ line, and its readers give the answer's record the quality of its latest feedbac
 "user"), whether the feedback is ingested with the answer, in a later run or before it; training,
 evaluation and the off-policy estimates read the record that way.
 
+Each answer's record carries its text in ``response`` (cut to ``records.RESPONSE_MAX_CHARS`` with
+``response_truncated``; none for embeddings or failed attempts), so a judge can grade it later; a
+router built with ``log_query_text=False`` logs neither the query nor the answer.
+
 The cost logged for a model whose cost is the local cost model is the attempt's measured wall time in
 ms (load included); otherwise the pool's expected cost for the query.
 
@@ -71,7 +75,7 @@ from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, C
                       ServingError, ZetaError)
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
-from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord
+from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord, cap_response
 from ..routed_text import RoutedText, from_text
 from ..router import Decision, Outcome, Router
 from ..reload import ReloadTimer
@@ -686,7 +690,11 @@ class RoutingService:
             success, error, quality, source = outcome_fields(signals, got.json_error, request.max_tokens)
         cost = attempt_cost(model, got.latency_ms, len(text), f is not None and f.load_ms is not None,
                             in_ms=name in self._pool_index()[3])
+        # The answer's text goes into the record (capped here, so what is kept for feedback is bounded
+        # too); Router.record drops it when text logging is off.  Embeddings have no text to keep.
+        response, cut = cap_response(got.text) if got.error is None and request.mode != "embed" else (None, False)
         outcome = Outcome(
+            response=response, response_truncated=cut,
             success=success, latency_ms=round(got.latency_ms, 3),
             ttft_ms=None if got.ttft_ms is None else round(got.ttft_ms, 3),
             prompt_tokens=f.prompt_tokens if f else None, completion_tokens=f.completion_tokens if f else None,
@@ -696,12 +704,12 @@ class RoutingService:
         if got.error is None:
             with self._lock:
                 self._recent[did] = _Remembered(d, outcome)
-                self._recent_chars += len(d.query or "")
-                # Bounded in count and in the prompt text it keeps alive (long chats are megabytes).
+                self._recent_chars += len(d.query or "") + len(response or "")
+                # Bounded in count and in the text it keeps alive (long chats are megabytes).
                 while self._recent and (len(self._recent) > self._capacity
                                         or self._recent_chars > _FEEDBACK_TEXT_BUDGET):
                     _, old = self._recent.popitem(last=False)
-                    self._recent_chars -= len(old.decision.query or "")
+                    self._recent_chars -= len(old.decision.query or "") + len(old.outcome.response or "")
         if self._writer is not None:
             self._writer.submit(d, outcome)
             return None, outcome

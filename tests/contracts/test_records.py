@@ -18,7 +18,9 @@ from router_runtime.records import (
     MAX_LINE_BYTES,
     OUTCOME_SCHEMA_VERSION,
     QUALITY_SOURCES,
+    RESPONSE_MAX_CHARS,
     OutcomeRecord,
+    cap_response,
     parse_outcome,
     parse_outcome_line,
 )
@@ -29,6 +31,9 @@ KNOWN_FIELDS = {
     "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
     "context_chars", "sticky",
 }
+# Added after v1's first release: written only when set, so a record without them is its old line.
+LATE_FIELDS = {"response", "response_truncated", "shadow_of", "label"}
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def base(**over) -> dict:
@@ -459,10 +464,12 @@ def records(draw):
     quality = draw(st.none() | st.floats(min_value=0.0, max_value=1.0))
     source = draw(st.sampled_from(sorted(QUALITY_SOURCES)) if quality is not None
                   else st.none() | st.sampled_from(sorted(QUALITY_SOURCES)))
-    extra = draw(st.dictionaries(st.text(max_size=10).filter(lambda k: k not in KNOWN_FIELDS | {"extra"}),
+    extra = draw(st.dictionaries(st.text(max_size=10).filter(lambda k: k not in KNOWN_FIELDS | LATE_FIELDS | {"extra"}),
                                  json_value, max_size=3))
+    response = draw(st.none() | st.text(max_size=40))
+    decision_id = draw(st.text(min_size=1, max_size=128))
     return OutcomeRecord(
-        decision_id=draw(st.text(min_size=1, max_size=128)),
+        decision_id=decision_id,
         ts=ts,
         candidates=tuple(cands),
         model=model,
@@ -486,6 +493,11 @@ def records(draw):
         cost=draw(st.none() | nonneg),
         context_chars=draw(st.none() | st.integers(0, 2 ** 40)),
         sticky=draw(st.booleans()),
+        response=response,
+        response_truncated=response is not None and draw(st.booleans()),
+        shadow_of=draw(st.none() | st.text(min_size=1, max_size=128).filter(lambda s: s != decision_id)),
+        label=draw(st.none() | st.dictionaries(st.text(max_size=5), json_value, max_size=3)) if quality is not None
+        else None,
         extra=extra,
     )
 
@@ -534,3 +546,72 @@ def test_context_chars_is_added_by_the_evolution_rules():
     # A reader from before the field keeps it as an unknown field: the same line, written back whole.
     assert parse_outcome_line(new.to_line()) == new
     refused(base(context_chars=1.5), ContractError, "context_chars", "integer")
+
+
+# -- the fields added after the first release (issue 10): response, response_truncated, shadow_of, label --
+
+def test_lines_written_before_the_new_fields_still_parse_and_write_back_unchanged():
+    # Committed as the first release wrote them (an answer, its user feedback, a hash-only check failure).
+    lines = (FIXTURES / "outcome_v1_first_release.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) == 3
+    always_written_since = {"context_chars": None, "sticky": False}  # fields written even at their default
+    for line in lines:
+        rec = parse_outcome_line(line)
+        assert (rec.response, rec.response_truncated, rec.shadow_of, rec.label) == (None, False, None, None)
+        assert rec.extra == {}
+        assert json.loads(rec.to_line()) == {**json.loads(line), **always_written_since}
+        assert parse_outcome_line(rec.to_line()) == rec
+
+
+def test_new_fields_round_trip_and_are_written_only_when_set():
+    rec = full_record(response="4, of course.\n日本語", response_truncated=True, shadow_of="dec-41",
+                      label={"judge": "smollm2", "rubric_version": "r1", "score": 4, "scale": [1, 5]})
+    line = rec.to_line()
+    back = parse_outcome_line(line)
+    assert back == rec and back.to_line() == line
+    assert back.label == {"judge": "smollm2", "rubric_version": "r1", "score": 4, "scale": [1, 5]}
+    assert set(json.loads(line)) == KNOWN_FIELDS | LATE_FIELDS
+    assert set(json.loads(full_record().to_line())) == KNOWN_FIELDS
+    # an empty answer is an answer (the "empty" check signal), not an absent one
+    assert parse_outcome_line(full_record(response="").to_line()).response == ""
+
+
+def test_response_at_the_cap_is_accepted_and_above_it_refused_naming_the_cap():
+    at_cap = "é" * RESPONSE_MAX_CHARS
+    assert parse_outcome(base(response=at_cap)).response == at_cap
+    refused(base(response=at_cap + "x"), ContractError, "response", str(RESPONSE_MAX_CHARS), "cap_response")
+
+
+def test_cap_response_cuts_in_code_points_and_repairs_lone_surrogates():
+    assert cap_response(None) == (None, False)
+    assert cap_response("short") == ("short", False)
+    text, cut = cap_response("🎉" * (RESPONSE_MAX_CHARS + 5))
+    assert cut and text == "🎉" * RESPONSE_MAX_CHARS
+    broken = "ok " + b"\xff\xfe bad".decode("utf-8", errors="surrogateescape")  # what a broken model can give
+    fixed, cut = cap_response(broken)
+    assert not cut and fixed.startswith("ok ") and "\ufffd" in fixed
+    assert parse_outcome(base(response=fixed)).response == fixed  # writable: the record is not lost
+    with pytest.raises(ContractError, match="response"):
+        cap_response(b"bytes")
+
+
+def test_response_truncated_without_response_is_refused():
+    refused(base(response_truncated=True), ContractError, "response_truncated", "without a response")
+    refused(base(response=5), ContractError, "response", "string")
+    refused(base(response="x", response_truncated="yes"), ContractError, "response_truncated")
+
+
+def test_shadow_of_must_name_another_decision():
+    assert parse_outcome(base(shadow_of="orig-1")).shadow_of == "orig-1"
+    refused(base(shadow_of="d-1"), ContractError, "shadow_of", "not its own")
+    refused(base(shadow_of=""), ContractError, "shadow_of", "not empty")
+    refused(base(shadow_of="x" * 129), ContractError, "shadow_of", "longer than 128")
+
+
+def test_label_is_an_object_with_a_quality():
+    ok = parse_outcome(base(quality=0.75, quality_source="judge", label={"judge": "m", "raw": "4"}))
+    assert ok.label == {"judge": "m", "raw": "4"}
+    refused(base(label={"judge": "m"}), ContractError, "label", "without a quality")
+    refused(base(quality=0.5, quality_source="judge", label=["m"]), ContractError, "label", "object")
+    refused(line_of(base(quality=0.5, quality_source="judge", label={"x": float("nan")})), ContractError,
+            "label.x", "non-finite")

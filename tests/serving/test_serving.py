@@ -497,3 +497,46 @@ def test_a_grammar_constrains_generated_text_only():
     for bad in ({"json_mode": True}, {"mode": "embed", "inputs": ("x",)}):
         with pytest.raises(ValueError, match="grammar"):
             GenerationRequest(**{"mode": "chat", "messages": CHAT.messages, "grammar": g, **bad})
+
+
+# -- the answer in the log (issue 10) ---------------------------------------------------------------
+
+def test_the_answer_text_is_logged_with_its_record_and_its_feedback(tmp_path):
+    svc, _, _ = make(tmp_path=tmp_path)
+    c = svc.complete(CHAT)
+    svc.feedback(c.decision_id, 0.5)
+    answer_line, feedback_line = lines(tmp_path)
+    assert answer_line.response == c.text == "Hello there" and answer_line.response_truncated is False
+    assert feedback_line.response == c.text  # a label line is a full copy of the answer's line
+
+
+def test_a_huge_answer_is_capped_and_flagged_and_a_broken_one_repaired_never_lost(tmp_path):
+    from router_runtime.records import RESPONSE_MAX_CHARS
+
+    svc, _, _ = make(answer("y" * (RESPONSE_MAX_CHARS * 3)), tmp_path=tmp_path)
+    c = svc.complete(CHAT)
+    assert len(c.text) == RESPONSE_MAX_CHARS * 3  # the caller gets the whole answer, only the log is capped
+    broken = "ok " + b"\xff\xfe".decode("utf-8", errors="surrogateescape")
+    svc2, _, _ = make(lambda model, req: broken, tmp_path=tmp_path / "b")
+    svc2.complete(CHAT)
+    (rec,) = lines(tmp_path)
+    assert rec.response == "y" * RESPONSE_MAX_CHARS and rec.response_truncated is True
+    (rec2,) = lines(tmp_path / "b")
+    assert rec2.response.startswith("ok ") and "\ufffd" in rec2.response and rec2.success
+    assert svc2.metrics.value("zeta_record_errors_total") in (None, 0)
+
+
+def test_no_answer_text_when_text_logging_is_off_for_embeddings_or_failed_attempts(tmp_path):
+    router = Router(None, pool=POOL, use_numpy=False, logger=OutcomeLogger(tmp_path / "off"), log_query_text=False)
+    svc = RoutingService(router, FunctionBackend(answer()), background_records=False)
+    svc.complete(CHAT)
+    (rec,) = lines(tmp_path / "off")
+    assert rec.query is None and rec.query_sha256 is not None and rec.response is None
+    svc, _, _ = make(failing({"a"}), tmp_path=tmp_path / "on")
+    svc.complete(CHAT)
+    fail, ok = lines(tmp_path / "on")
+    assert (fail.success, fail.response) == (False, None) and ok.response == "fine"
+    svc, _, _ = make(tmp_path=tmp_path / "emb")
+    svc.complete(GenerationRequest("embed", inputs=("x",)))
+    (emb,) = lines(tmp_path / "emb")
+    assert emb.model == "emb" and emb.response is None
