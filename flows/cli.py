@@ -97,7 +97,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     summary = _train(a, a.source, a.format, a.pool)
     if a.json:
         print(json.dumps(summary, indent=1, default=str))
-    else:
+    if summary["version"] is None:  # refused (too few labels, equal labels, a training failure): say why
+        print(f"zeta train: no artifact written: {summary['reason']}", file=sys.stderr)
+        return 1
+    if not a.json:
         print(f"artifact {summary['version']} written to {summary['path']}; "
               + ("marked CURRENT" if summary["promoted"] else "CURRENT unchanged")
               + f" ({summary['reason']})")
@@ -126,9 +129,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     pool = a.pool or str(root / "data" / "sample" / "pool.toml")  # --pool defaults to the demo pool
     print(f"== training on {source} (Prefect flow zeta-train-router, embedded server) ==", flush=True)
     summary = _train(a, source, a.format, pool)
+    if summary["version"] is None:
+        print(f"zeta demo: no artifact written: {summary['reason']}", file=sys.stderr)
+        return 1
     state = "CURRENT" if summary["promoted"] else f"not promoted: {summary['reason']}"
     print(f"\n== artifact {summary['version']} -> {summary['path']} ({state}) ==")
-    print(f"rows {summary['rows']}, CatBoost parity max |diff| {summary['parity_max_abs_diff']:.2e}")
+    print(f"rows {summary['rows']}, CatBoost parity max |diff| {summary.get('parity_max_abs_diff', float('nan')):.2e}")
     router = Router.load(a.registry)
     print(f"\n== decisions (cost weight {router.artifact.policy.cost_weight:g}) ==")
     for label, kind, q in DEMO_QUERIES:
@@ -244,12 +250,16 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
         flow = run_pipeline.with_options(task_runner=task_runner(kind, workers=a.workers, address=a.dask_address))
     s = flow(logs=a.logs, registry=a.registry, curated=a.curated, pool=a.pool, margin=a.margin,
              min_ess=a.min_ess, holdout_fraction=a.holdout_fraction, iterations=a.iterations,
-             settle_seconds=a.settle_seconds, seed=a.seed, train_budget=a.train_budget, eval_budget=a.eval_budget)
+             settle_seconds=a.settle_seconds, seed=a.seed, train_budget=a.train_budget, eval_budget=a.eval_budget,
+             min_labeled_per_model=a.min_labeled_per_model)
     if a.json:
         print(json.dumps(s, indent=1, default=str))
     else:
-        print(f"ingested {s['ingested']}, feedback {s['feedback']}, quarantined {s['quarantined']}, "
+        print(f"ingested {s['ingested']}, labels {s['feedback']}, quarantined {s['quarantined']}, "
               f"duplicates {s['duplicates']}")
+        t = s["labels"]["train"]
+        print(f"training window: {t['labeled']} labeled {t['by_source']}, {t['unlabeled']} unlabeled, "
+              f"{t['shadow']} shadow")
         print(f"candidate {s['candidate_version']} vs champion {s['champion_version']}: "
               f"{'PROMOTED' if s['promoted'] else 'kept champion'} ({s['reason']})")
         if s.get("ope"):
@@ -649,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", default=None)
     p.add_argument("--margin", type=float, default=0.0, help="required improvement (lower CI bound) to promote")
     p.add_argument("--min-ess", type=float, default=30.0)
+    p.add_argument("--min-labeled-per-model", type=int, default=20,
+                   help="train no quality model while any model has fewer labeled outcomes than this "
+                        "(MIN_LABELED_PER_MODEL; a success without a label is not one)")
     p.add_argument("--holdout-fraction", type=float, default=0.2)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--settle-seconds", type=float, default=60.0,

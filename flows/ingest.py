@@ -4,10 +4,13 @@ Every line is validated against OutcomeRecord v1 (``flows.validate``).  A bad li
 for byte (``raw_base64``) and readable (``raw``), to ``<curated>/_quarantine/<run>.jsonl`` with the
 file, the line number and the reason; nothing is silently dropped.  Records whose ``decision_id`` was
 already ingested (in this run or an earlier one) are counted as duplicates and skipped; the first one
-wins.  Explicit feedback lines (``flows.feedback``) go to the feedback table instead, deduplicated on
-(decision_id, ts, quality).  ``IngestResult.feedback`` counts the feedback lines taken,
-``feedback_unmatched`` the decision_ids in the feedback table without a record of their own; every
-non-blank line is exactly one of ingested, feedback, quarantined or duplicate.
+wins.  Label lines (a user's feedback, a check's or a judge's grade: ``flows.labels``) go to the label
+table instead, deduplicated on (decision_id, ts, quality, quality_source).  ``IngestResult.feedback``
+counts the label lines taken (``labels``: per quality_source), ``feedback_unmatched`` the decision_ids
+in the label table without a record of their own; every non-blank line is exactly one of ingested,
+feedback, quarantined or duplicate.  ``records``: the records ingested by this run by the label they
+carry (their own quality_source; a failed call without one "check", else "unlabeled");
+``shadow``: how many of them are shadow records.
 
 Incremental and idempotent: ``<curated>/_state/ingest.json`` remembers, per file, the byte offset up
 to which complete lines were consumed, and the file's identity: its inode and a fingerprint (sha256)
@@ -15,9 +18,10 @@ of its first bytes (up to ``HEAD_BYTES``).  A re-run reads only what was appende
 picked up.  A file whose identity changed under its name (truncated in place by copytruncate, deleted
 and recreated, rewritten) is read again from the start, whatever its size: the size alone cannot
 tell a truncated file that grew past its old offset.  A file renamed away (rotation) is recognised
-by its inode and fingerprint under its new name and keeps its offset.  The Parquet partitions and feedback files are written (temp file, rename) before the state
-moves, so a crash in between re-reads those lines next time and the decision_id check (for feedback:
-the (decision_id, ts, quality) check) turns them into duplicates.
+by its inode and fingerprint under its new name and keeps its offset.  The Parquet partitions and label
+files are written (temp file, rename) before the state moves, so a crash in between re-reads those
+lines next time and the decision_id check (for labels: the (decision_id, ts, quality, quality_source)
+check) turns them into duplicates.
 
 A last line without its newline is left pending while its file may still be written (modified within
 ``settle_seconds``); after that it is taken as it is, so a torn line from a crashed writer ends up in
@@ -27,7 +31,7 @@ Scale: a run is planned (``plan_ingest``) as units of at most ``unit_bytes`` of 
 boundaries; each unit (``ingest_unit``) validates its lines and stages Parquet files, independently of
 the others, so units can be mapped over a task runner (threads, or Dask workers sharing the
 filesystem); ``commit_ingest`` then drops duplicates across units and earlier runs, moves the staged
-files into the day partitions and the feedback table, and saves the state.  One ingest at a time:
+files into the day partitions and the label table, and saves the state.  One ingest at a time:
 the whole run, from reading the state to writing it, holds the curated store's lock
 (``router_runtime._lock``); a second one is refused with the holder's pid.
 
@@ -54,16 +58,17 @@ from router_runtime._atomic import atomic_write
 from router_runtime._lock import exclusive
 from router_runtime.errors import ContractError
 
-from .curated import (_LINE, CURATED_SCHEMA, FEEDBACK_DIR, PARQUET_COMPRESSION, _curated_parts, _feedback_parts,
+from .curated import (_LINE, CURATED_SCHEMA, LABELS_DIR, PARQUET_COMPRESSION, _curated_parts, _feedback_parts,
                       _unmatched_feedback_ids, curated_row, curated_training_table, read_curated, scan_curated,
-                      scan_feedback, training_columns)
-from .feedback import feedback_key, is_feedback
+                      scan_feedback, scan_labels, scan_parts, training_columns)
+from .labels import is_feedback, is_label, label_key, training_quality
 from .logs import log_files
 from .validate import validate_lines
 
 __all__ = ["IngestResult", "IngestPlan", "IngestUnit", "UnitResult", "ingest_logs", "plan_ingest", "ingest_unit",
-           "commit_ingest", "staging_dir", "clean_stale_staging", "validate_lines", "read_curated", "scan_curated", "curated_row",
-           "training_columns", "curated_training_table", "CURATED_SCHEMA", "scan_feedback", "is_feedback"]
+           "commit_ingest", "staging_dir", "clean_stale_staging", "validate_lines", "read_curated", "scan_curated",
+           "curated_row", "training_columns", "curated_training_table", "CURATED_SCHEMA", "scan_feedback", "scan_labels",
+           "is_feedback", "is_label"]
 
 STATE_FILE = Path("_state") / "ingest.json"
 QUARANTINE_DIR = "_quarantine"
@@ -81,8 +86,11 @@ class IngestResult:
     ingested: int = 0
     quarantined: int = 0
     duplicates: int = 0
-    feedback: int = 0               # feedback lines (quality_source "user") taken into the feedback table
-    feedback_unmatched: int = 0     # decision_ids in the feedback table without a record of their own (yet)
+    feedback: int = 0               # label lines (user feedback, checks, judges) taken into the label table
+    feedback_unmatched: int = 0     # decision_ids in the label table without a record of their own (yet)
+    labels: dict[str, int] = field(default_factory=dict)   # label lines taken, per quality_source
+    records: dict[str, int] = field(default_factory=dict)  # records ingested, per label they carry (or "unlabeled")
+    shadow: int = 0                 # shadow records ingested (shadow_of set)
     pending_bytes: int = 0          # incomplete last lines left for a later run
     partitions: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
@@ -111,7 +119,7 @@ class UnitResult:
     consumed: int = 0               # bytes of complete lines, from the unit's start
     ingested: int = 0               # valid and not a duplicate inside the unit
     duplicates: int = 0
-    feedback: int = 0               # feedback lines, not a duplicate inside the unit
+    feedback: int = 0               # label lines, not a duplicate inside the unit
     fast: int = 0
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # line numbers local to the unit
     staged: list[str] = field(default_factory=list)
@@ -176,7 +184,7 @@ def ingest_unit(unit: IngestUnit, staging: str, *, known_models: frozenset[str] 
     def flush() -> None:
         nonlocal n_pending
         if pending_feedback:
-            path = stage / FEEDBACK_DIR / f"u{unit.index:06d}-{len(out.feedback_staged):04d}.parquet"
+            path = stage / LABELS_DIR / f"u{unit.index:06d}-{len(out.feedback_staged):04d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pl.concat(pending_feedback).write_parquet(path, compression=PARQUET_COMPRESSION)
             pending_feedback.clear()
@@ -203,11 +211,11 @@ def ingest_unit(unit: IngestUnit, staging: str, *, known_models: frozenset[str] 
         frame, q, n_fast = validate_lines(block, numbers, unit.path, known_models=known_models, fast=fast)
         out.fast += n_fast
         out.quarantine.extend(q)
-        fb = frame.select(is_feedback().alias("fb"))["fb"]
-        if fb.any():  # feedback lines go their own way: they never take the place of an answer's line
+        fb = frame.select(is_label().alias("fb"))["fb"]
+        if fb.any():  # label lines go their own way: they never take the place of an answer's line
             feedback = frame.filter(fb).drop(_LINE)
             frame = frame.filter(~fb)
-            key = feedback.select(feedback_key().alias("key"))["key"]
+            key = feedback.select(label_key().alias("key"))["key"]
             first_fb = key.is_first_distinct()
             if seen_feedback:
                 first_fb &= ~key.is_in(pl.concat(seen_feedback).implode())
@@ -368,7 +376,7 @@ def _known_ids(curated: Path) -> pl.Series:
     parts = _curated_parts(curated)
     if not parts:
         return pl.Series("decision_id", [], dtype=pl.String)
-    return pl.scan_parquet(parts).select("decision_id").collect()["decision_id"]
+    return scan_parts(parts).select("decision_id").collect()["decision_id"]
 
 
 def _move_staged(staged: Sequence[str], known: pl.Series, key: pl.Expr,
@@ -436,14 +444,21 @@ def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResu
         result.partitions.extend(written)
         result.duplicates += dropped
         result.ingested -= dropped
-    if feedback_staged:  # the same for feedback, on (decision_id, ts, quality)
+    if feedback_staged:  # the same for labels, on (decision_id, ts, quality, quality_source)
         fb_parts = _feedback_parts(cur)
-        known = (pl.scan_parquet(fb_parts).select(feedback_key().alias("key")).collect()["key"] if fb_parts
+        known = (scan_parts(fb_parts).select(label_key().alias("key")).collect()["key"] if fb_parts
                  else pl.Series("key", [], dtype=pl.String))
-        dropped, _ = _move_staged(feedback_staged, known, feedback_key(),
-                                  lambda i, src: cur / FEEDBACK_DIR / f"part-{plan.run}-{i}.parquet")
+        dropped, label_files = _move_staged(feedback_staged, known, label_key(),
+                                            lambda i, src: cur / LABELS_DIR / f"part-{plan.run}-{i}.parquet")
         result.duplicates += dropped
         result.feedback -= dropped
+        if label_files:
+            result.labels = _counts(scan_parts(label_files).select("quality_source"), "quality_source")
+    if result.partitions:
+        _, source = training_quality()
+        taken = scan_parts(result.partitions).select(source.fill_null("unlabeled"), "shadow_of")
+        result.records = _counts(taken, "quality_source")
+        result.shadow = int(taken.select(pl.col("shadow_of").is_not_null().sum()).collect().item())
     result.feedback_unmatched = len(_unmatched_feedback_ids(cur))
     if quarantine:
         qpath = cur / QUARANTINE_DIR / f"{plan.run}.jsonl"
@@ -454,6 +469,10 @@ def commit_ingest(plan: IngestPlan, results: Sequence[UnitResult]) -> IngestResu
     shutil.rmtree(cur / STAGING_DIR / plan.run, ignore_errors=True)
     _release_memory()
     return result
+
+
+def _counts(lf: pl.LazyFrame, column: str) -> dict[str, int]:
+    return dict(lf.group_by(column).len().sort(column).collect().iter_rows())
 
 
 def staging_dir(plan: IngestPlan) -> str:

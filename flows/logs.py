@@ -17,7 +17,7 @@ from router_runtime.errors import ContractError
 from router_runtime.records import OutcomeRecord, parse_outcome_line
 
 from .curated import CURATED_SCHEMA, curated_row, curated_training_table
-from .feedback import feedback_rank, is_feedback_record, stand_in_order
+from .labels import is_label_record, label_rank, stand_in_order
 
 __all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
 
@@ -27,16 +27,18 @@ class LogReadResult:
     records: list[OutcomeRecord] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)  # {"file", "line", "reason", "raw"}
     duplicates: int = 0
-    feedback: int = 0               # feedback lines (quality_source "user" with a quality), applied to records
-    feedback_unmatched: int = 0     # decision_ids with feedback and no other line: read from their feedback
+    feedback: int = 0               # label lines (user feedback, checks, judges), applied to records
+    feedback_unmatched: int = 0     # decision_ids with labels and no other line: read from their stand-in label
     files: list[str] = field(default_factory=list)
 
 
 def log_files(source: str | os.PathLike) -> list[Path]:
-    """A directory (every ``*.jsonl`` below it), a glob, or one file; sorted for a stable order."""
+    """A directory (every ``*.jsonl`` below it, except under directories whose name starts with "_":
+    a judge's failures, a store's quarantine), a glob, or one file; sorted for a stable order."""
     p = Path(source)
     if p.is_dir():
-        return sorted(p.rglob("*.jsonl"))
+        return sorted(f for f in p.rglob("*.jsonl")
+                      if not any(part.startswith("_") for part in f.relative_to(p).parts[:-1]))
     if p.is_file():
         return [p]
     matches = sorted(Path(m) for m in glob.glob(str(source), recursive=True))
@@ -49,22 +51,23 @@ def _order(rec: OutcomeRecord) -> tuple[datetime, float]:
     return stand_in_order(datetime.fromisoformat(rec.ts), rec.quality)
 
 
-def _rank(rec: OutcomeRecord) -> tuple[datetime, float]:
-    return feedback_rank(datetime.fromisoformat(rec.ts), rec.quality)
+def _rank(rec: OutcomeRecord) -> tuple[int, datetime, float]:
+    return label_rank(rec.quality_source, datetime.fromisoformat(rec.ts), rec.quality)
 
 
 def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | None = None) -> LogReadResult:
     """Validate every line; a bad one is kept (raw bytes, as text with replacement) with its reason.
 
     The same rules as ingestion and its readers (``flows.ingest``, ``flows.curated``): the first line
-    of a decision_id is its record, later ones are duplicates, except feedback lines, which never take a
-    record's place: each record gets the quality of its winning feedback line with quality_source
-    "user"; a decision_id with feedback and no other line is read from its stand-in feedback line;
-    feedback equal to an earlier one in (decision_id, ts, quality) is a duplicate (``flows.feedback``)."""
+    of a decision_id is its record, later ones are duplicates, except label lines, which never take a
+    record's place: each record gets the quality, quality_source and label of its winning label (its own
+    quality competing); a decision_id with labels and no other line is read from its stand-in label
+    line; a label equal to an earlier one in (decision_id, ts, quality, quality_source) is a duplicate
+    (``flows.labels``)."""
     out = LogReadResult()
     seen: set[str] = set()
     feedback: dict[str, list[OutcomeRecord]] = {}
-    seen_feedback: set[tuple[str, datetime, float]] = set()
+    seen_feedback: set[tuple[str, datetime, float, str]] = set()
     for path in log_files(source):
         out.files.append(str(path))
         with open(path, "rb") as f:
@@ -78,8 +81,8 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
                     out.quarantined.append({"file": str(path), "line": n, "reason": str(exc),
                                             "raw": line.decode("utf-8", errors="replace")})
                     continue
-                if is_feedback_record(rec):
-                    key = (rec.decision_id, datetime.fromisoformat(rec.ts), rec.quality)
+                if is_label_record(rec):
+                    key = (rec.decision_id, datetime.fromisoformat(rec.ts), rec.quality, rec.quality_source)
                     if key in seen_feedback:
                         out.duplicates += 1
                     else:
@@ -95,18 +98,22 @@ def read_outcome_logs(source: str | os.PathLike, *, known_models: set[str] | Non
     if feedback:
         for i, rec in enumerate(out.records):
             if rec.decision_id in feedback:
-                latest = max(feedback[rec.decision_id], key=_rank)
-                out.records[i] = replace(rec, quality=latest.quality, quality_source="user")
+                own = [rec] if rec.quality is not None else []
+                won = max(feedback[rec.decision_id] + own, key=_rank)
+                out.records[i] = replace(rec, quality=won.quality, quality_source=won.quality_source, label=won.label)
         for decision_id, lines in feedback.items():
             if decision_id not in seen:
-                out.records.append(replace(min(lines, key=_order), quality=max(lines, key=_rank).quality))
+                won = max(lines, key=_rank)
+                out.records.append(replace(min(lines, key=_order), quality=won.quality,
+                                           quality_source=won.quality_source, label=won.label))
                 out.feedback_unmatched += 1
     return out
 
 
 def logs_to_table(records: list[OutcomeRecord]) -> pl.DataFrame:
     """Outcome records as training rows, by the same rule as curated logs
-    (``flows.curated.curated_training_table``: quality, else 1/0 from success; weight 1/propensity)."""
+    (``flows.curated.curated_training_table``: the label's quality, a failure without one 0, a success
+    without one unlabeled (null); weight 1/propensity)."""
     return curated_training_table(pl.DataFrame([curated_row(r, "") for r in records], schema=CURATED_SCHEMA))
 
 

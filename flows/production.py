@@ -5,6 +5,11 @@ of the curated window (inverse-propensity weighted), estimates off-policy on the
 the candidate and the champion (the registry's CURRENT) would have done, reports feature drift, and
 promotes the candidate only when the gate says so:
 
+- too few labeled outcomes for some model, labels that are all equal, or a training failure of any
+  kind → no candidate, the champion keeps serving, the summary names the reason (``refusal``:
+  ``flows.training.quality_refusal``); a success without a label is not a quality (``flows.labels``);
+- nothing labeled to evaluate on in the recent window → no candidate either (an empty evaluation
+  never promotes);
 - no champion yet → promote (something must serve);
 - effective sample size of the candidate's importance weights below ``min_ess`` → keep the champion
   (too little evidence: the logs rarely took the candidate's choices);
@@ -12,7 +17,13 @@ promotes the candidate only when the gate says so:
   of V(candidate) − V(champion) exceeds ``margin``.
 
 The reward on which both are judged is the utility the router optimises,
-``quality − λ · cost / cost_scale`` with the candidate's λ and cost scale.  Every decision, promoted or
+``quality − λ · cost / cost_scale`` with the candidate's λ and cost scale.  The off-policy estimates
+use the labeled rows the logging policy chose (shadow records left out); where shadow replay answered a
+logged query on other models too, the evaluation also reports the direct full-information comparison
+of both routers on those queries (``flows.evaluate.fullinfo``).  Shadow rows train the quality model
+like logged ones (weight 1/propensity = 1; they go to the side of the split of the decision they
+shadow).  Labeled and unlabeled counts per quality_source go into the summary and the manifest
+(``labels``: ``flows.labels.label_counts``).  Every decision, promoted or
 not, goes into the candidate's manifest (key ``promotion``) and into ``<registry>/reports/<version>.json``.
 
 Scale: ingestion is planned as units of the log files and the units are mapped over the flow's task
@@ -47,18 +58,23 @@ from router_runtime.router import Router
 from ._prefect import runner_at_run_time, step
 from .curated import default_curated_dir
 from .evaluate.drift import drift_report
+from .evaluate.fullinfo import full_information_comparison
 from .evaluate.gate import Evidence, gate
 from .evaluate.offpolicy import deterministic_probs, ope_estimates, paired_difference
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, typical_chars
 from .ingest import (CURATED_SCHEMA, IngestPlan, IngestResult, IngestUnit, UnitResult, clean_stale_staging,
                      commit_ingest, ingest_unit, plan_ingest, scan_curated, staging_dir, training_columns)
-from .reports import label_counts, model_figures, pipeline_report, publish
-from .training import TrainParams, build_pool, train_quality_model
+from .labels import label_counts
+from .reports import model_figures, pipeline_report, publish
+from .training import (MIN_LABELED_PER_MODEL, TRAINING_FAILED, Refusal, TrainParams, build_pool, labeled_rows,
+                       quality_refusal, train_quality_model)
 from .weights import PROPENSITY_FLOOR, bounded_training_weights, clip_propensities
 
 __all__ = ["run_pipeline", "evaluate_on_logs", "default_curated_dir"]
 
-MIN_TRAIN_ROWS = 50
+NO_EVALUATION = "no_evaluation"
+NOT_ENOUGH_DATA = "not_enough_data"
+STAGE_FAILED = "stage_failed"   # reading the window, evaluation or recording failed (training: training_failed)
 TRAIN_BUDGET = 200_000  # training rows above which the candidate trains on a stratified sample (see README)
 EVAL_BUDGET = 20_000    # recent rows above which the off-policy evaluation uses a stratified sample
 
@@ -76,8 +92,11 @@ def _policy_choices(art: Artifact, queries: list[str], candidates: list[list[str
 
 def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.DataFrame, *, seed: int = 0,
                      n_bootstrap: int = 500, level: float = 0.95) -> dict[str, Any]:
-    """Off-policy estimates of candidate and champion on logged rows (full information not needed)."""
-    rows = recent.filter(pl.col("query").is_not_null())
+    """Off-policy estimates of candidate and champion on logged rows (full information not needed): the
+    labeled rows the logging policy chose itself (shadow records are not its actions)."""
+    rows = recent.filter(pl.col("query").is_not_null() & pl.col("quality").is_not_null())
+    if "shadow_of" in rows.columns:
+        rows = rows.filter(pl.col("shadow_of").is_null())
     models = sorted({m for c in rows["candidates"].to_list() for m in c} | set(rows["model"].to_list()))
     index = {m: j for j, m in enumerate(models)}
     lam, scale = candidate.policy.cost_weight, candidate.policy.cost_scale
@@ -182,6 +201,24 @@ def stratified_sample(lf: pl.LazyFrame, budget: int, seed: int) -> tuple[pl.Lazy
         "decision_id per stratum (Polars Expr.hash)", "strata": len(thr)}
 
 
+def _split_keys(lf: pl.LazyFrame) -> tuple[pl.LazyFrame, str, str]:
+    """The (ts, decision_id) columns the window is split by: a shadow record takes those of the decision
+    it shadows (when curated), so a query's logged and shadow answers land on the same side."""
+    shadows = lf.filter(pl.col("shadow_of").is_not_null()).select("shadow_of").unique().collect()["shadow_of"]
+    if shadows.is_empty():
+        return lf, "ts", "decision_id"
+    origin = (lf.filter(pl.col("decision_id").is_in(shadows.implode()))
+              .select(pl.col("decision_id").alias("shadow_of"), pl.col("ts").alias("__zeta_origin_ts")).collect()
+              .unique("shadow_of", keep="first"))
+    known = pl.col("__zeta_origin_ts").is_not_null()
+    lf = (lf.join(origin.lazy(), on="shadow_of", how="left")
+          .with_columns(pl.when(known).then(pl.col("__zeta_origin_ts")).otherwise(pl.col("ts")).alias("__zeta_split_ts"),
+                        pl.when(known).then(pl.col("shadow_of")).otherwise(pl.col("decision_id"))
+                        .alias("__zeta_split_id"))
+          .drop("__zeta_origin_ts"))
+    return lf, "__zeta_split_ts", "__zeta_split_id"
+
+
 @step
 def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN_BUDGET,
                 eval_budget: int = EVAL_BUDGET, seed: int = 0
@@ -192,9 +229,10 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
     if lf is None:
         empty = training_columns(pl.DataFrame(schema=CURATED_SCHEMA).lazy()).collect()
         return empty, empty, {"rows": 0}, {"rows": 0}
+    lf, split_ts, split_id = _split_keys(lf)
     # Split and sample by all records; rows without query text are dropped afterwards (training_columns):
     # a filter on the text here would decode every text of the window.
-    ts = lf.select(pl.col("ts").sort()).collect()["ts"]
+    ts = lf.select(pl.col(split_ts).sort()).collect()[split_ts]
     n = len(ts)
     n_recent = int(round(n * holdout_fraction))
     n_train = n - n_recent
@@ -203,8 +241,8 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
     else:  # the (ts, decision_id) of the first recent row; ties on ts are split by decision_id
         t0 = ts[n_train]
         before = int((ts < t0).sum())
-        ties = lf.filter(pl.col("ts") == t0).select(pl.col("decision_id").sort()).collect()["decision_id"]
-        cut = (pl.col("ts") < t0) | ((pl.col("ts") == t0) & (pl.col("decision_id") < ties[n_train - before]))
+        ties = lf.filter(pl.col(split_ts) == t0).select(pl.col(split_id).sort()).collect()[split_id]
+        cut = (pl.col(split_ts) < t0) | ((pl.col(split_ts) == t0) & (pl.col(split_id) < ties[n_train - before]))
     del ts
     if cut is None:  # everything on one side (or nothing at all)
         none = lf.filter(pl.lit(False))
@@ -217,7 +255,8 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
         # Collected before training_columns: its "query is not null" would be pushed into the scan and
         # decode every text of the window.  Training needs no candidate lists (9 strings a row): only
         # the evaluation does.
-        cols = ["decision_id", "query", "model", "quality", "success", "cost", "propensity", "ts"]
+        cols = ["decision_id", "query", "model", "quality", "quality_source", "success", "error", "cost", "propensity",
+                "ts", "shadow_of", "label"]
         sub = sub.select(cols + (["candidates"] if cands else [])).collect()
         frame = training_columns(sub.lazy(), candidates=cands).sort("ts", "query_id").collect()
         parts.append((frame, {**info, "rows": len(frame)}))
@@ -227,11 +266,14 @@ def load_window(curated: str, holdout_fraction: float, train_budget: int = TRAIN
 
 @step
 def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, params: TrainParams,
-                    cost_weight: float, parent: str | None, sample: dict[str, Any] | None = None) -> str:
+                    cost_weight: float, parent: str | None, sample: dict[str, Any] | None = None,
+                    labels: dict[str, Any] | None = None) -> str:
+    """A candidate artifact: the cost (and latency) models on every training row, the quality model on
+    the labeled ones only."""
     declared = load_pool(pool_file) if pool_file else ()
     train, weight_bounds = bounded_training_weights(train)
     full_pool = build_pool(train, declared)
-    model = train_quality_model(train, default_feature_spec(), full_pool, params)
+    model = train_quality_model(labeled_rows(train), default_feature_spec(), full_pool, params)
     scale = cost_scale(full_pool, train["model"].unique().to_list(), train["query"].str.len_chars().to_numpy())
     window = {"start": str(train["ts"].min()), "end": str(train["ts"].max())}
     manifest = {"training": {"format": "curated logs", "rows": model.rows, "window": window,
@@ -239,7 +281,7 @@ def train_candidate(train: pl.DataFrame, registry: str, pool_file: str | None, p
                              "params": (model.params or params).to_json(),
                              "weighting": "inverse propensity", "weight_bounds": weight_bounds,
                              "sample": sample},
-                "parent_version": parent}
+                "labels": labels, "parent_version": parent}
     return str(export_artifact(registry, model, full_pool, cost_weight=cost_weight, scale=scale, manifest=manifest,
                                chars=typical_chars(train["query"].str.len_chars().to_numpy())))
 
@@ -251,9 +293,15 @@ def evaluate(candidate_path: str, champion_version: str | None, registry: str, r
     champion = load_artifact(version_dir(registry, champion_version)) if champion_version else None
     out = evaluate_on_logs(candidate, champion, recent, seed=seed)
     out["sample"] = sample
+    out["full_information"] = full_information_comparison(candidate, champion, recent, seed=seed)
     sample = lambda s: s.sample(min(len(s), 20_000), seed=seed).to_list() if len(s) else []  # noqa: E731
     out["drift"] = drift_report(candidate.feature_spec, sample(train["query"]), sample(recent["query"]))
     return out
+
+
+def _no_candidate(summary: dict[str, Any], reason: str, refusal: Refusal | None = None) -> dict[str, Any]:
+    return {**summary, "candidate_version": None, "candidate_path": None, "promoted": False, "ope": None,
+            "reason": reason, "refusal": None if refusal is None else refusal.to_json()}
 
 
 @flow(name="zeta-pipeline", task_runner=runner_at_run_time())
@@ -261,8 +309,12 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
                  holdout_fraction: float = 0.2, margin: float = 0.0, min_ess: float = 30.0, seed: int = 0,
                  iterations: int = 300, cost_weight: float = DEFAULT_COST_WEIGHT,
                  settle_seconds: float = 60.0, train_budget: int = TRAIN_BUDGET,
-                 eval_budget: int = EVAL_BUDGET) -> dict[str, Any]:
+                 eval_budget: int = EVAL_BUDGET, promote_candidate: bool = True,
+                 min_labeled_per_model: int = MIN_LABELED_PER_MODEL) -> dict[str, Any]:
     """One cycle of the production loop; returns the summary ``zeta pipeline`` prints.
+
+    ``promote_candidate=False`` writes and evaluates the candidate but never moves CURRENT;
+    ``min_labeled_per_model`` is the label minimum of ``flows.training.quality_refusal``.
 
     The cycle holds the curated store's lock and the registry's (``router_runtime._lock``) from the
     first read to the last write: a second ingest or pipeline on either is refused (LockHeldError,
@@ -274,47 +326,76 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
     curated = curated or str(default_curated_dir(logs))
     with exclusive(curated, "curated store"), exclusive(registry, "registry"):
         return _cycle(logs, registry, curated, pool, holdout_fraction, margin, min_ess, seed, iterations,
-                      cost_weight, settle_seconds, train_budget, eval_budget)
+                      cost_weight, settle_seconds, train_budget, eval_budget, promote_candidate,
+                      min_labeled_per_model)
+
+
+def _labels_of(train: pl.DataFrame, recent: pl.DataFrame) -> dict[str, Any]:
+    """Label counts of the whole window (the contract's manifest["labels"]), and of each side."""
+    common = ["model", "quality", "quality_source", "shadow_of", "label"]
+    return {**label_counts(pl.concat([train.select(common), recent.select(common)])),
+            "train": label_counts(train), "recent": label_counts(recent)}
+
+
+def _report_labels(labels: dict[str, Any]) -> dict[str, int]:
+    """The window's rows per quality_source (and unlabeled), as the run report's table shows them."""
+    return {**labels["by_source"], "unlabeled": labels["unlabeled"]}
 
 
 def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fraction: float, margin: float,
            min_ess: float, seed: int, iterations: int, cost_weight: float, settle_seconds: float,
-           train_budget: int, eval_budget: int) -> dict[str, Any]:
+           train_budget: int, eval_budget: int, promote_candidate: bool = True,
+           min_labeled_per_model: int = MIN_LABELED_PER_MODEL) -> dict[str, Any]:
     ing = ingest(logs, curated, settle_seconds)
     summary: dict[str, Any] = {"ingested": ing.ingested, "feedback": ing.feedback,
                                "feedback_unmatched": ing.feedback_unmatched, "quarantined": ing.quarantined,
                                "duplicates": ing.duplicates, "pending_bytes": ing.pending_bytes,
-                               "quarantine_file": ing.quarantine_file, "curated": curated}
+                               "quarantine_file": ing.quarantine_file, "curated": curated,
+                               "ingest_labels": {"records": ing.records, "labels": ing.labels, "shadow": ing.shadow}}
     champion = current_version(registry) if Path(registry).exists() else None
     summary["champion_version"] = champion
-    version, stage = None, "reading the curated window"
+    version, path, stage = None, None, "reading the curated window"
     try:
         train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget,
                                                                eval_budget, seed)
-        if len(train) < MIN_TRAIN_ROWS or recent.is_empty():
-            result = {**summary, "candidate_version": None, "promoted": False, "ope": None,
-                      "reason": f"not enough curated data: {len(train)} training and {len(recent)} recent rows"}
-            return publish(pipeline_report(result, labels=label_counts(curated),
-                                           samples={"training": train_sample, "evaluation": eval_sample}), result)
+        labels = summary["labels"] = _labels_of(train, recent)
+        samples = {"training": train_sample, "evaluation": eval_sample}
+        evaluable = labels["recent"]["labeled"] - int(labeled_rows(recent)["shadow_of"].is_not_null().sum())
+        if train.is_empty() or recent.is_empty():
+            result = _no_candidate(summary, f"not enough curated data: {len(train)} training and {len(recent)} "
+                                   "recent rows", Refusal(NOT_ENOUGH_DATA, "not enough curated data"))
+            return publish(pipeline_report(result, labels=_report_labels(labels), samples=samples), result)
+        refusal = quality_refusal(train, min_labeled_per_model)
+        if refusal is None and evaluable == 0:
+            refusal = Refusal(NO_EVALUATION, f"no labeled outcome of the logging policy among the {len(recent)} "
+                                             "recent rows: nothing to evaluate a candidate on, so none is trained")
+        if refusal is not None:
+            result = _no_candidate(summary, f"no quality model: {refusal.reason}; champion {champion or '(none)'} "
+                                   "kept", refusal)
+            return publish(pipeline_report(result, labels=_report_labels(labels), samples=samples), result)
         params, stage = TrainParams(iterations=iterations, seed=seed), "training"
-        path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample)
+        path = train_candidate(train, registry, pool, params, cost_weight, champion, train_sample, labels)
         version, stage = Path(path).name, "evaluation"
         evaluation = evaluate(path, champion, registry, recent, train, seed, eval_sample)
         promoted, reason = offpolicy_gate(evaluation, champion, margin=margin, min_ess=min_ess)
+        if not promote_candidate:
+            promoted, reason = False, f"promotion off: candidate written, CURRENT left alone (the gate said: {reason})"
         decision = {"promoted": promoted, "reason": reason, "champion_version": champion, "margin": margin,
                     "min_ess": min_ess, "evidence": "off-policy (DR, paired bootstrap) on the most recent "
                     f"{holdout_fraction:.0%} of the curated logs"
                     + (f" (a stratified sample of {len(recent)} of {eval_sample['population_rows']} rows)"
                        if eval_sample.get("strata") else "")}
         stage = "recording the decision"
-        report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json())
+        report = record_decision(registry, path, decision, evaluation, ingest=ing.to_json(), labels=labels)
     except Exception as exc:  # noqa: BLE001
         # Whatever a library raises here (CatBoost, Polars, numpy), the run ends with a named reason,
         # the champion keeps serving, and what was ingested stays ingested for the next run.
         get_run_logger().error("the %s stage failed: %s: %s; champion %s kept", stage, type(exc).__name__, exc,
                                champion)
-        result = {**summary, "candidate_version": version, "promoted": False, "ope": None,
-                  "reason": f"{stage} failed: {type(exc).__name__}: {exc}; champion kept", "failed_stage": stage}
+        refusal = Refusal(TRAINING_FAILED if stage == "training" else STAGE_FAILED,
+                          f"{stage} failed: {type(exc).__name__}: {exc}")
+        result = {**_no_candidate(summary, f"{refusal.reason}; champion {champion or '(none)'} kept", refusal),
+                  "candidate_version": version, "candidate_path": path, "failed_stage": stage}
         return publish(pipeline_report(result), result)
     if promoted:
         try:
@@ -322,12 +403,13 @@ def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fra
         except ZetaError as exc:  # the candidate must load to be promoted; say so instead of failing silently
             promoted, reason = False, f"promotion refused: {exc}"
     c = evaluation["candidate"]
-    result = {**summary, "candidate_version": version, "promoted": promoted, "reason": reason,
+    result = {**summary, "candidate_version": version, "candidate_path": path, "promoted": promoted,
+              "reason": reason, "refusal": None, "rows": labels["train"]["labeled"],
               "ope": {"ips": c["ips"], "snips": c["snips"], "dr": c["dr"], "ci_low": c["ci_low"],
                       "ci_high": c["ci_high"], "ess": c["ess"]},
-              "difference": evaluation["difference"], "drift_max_psi": evaluation["drift"]["max_psi"],
-              "report": str(report)}
+              "difference": evaluation["difference"], "full_information": evaluation["full_information"],
+              "drift_max_psi": evaluation["drift"]["max_psi"], "report": str(report)}
     # What the run did, in Prefect's terms: artifacts, one log line, a named final state (flows/reports.py).
-    return publish(pipeline_report(result, evaluation=evaluation, labels=label_counts(curated), gate=decision,
+    return publish(pipeline_report(result, evaluation=evaluation, labels=_report_labels(labels), gate=decision,
                                    train_rows=dict(train.group_by("model").len().iter_rows()),
-                                   samples={"training": train_sample, "evaluation": eval_sample}), result)
+                                   samples=samples), result)

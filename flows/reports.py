@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = ["RunReport", "PROMOTED", "NOT_PROMOTED", "NOT_ENOUGH_DATA", "STAGE_FAILED", "REPLAYED", "NOTHING_TO_REPLAY",
            "TIME_BUDGET_REACHED", "GRADED", "NOTHING_TO_GRADE", "STOPPED", "publish", "pipeline_report",
-           "shadow_report", "judge_report", "model_figures", "label_counts"]
+           "shadow_report", "judge_report", "model_figures"]
 
 PROMOTED, NOT_PROMOTED, NOT_ENOUGH_DATA, STAGE_FAILED = "Promoted", "NotPromoted", "NotEnoughData", "StageFailed"
 REPLAYED, NOTHING_TO_REPLAY, TIME_BUDGET_REACHED = "Replayed", "NothingToReplay", "TimeBudgetReached"
@@ -111,20 +111,6 @@ def model_figures(models: Sequence[str], actions: np.ndarray, quality: np.ndarra
                   "candidate_share": float((candidate_choice == j).sum()) / n,
                   "champion_share": None if champion_choice is None else float((champion_choice == j).sum()) / n}
     return out
-
-
-def label_counts(curated: str) -> dict[str, int]:
-    """Curated records by ``quality_source`` (feedback applied); ``none``: no label, only success."""
-    import polars as pl
-
-    from .curated import scan_curated
-
-    lf = scan_curated(curated)
-    if lf is None:
-        return {}
-    got = lf.group_by("quality_source").agg(pl.len()).collect()
-    return {(s if s is not None else "none"): int(c) for s, c in sorted(
-        got.iter_rows(), key=lambda r: (r[0] is None, r[0] or ""))}
 
 
 def pipeline_report(summary: dict[str, Any], *, evaluation: dict[str, Any] | None = None,

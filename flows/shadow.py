@@ -59,7 +59,7 @@ from router_runtime.errors import BackendError, BackendTimeoutError, ContextOver
 from router_runtime.ids import new_id, utc_now
 from router_runtime.logger import RecordFile
 from router_runtime.pool import ModelInfo
-from router_runtime.records import OutcomeRecord
+from router_runtime.records import OutcomeRecord, cap_response
 
 from ._prefect import step
 from .reports import publish, shadow_report
@@ -80,15 +80,6 @@ _NO_ANSWER_KINDS = frozenset({"embed"})
 # before, they travel in ``extra`` (readers keep unknown fields).  These two helpers are the only
 # places that know, so the switch is one place.
 _FIELDS = frozenset(f.name for f in fields(OutcomeRecord))
-_RESPONSE_MAX_CHARS = 16_384   # RESPONSE_MAX_CHARS of the contract, when records.py does not define it
-
-
-def _response_cap() -> int:
-    from router_runtime import records
-
-    return getattr(records, "RESPONSE_MAX_CHARS", _RESPONSE_MAX_CHARS)
-
-
 def _with_fields(rec_kwargs: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     extra = dict(rec_kwargs.pop("extra", {}) or {})
     for k, v in values.items():
@@ -113,11 +104,7 @@ def shadow_record(original: OutcomeRecord, model: str, *, success: bool, error: 
                   decision_id: str | None = None, ts: str | None = None) -> OutcomeRecord:
     """The shadow record of ``original`` re-run on ``model`` (see the module docstring)."""
     cands = tuple(original.candidates) + (() if model in original.candidates else (model,))
-    truncated = False
-    if response is not None:
-        cap = _response_cap()
-        if len(response) > cap:
-            response, truncated = response[:cap], True
+    response, truncated = cap_response(response)  # the writers' one cap (and lone-surrogate repair)
     kwargs = dict(decision_id=decision_id or new_id(), ts=ts or utc_now(), candidates=cands, model=model,
                   propensity=1.0, success=success, artifact_version=original.artifact_version,
                   query=original.query, query_sha256=original.query_sha256 if original.query is None else None,

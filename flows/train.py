@@ -1,9 +1,14 @@
 """Prefect flows of the offline pipeline.
 
-``train_router`` is the learning loop in one flow: load (import a raw benchmark, read a benchmark
-table, or read outcome logs) → split by query → fit features and train CatBoost → check parity and
-evaluate on held-out queries → export a versioned artifact → mark it CURRENT.  Every step is one
-verb-named task; data passes between tasks in memory (no result persistence, no input hashing).
+``train_router`` is the learning loop in one flow: load (import a raw benchmark or read a benchmark
+table) → split by query → fit features and train CatBoost → check parity and evaluate on held-out
+queries → export a versioned artifact → mark it CURRENT.  Every step is one verb-named task; data
+passes between tasks in memory (no result persistence, no input hashing).
+
+Outcome logs (``source_format="logs"``) are partial information: they go through the production loop
+itself (``flows.production.run_pipeline`` as a subflow: ingestion, the labeled-data minimum, an
+off-policy evaluation on the most recent logs, its gate), so ``zeta train --format logs`` refuses and
+promotes exactly as ``zeta pipeline`` does, and never promotes on an empty evaluation.
 
 Run it as a script with explicit parameters::
 
@@ -32,7 +37,8 @@ from .evaluate.gate import FIRST_CANDIDATE, Evidence, gate
 from .evaluate.holdout import holdout_comparison, holdout_report
 from .export import DEFAULT_COST_WEIGHT, cost_scale, export_artifact, record_decision, router_document, typical_chars
 from .sources import SOURCE_FORMATS
-from .training import TrainParams, TrainedModel, build_pool, train_quality_model
+from .training import (TRAINING_FAILED, Refusal, TrainParams, TrainedModel, build_pool, quality_refusal,
+                       train_quality_model)
 
 __all__ = ["train_router", "SOURCE_FORMATS"]
 
@@ -108,16 +114,27 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     bootstrap interval above ``margin``.  The decision and its reason go into the manifest and
     ``<registry>/reports/<version>.json`` either way.
     """
+    if source_format == "logs":
+        return _train_on_logs(source, registry, pool, seed, iterations, cost_weight, promote, margin)
     declared = load_pool(pool) if pool else ()
     table, provenance = load_source(source, source_format)
     train, test, split = split_table(table, test_fraction, seed)
     full_pool = build_pool(train, declared)
     params = TrainParams(iterations=iterations, depth=depth, learning_rate=learning_rate, seed=seed)
-    model = train_model(train, full_pool, params)
+    parent = current_version(registry) if Path(registry).exists() else None
+    refusal = quality_refusal(train)
+    if refusal is None:
+        try:
+            model = train_model(train, full_pool, params)
+        except Exception as exc:  # CatBoost or the parity check: a named reason, the champion keeps serving
+            refusal = Refusal(TRAINING_FAILED, f"training failed: {type(exc).__name__}: {exc}")
+    if refusal is not None:
+        return {"version": None, "path": None, "promoted": False, "parent_version": parent,
+                "reason": f"no quality model: {refusal.reason}; champion {parent or '(none)'} kept",
+                "refusal": refusal.to_json(), "metrics": {"holdout": None}, "rows": 0}
     trained = train["model"].unique().to_list()
     scale = cost_scale(full_pool, trained, train["query"].str.len_chars().to_numpy())
     metrics = evaluate_model(model, full_pool, train, test, provenance["full_information"], cost_weight, scale)
-    parent = current_version(registry) if Path(registry).exists() else None
     manifest = {
         "training": {**provenance, "rows": model.rows, "train_queries": train["query_id"].n_unique(),
                      "test_queries": test["query_id"].n_unique(), "models": sorted(trained),
@@ -137,8 +154,20 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     if decision["promoted"]:
         promote_to_current(registry, version, reason=decision["reason"])
     return {"version": version, "path": path, "promoted": decision["promoted"], "reason": decision["reason"],
-            "parent_version": parent, "metrics": metrics, "rows": model.rows,
+            "parent_version": parent, "metrics": metrics, "rows": model.rows, "refusal": None,
             "parity_max_abs_diff": model.parity_max_abs_diff}
+
+
+def _train_on_logs(logs: str, registry: str, pool: str | None, seed: int, iterations: int, cost_weight: float,
+                   promote: bool, margin: float) -> dict[str, Any]:
+    """Outcome logs: one cycle of the production loop, its summary in this flow's shape."""
+    from .production import run_pipeline  # the loop's own flow, as a subflow
+
+    s = run_pipeline(logs=logs, registry=registry, pool=pool, seed=seed, iterations=iterations,
+                     cost_weight=cost_weight, margin=margin, settle_seconds=0, promote_candidate=promote)
+    return {**s, "version": s["candidate_version"], "path": s["candidate_path"], "parent_version": s["champion_version"],
+            "metrics": {"holdout": None, "offpolicy": s.get("ope"), "full_information": s.get("full_information")},
+            "rows": s.get("rows", 0)}
 
 
 def main(argv: list[str] | None = None) -> None:

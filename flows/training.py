@@ -39,6 +39,13 @@ __all__ = [
     "PARITY_TOLERANCE",
     "SMALL_TRAINING_OUTCOMES",
     "SMALL_TRAINING_QUERIES",
+    "MIN_LABELED_PER_MODEL",
+    "Refusal",
+    "TOO_FEW_LABELS",
+    "ALL_LABELS_EQUAL",
+    "TRAINING_FAILED",
+    "quality_refusal",
+    "labeled_rows",
 ]
 
 PARITY_TOLERANCE = 1e-9
@@ -64,6 +71,15 @@ SMALL_TRAINING_OUTCOMES = 2000
 # outcomes per model, as many as RouteProfile's 422) lost 0.015 normalized AIQ gain at 0.04 (5/5 seeds).
 SMALL_TRAINING_QUERIES = 2000
 SMALL_DATA_LEARNING_RATE = 0.04
+
+# Fewer labeled outcomes than this for any trained model and no quality model is trained: with a
+# handful of labels the trees fit noise and the router would route on it.  20 is the issue's contract
+# value; a labeled outcome is one whose quality a user, check, judge or benchmark gave (flows.labels).
+MIN_LABELED_PER_MODEL = 20
+# The named reasons a training run ends without a candidate (the champion keeps serving).
+TOO_FEW_LABELS = "too_few_labels"
+ALL_LABELS_EQUAL = "all_labels_equal"
+TRAINING_FAILED = "training_failed"
 LEARNING_RATE = 0.08
 
 
@@ -95,6 +111,43 @@ class TrainParams:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why no quality model was trained: ``code`` (one of the named reasons) and a sentence for people."""
+    code: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "reason": self.reason}
+
+
+def labeled_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """The rows a quality model learns from: those with a quality (unlabeled successes are left out)."""
+    return table.filter(pl.col("quality").is_not_null())
+
+
+def quality_refusal(table: pl.DataFrame, minimum: int = MIN_LABELED_PER_MODEL) -> Refusal | None:
+    """Whether a quality model must not be trained on ``table`` (training rows, labeled or not): a model
+    of the table with fewer than ``minimum`` labeled outcomes, or labels that are all equal."""
+    labeled = labeled_rows(table)
+    counts = dict(labeled.group_by("model").len().iter_rows())
+    few = sorted((m, counts.get(m, 0)) for m in table["model"].unique().to_list() if counts.get(m, 0) < minimum)
+    if few:
+        unlabeled = len(table) - len(labeled)
+        return Refusal(TOO_FEW_LABELS, (
+            f"too few labeled outcomes: {', '.join(f'{m} {n}' for m, n in few)} "
+            f"(at least {minimum} per model, MIN_LABELED_PER_MODEL); {len(labeled)} labeled and {unlabeled} "
+            "unlabeled rows (a successful call is not a quality label: add labels with zeta judge, user "
+            "feedback or checks)"))
+    values = labeled["quality"].unique()
+    if len(values) == 0:
+        return Refusal(TOO_FEW_LABELS, "no labeled outcomes at all")
+    if len(values) == 1:
+        return Refusal(ALL_LABELS_EQUAL, f"all {len(labeled)} labels are equal ({values[0]:g}): nothing tells "
+                                         "the models apart")
+    return None
 
 
 @dataclass

@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import polars as pl
 
 from router_runtime.errors import ContractError
-from router_runtime.records import MAX_LINE_BYTES, QUALITY_SOURCES, OutcomeRecord, parse_outcome_line
+from router_runtime.records import (MAX_LINE_BYTES, QUALITY_SOURCES, RESPONSE_MAX_CHARS, OutcomeRecord,
+                                    parse_outcome_line)
 
 from .curated import _KV, _LINE, _STAGE_SCHEMA, _canonical, _row
 
@@ -67,7 +68,8 @@ def _arrow_schema():
         ("query_sha256", s), ("request_kind", s), ("candidates", pa.list_(s)), ("model", s), ("propensity", f),
         ("scores", pa.struct([])), ("explored", b), ("fallback_from", s), ("latency_ms", f), ("ttft_ms", f),
         ("prompt_tokens", i), ("completion_tokens", i), ("success", b), ("error", s), ("quality", f),
-        ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i), ("sticky", b)])
+        ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i), ("sticky", b),
+        ("response", s), ("response_truncated", b), ("shadow_of", s)])  # label (a free JSON object): inferred
 
 
 _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
@@ -138,6 +140,14 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         _opt(col("features"),
              ~col("features").list.eval(pl.element().is_null() | ~pl.element().is_finite()).list.any()),
     ]
+    checks += [
+        _opt(col("response"), col("response").str.len_chars() <= RESPONSE_MAX_CHARS),
+        ~(col("response_truncated").fill_null(False) & col("response").is_null()),
+        _opt(col("shadow_of"), col("shadow_of").str.len_chars().is_between(1, 128)
+             & (col("shadow_of") != col("decision_id"))),
+    ]
+    if "label" in df.columns:  # label metadata is rare (label lines) and free-form: Python reads it
+        checks.append(col("label").is_null())
     checks += [_opt(col(n), col(n).is_finite() & (col(n) >= 0)) for n in ("latency_ms", "ttft_ms", "cost")]
     checks += [_opt(col(n), col(n) >= 0) for n in ("prompt_tokens", "completion_tokens", "context_chars")]
     if known_models is not None:
@@ -173,7 +183,9 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         "query_sha256", col("request_kind").fill_null("chat"), "candidates", "model", "propensity",
         scores.alias("scores"), col("explored").fill_null(False), "fallback_from", "latency_ms", "ttft_ms",
         "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
-        "context_chars", col("sticky").fill_null(False), extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
+        "context_chars", col("sticky").fill_null(False),
+        "response", col("response_truncated").fill_null(False), "shadow_of", pl.lit(None, pl.String).alias("label"),
+        extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
         pl.all_horizontal(checks).fill_null(False).alias("__zeta_ok"),
     ).collect()
     ok = out["__zeta_ok"]

@@ -29,7 +29,7 @@ CLI = {
     "judge": ["--format", "--include-self", "--json", "--judge", "--logs", "--max", "--pairwise", "--pool",
               "--registry", "--sample-rate", "--seed", "--threads", "--validate"],
     "pipeline": ["--curated", "--dask-address", "--eval-budget", "--holdout-fraction", "--iterations", "--json",
-                 "--logs", "--margin", "--min-ess", "--pool", "--registry", "--seed", "--settle-seconds",
+                 "--logs", "--margin", "--min-ess", "--min-labeled-per-model", "--pool", "--registry", "--seed", "--settle-seconds",
                  "--task-runner", "--train-budget", "--workers"],
     "route": ["--artifact", "--candidates", "--cost-weight", "--json", "--kind", "--max-latency-ms", "--pool"],
     "serve": ["--artifact", "--body-timeout-s", "--cooldown-s", "--header-timeout-s", "--host", "--keep-alive-s",
@@ -78,6 +78,10 @@ IMPORTS = {
                      "curated_row", "curated_training_table", "ingest_logs", "ingest_unit", "is_feedback",
                      "plan_ingest", "read_curated", "scan_curated", "scan_feedback", "staging_dir",
                      "training_columns", "validate_lines"],
+    "flows.labels": ["LABEL_SOURCES", "SOURCE_RANK", "STAND_IN_ORDER", "is_label", "is_label_record", "label_counts",
+                     "label_key", "label_rank", "stand_in_order", "training_quality", "winning_label"],
+    "flows.feedback": ["FEEDBACK_SOURCE", "STAND_IN_ORDER", "feedback_key", "feedback_rank", "is_feedback",
+                       "is_feedback_record", "latest_feedback_quality", "stand_in_order"],
     "flows.logs": ["LogReadResult", "log_files", "logs_to_table", "read_outcome_logs", "simulate_logs"],
     "flows.metrics": ["aiq", "apgr", "cost_at_quality", "cpt", "nondecreasing_hull", "normalized_gain",
                       "quality_at_cost", "strong_share_curve", "sweep_curve"],
@@ -94,7 +98,8 @@ IMPORTS = {
     "flows.tables": ["BENCHMARK_TABLE_VERSION", "OPTIONAL", "REQUIRED", "benchmark_summary", "read_table",
                      "validate_benchmark_table", "write_table"],
     "flows.training": ["SMALL_TRAINING_OUTCOMES", "SMALL_TRAINING_QUERIES", "TrainParams", "build_pool",
-                       "check_parity", "ensemble_from_catboost", "split_query_ids", "train_quality_model"],
+                       "check_parity", "ensemble_from_catboost", "split_query_ids", "train_quality_model",
+                       "MIN_LABELED_PER_MODEL", "Refusal", "quality_refusal", "labeled_rows"],
 }
 
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
 # Old paths kept as aliases of their new modules (see CHANGELOG.md); nothing in flows/ imports them.
 SHIMS = {"flows.evaluation", "flows.metrics", "flows.baselines", "flows.benchmark_eval", "flows.ope",
-         "flows.drift", "flows.pipeline"}
+         "flows.drift", "flows.pipeline", "flows.feedback"}
 
 
 def _module(path: Path) -> str:

@@ -232,6 +232,13 @@ def test_feedback_records_explicit_quality(client, server):
     assert [(r["quality"], r["quality_source"]) for r in lines] == [(None, None), (0.8, "user")]
 
 
+def test_the_answer_text_is_logged_for_the_judge(client, server):
+    resp, h = chat(client, "Name a colour.")
+    rec = find_record(server, h["decision_id"])
+    assert rec["success"] and rec["response"] == resp.choices[0].message.content and rec["response"]
+    assert "response_truncated" not in rec  # written only when set: 8 tokens are far below the cap
+
+
 def test_bad_requests_are_openai_errors(client, server):
     import openai
 

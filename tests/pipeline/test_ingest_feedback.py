@@ -234,7 +234,7 @@ def test_routing_service_feedback_reaches_the_training_side(tmp_path):
     assert all(got[i] == (None, None) for i in ids[2:])
     table = curated_training_table(read_curated(cur))
     q = dict(zip(table["query_id"], table["quality"]))
-    assert (q[ids[0]], q[ids[1]], q[ids[2]]) == (0.25, 0.1, 1.0)  # the rest: 1/0 from success
+    assert (q[ids[0]], q[ids[1]], q[ids[2]]) == (0.25, 0.1, None)  # the rest: unlabeled, not quality 1
     train, recent, _, _ = load_window.fn(str(cur), 0.5)
     both = pl.concat([train.select("query_id", "quality"), recent.select("query_id", "quality")])
     assert len(both) == 10 and dict(zip(both["query_id"], both["quality"])) == q

@@ -74,7 +74,8 @@ def test_too_little_data_is_reported_not_raised(tmp_path, dc_sample):
     logs = tmp_path / "logs"
     simulate_logs(dc_sample.head(9 * 10), logs, seed=0)
     s = run_pipeline(logs=str(logs), registry=str(tmp_path / "reg"), settle_seconds=0)
-    assert s["candidate_version"] is None and not s["promoted"] and "not enough" in s["reason"]
+    assert s["candidate_version"] is None and not s["promoted"] and "too few labeled outcomes" in s["reason"]
+    assert s["refusal"]["code"] == "too_few_labels"
 
 
 def test_the_deployment_is_registered_with_its_schedule(tmp_path):

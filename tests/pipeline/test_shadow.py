@@ -264,7 +264,8 @@ def test_already_shadowed_pairs_are_skipped(tmp_path):
 
 
 def test_a_huge_answer_is_capped_and_flagged(tmp_path):
-    cap = sh._response_cap()
+    from router_runtime.records import RESPONSE_MAX_CHARS as cap
+
     logs = write_logs(tmp_path / "logs", [rec(1)])
     replay(logs, FunctionBackend(lambda m, r: "é" * (cap + 10)), rate=1.0)
     [line] = shadow_lines(logs)

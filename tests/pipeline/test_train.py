@@ -113,12 +113,17 @@ def test_train_from_simulated_logs(tmp_path):
     read = read_outcome_logs(logs)
     assert len(read.records) == 1200 and len(read.quarantined) == 1
     s = train_router(source=str(logs), source_format="logs", registry=str(tmp_path / "reg"), iterations=60)
+    # Logs go through the production loop's own steps: ingestion, the label minimum, an off-policy
+    # evaluation of the most recent logs and its gate (here: the first candidate, so it is promoted).
+    assert (s["ingested"], s["quarantined"], s["promoted"]) == (1200, 1, True) and s["version"]
     art = load_artifact(tmp_path / "reg")
+    assert art.version == s["version"]
     t = art.manifest["training"]
-    assert t["format"] == "logs" and t["records"] == 1200 and t["quarantined"] == 1
-    assert t["window"]["start"] < t["window"]["end"]
-    assert s["metrics"]["holdout"] is None
-    quarantined = [json.loads(x) for x in open(t["quarantine_file"], encoding="utf-8")]
+    assert t["format"] == "curated logs" and t["window"]["start"] < t["window"]["end"]
+    lab = art.manifest["labels"]
+    assert lab["train"]["by_source"] == {"benchmark": t["rows"]} and lab["unlabeled"] == 0 and lab["labeled"] == 1200
+    assert art.manifest["evaluation"]["candidate"]["n"] > 0 and s["metrics"]["holdout"] is None
+    quarantined = [json.loads(x) for x in open(s["quarantine_file"], encoding="utf-8")]
     assert len(quarantined) == 1 and quarantined[0]["raw"].startswith('{"schema_version": 1, "decision_id": "torn"')
     d = Router(art).decide("Which planet is the largest in the solar system?")
     assert d.model in set(table["model"].unique().to_list())
@@ -132,3 +137,34 @@ def test_bad_table_fails_the_flow_and_writes_nothing(tmp_path, sample_table):
     with pytest.raises(ContractError, match="quality"):
         train_router(source=str(path), registry=str(tmp_path / "reg"), iterations=10)
     assert list_versions(tmp_path / "reg") == []
+
+
+def test_a_table_too_thin_or_flat_for_a_quality_model_is_refused_with_its_reason(tmp_path, sample_table):
+    from flows.training import MIN_LABELED_PER_MODEL
+
+    qids = sorted(sample_table["query_id"].unique().to_list())
+    models = sorted(sample_table["model"].unique().to_list())
+    # a handful of queries: the train part has fewer labeled outcomes per model than the minimum
+    thin = sample_table.filter(pl.col("query_id").is_in(qids[:20]))
+    write_table(thin, tmp_path / "thin.parquet")
+    s = train_router(source=str(tmp_path / "thin.parquet"), registry=str(tmp_path / "reg"), iterations=10)
+    assert s["version"] is None and not s["promoted"] and s["refusal"]["code"] == "too_few_labels"
+    assert models[0] in s["reason"] and str(MIN_LABELED_PER_MODEL) in s["reason"]
+    flat = sample_table.with_columns(pl.lit(1.0).alias("quality"))
+    write_table(flat, tmp_path / "flat.parquet")
+    s = train_router(source=str(tmp_path / "flat.parquet"), registry=str(tmp_path / "reg"), iterations=10)
+    assert s["refusal"]["code"] == "all_labels_equal" and list_versions(tmp_path / "reg") == []
+
+
+def test_a_catboost_failure_is_a_named_reason_not_a_traceback(tmp_path, sample_table, monkeypatch, capsys):
+    import flows.train
+    from flows.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CatBoostError: out of memory")
+    monkeypatch.setattr(flows.train, "train_quality_model", broken)
+    write_table(sample_table, tmp_path / "t.parquet")
+    assert main(["train", str(tmp_path / "t.parquet"), "--registry", str(tmp_path / "reg"), "--iterations", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "no artifact written" in err and "training failed: RuntimeError: CatBoostError: out of memory" in err
+    assert "Traceback" not in err and list_versions(tmp_path / "reg") == []

@@ -12,6 +12,7 @@ import pytest
 from flows.ingest import ingest_logs, read_curated
 from flows.validate import validate_lines
 from router_runtime import OutcomeRecord, parse_outcome_line
+from router_runtime.records import RESPONSE_MAX_CHARS
 
 
 def rec(i: int, **over) -> dict:
@@ -41,6 +42,11 @@ VALID = [
     dumps(rec(17, candidates=["m1", "m2", "m9"])), dumps(rec(18, prompt_tokens=10**30)),
     dumps(rec(19, context_chars=4096)), dumps(rec(20, context_chars=None)), dumps(rec(21, sticky=True)),
     dumps(rec(22, sticky=None)),
+    # the fields added by issue 10
+    dumps(rec(30, response="an answer é 😀\n", response_truncated=True)), dumps(rec(31, response="", shadow_of="d1")),
+    dumps(rec(32, response=None, response_truncated=False, shadow_of=None, label=None)),
+    dumps(rec(33, quality=0.5, quality_source="judge", label={"judge": "m2", "score": 3, "scale": [1, 5]})),
+    dumps(rec(34, response="🎉" * RESPONSE_MAX_CHARS, response_truncated=True)),
 ]
 INVALID = [
     b'{"schema_version": 1, "decision_id": ', b"[1, 2, 3]", b"not json", b"\xff\xfe",
@@ -62,6 +68,11 @@ INVALID = [
     dumps(rec(135)).replace(b'"cost": 0.001', b'"cost": 1e400'),                # overflows to inf
     dumps(rec(136, success=None)), dumps(rec(137, model="")), dumps(rec(138, candidates="m1")),
     dumps(rec(139, context_chars=-1)), dumps(rec(140, context_chars=2.5)), dumps(rec(141, sticky="yes")),
+    dumps(rec(150, response="x" * (RESPONSE_MAX_CHARS + 1))), dumps(rec(151, response_truncated=True)),
+    dumps(rec(152, shadow_of="d152")), dumps(rec(153, shadow_of="")), dumps(rec(154, response=5)),
+    dumps(rec(155, label={"a": 1}, quality=None, quality_source=None)), dumps(rec(156, label="judge")),
+    dumps(rec(157, response="x", response_truncated="no")), dumps(rec(158, shadow_of="x" * 129)),
+    dumps(rec(159, response="PLACEHOLDER")).replace(b"PLACEHOLDER", b"\xff\xfe not UTF-8"),
 ]
 
 
@@ -118,9 +129,10 @@ def test_ingest_fast_and_python_paths_write_the_same_partitions(tmp_path, monkey
         m.setattr(flows.ingest, "BLOCK_BYTES", 3000)
         r1 = ingest_logs(raw, tmp_path / "c1", settle_seconds=0, unit_bytes=20_000, max_batch_rows=50)
     r2 = ingest_logs(raw, tmp_path / "c2", settle_seconds=0, fast=False)
-    keys = ("lines", "ingested", "quarantined", "duplicates", "reasons")
+    keys = ("lines", "ingested", "feedback", "labels", "records", "shadow", "quarantined", "duplicates", "reasons")
     assert {k: getattr(r1, k) for k in keys} == {k: getattr(r2, k) for k in keys}
-    assert r1.lines == r1.ingested + r1.quarantined + r1.duplicates and r1.fast_path_lines > 0
+    assert r1.lines == r1.ingested + r1.feedback + r1.quarantined + r1.duplicates and r1.fast_path_lines > 0
+    assert r1.labels == {"judge": 1} and r1.shadow == 1  # the judge's label line (33) and the shadow record (31)
     assert r1.duplicates >= 1 and len(r1.partitions) > 3
     c1, c2 = read_curated(tmp_path / "c1"), read_curated(tmp_path / "c2")
     assert c1.drop("source_file").equals(c2.drop("source_file"))
@@ -132,10 +144,27 @@ def test_ingest_fast_and_python_paths_write_the_same_partitions(tmp_path, monkey
 def test_curated_row_is_what_ingestion_writes(tmp_path):
     from flows.curated import CURATED_SCHEMA, curated_row
 
-    lines = [dumps(rec(1, scores={"m2": 3e-05, "m1": 0.25, "m3": None})), dumps(rec(2, ticket="T-1")), dumps(rec(3))]
+    lines = [dumps(rec(1, scores={"m2": 3e-05, "m1": 0.25, "m3": None})), dumps(rec(2, ticket="T-1")), dumps(rec(3)),
+             dumps(rec(4, response="the answer", response_truncated=True, shadow_of="d3", quality=None,
+                       quality_source=None))]
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     ingest_logs(tmp_path / "raw", tmp_path / "cur", settle_seconds=0)
     written = read_curated(tmp_path / "cur").drop("source_file")
     rows = pl.DataFrame([curated_row(parse_outcome_line(x), "") for x in lines], schema=CURATED_SCHEMA)
     assert rows.drop("source_file").sort("decision_id").equals(written.sort("decision_id"))
+
+
+def test_partitions_written_before_the_new_columns_still_read(tmp_path):
+    """A store curated before response/shadow_of/label existed keeps working beside new partitions."""
+    from flows.curated import CURATED_SCHEMA, curated_row
+
+    cur = tmp_path / "cur"
+    old = pl.DataFrame([curated_row(parse_outcome_line(dumps(rec(1))), "old.jsonl")], schema=CURATED_SCHEMA)
+    (cur / "day=2026-03-02").mkdir(parents=True)
+    old.drop("response", "response_truncated", "shadow_of", "label").write_parquet(cur / "day=2026-03-02" / "old.parquet")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_bytes(dumps(rec(5, response="hi", shadow_of="d1")) + b"\n")
+    assert ingest_logs(tmp_path / "raw", cur, settle_seconds=0).ingested == 1
+    got = {r["decision_id"]: (r["response"], r["shadow_of"]) for r in read_curated(cur).iter_rows(named=True)}
+    assert got == {"d1": (None, None), "d5": ("hi", "d1")}
