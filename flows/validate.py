@@ -25,8 +25,7 @@ from typing import Any, Sequence
 import polars as pl
 
 from router_runtime.errors import ContractError
-from router_runtime.records import (MAX_LINE_BYTES, QUALITY_SOURCES, RESPONSE_MAX_CHARS, OutcomeRecord,
-                                    parse_outcome_line)
+from router_runtime.records import MAX_LINE_BYTES, QUALITY_SOURCES, OutcomeRecord, parse_outcome_line
 
 from .curated import _KV, _LINE, _STAGE_SCHEMA, _canonical, _row
 
@@ -141,7 +140,6 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
              ~col("features").list.eval(pl.element().is_null() | ~pl.element().is_finite()).list.any()),
     ]
     checks += [
-        _opt(col("response"), col("response").str.len_chars() <= RESPONSE_MAX_CHARS),
         ~(col("response_truncated").fill_null(False) & col("response").is_null()),
         _opt(col("shadow_of"), col("shadow_of").str.len_chars().is_between(1, 128)
              & (col("shadow_of") != col("decision_id"))),

@@ -35,8 +35,9 @@ context_chars      int >= 0 or null                length (code points) of every
 sticky             bool, default false             session affinity kept the conversation on its model: ``model``
                                                    was not drawn by the router, and ``propensity`` is 1 (the
                                                    affinity rule is deterministic given the conversation)
-response           str or null                     the answer text (chat/completion), at most ``RESPONSE_MAX_CHARS``
-                                                   code points; null when text logging is off and for embeddings
+response           str or null                     the answer text (chat/completion); writers cut it to
+                                                   ``RESPONSE_MAX_CHARS`` code points (``cap_response``); null when
+                                                   text logging is off and for embeddings
 response_truncated bool, default false             the writer cut ``response`` to the cap; true needs a response
 shadow_of          str or null                     on a *shadow record*: the decision_id of the logged decision whose
                                                    query this record re-ran on another model (never its own id)
@@ -341,10 +342,9 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
             raise ContractError("features", "must be a list of finite numbers or null")
         feats = tuple(float(v) for v in feats)
     out["features"] = feats
+    # Not refused above RESPONSE_MAX_CHARS: that is the writers' cap (cap_response); a line from a writer
+    # without it is still an outcome (MAX_LINE_BYTES bounds it), and its readers cut what they show.
     out["response"] = _str(obj, "response")
-    if out["response"] is not None and len(out["response"]) > RESPONSE_MAX_CHARS:
-        raise ContractError("response", f"longer than {RESPONSE_MAX_CHARS} code points ({len(out['response'])}): "
-                            "writers cut it to the cap and set response_truncated (records.cap_response)")
     out["response_truncated"] = _bool(obj, "response_truncated", default=False)
     if out["response_truncated"] and out["response"] is None:
         raise ContractError("response_truncated", "true without a response")

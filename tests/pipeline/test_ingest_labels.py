@@ -152,18 +152,20 @@ def test_directories_starting_with_an_underscore_are_not_outcome_logs(tmp_path):
     assert (r.files, r.ingested, r.quarantined) == (1, 1, 0)
 
 
-def test_huge_and_non_utf8_answers_are_refused_with_a_reason_and_kept_byte_for_byte(tmp_path):
+def test_huge_answers_are_kept_and_non_utf8_ones_refused_with_a_reason_byte_for_byte(tmp_path):
     raw, cur = tmp_path / "raw", tmp_path / "cur"
-    huge = json.dumps(rec(1, response="x" * (RESPONSE_MAX_CHARS + 1))).encode()
+    huge = json.dumps(rec(1, response="x" * (RESPONSE_MAX_CHARS + 1))).encode()  # a writer without the cap
     broken = json.dumps(rec(2, response="PLACEHOLDER")).encode().replace(b"PLACEHOLDER", b"ok \xff\xfe")
     capped = json.dumps(rec(3, response="x" * RESPONSE_MAX_CHARS, response_truncated=True)).encode()
-    (raw).mkdir()
-    (raw / "a.jsonl").write_bytes(huge + b"\n" + broken + b"\n" + capped + b"\n")
+    too_long = json.dumps(rec(4, response="x" * (1 << 20))).encode()  # above the line limit
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b"\n".join([huge, broken, capped, too_long]) + b"\n")
     r = ingest(raw, cur)
-    assert (r.ingested, r.quarantined) == (1, 2) and r.reasons == {"response": 1, "line": 1}
+    assert (r.ingested, r.quarantined) == (2, 2) and r.reasons == {"line": 2}
     q = [json.loads(x) for x in open(r.quarantine_file)]
-    assert "longer than 16384" in q[0]["reason"] and "invalid UTF-8" in q[1]["reason"]
+    assert "invalid UTF-8" in q[0]["reason"] and "oversized" in q[1]["reason"]
     import base64
-    assert [base64.b64decode(x["raw_base64"]) for x in q] == [huge, broken]  # nothing lost
-    kept = read_curated(cur)
-    assert kept["decision_id"].to_list() == ["d3"] and kept["response_truncated"].item() is True
+    assert [base64.b64decode(x["raw_base64"]) for x in q] == [broken, too_long]  # nothing lost
+    kept = read_curated(cur).sort("decision_id")
+    assert kept["decision_id"].to_list() == ["d1", "d3"] and kept["response_truncated"].to_list() == [False, True]
+    assert kept["response"].str.len_chars().to_list() == [RESPONSE_MAX_CHARS + 1, RESPONSE_MAX_CHARS]

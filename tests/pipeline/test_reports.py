@@ -95,7 +95,8 @@ def test_not_enough_data_is_the_runs_name(prefect_harness, info_logs_to_the_api,
     logs = tmp_path / "logs"
     simulate_logs(dc_train.head(9 * 10), logs, seed=0)
     state = run_pipeline(logs=str(logs), registry=str(tmp_path / "reg"), settle_seconds=0, return_state=True)
-    assert state.is_completed() and state.name == NOT_ENOUGH_DATA and "not enough curated data" in state.message
+    # 10 records over 9 models: too few labels per model for a quality model (flows.training.quality_refusal)
+    assert state.is_completed() and state.name == NOT_ENOUGH_DATA and "too few labeled outcomes" in state.message
     got = run_artifacts(state.state_details.flow_run_id)
     md = got["zeta-pipeline-report"].data
     s = state.result()

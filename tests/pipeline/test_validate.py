@@ -47,6 +47,7 @@ VALID = [
     dumps(rec(32, response=None, response_truncated=False, shadow_of=None, label=None)),
     dumps(rec(33, quality=0.5, quality_source="judge", label={"judge": "m2", "score": 3, "scale": [1, 5]})),
     dumps(rec(34, response="🎉" * RESPONSE_MAX_CHARS, response_truncated=True)),
+    dumps(rec(35, response="x" * (RESPONSE_MAX_CHARS + 1))),  # a writer without the cap: still an outcome
 ]
 INVALID = [
     b'{"schema_version": 1, "decision_id": ', b"[1, 2, 3]", b"not json", b"\xff\xfe",
@@ -68,7 +69,7 @@ INVALID = [
     dumps(rec(135)).replace(b'"cost": 0.001', b'"cost": 1e400'),                # overflows to inf
     dumps(rec(136, success=None)), dumps(rec(137, model="")), dumps(rec(138, candidates="m1")),
     dumps(rec(139, context_chars=-1)), dumps(rec(140, context_chars=2.5)), dumps(rec(141, sticky="yes")),
-    dumps(rec(150, response="x" * (RESPONSE_MAX_CHARS + 1))), dumps(rec(151, response_truncated=True)),
+    dumps(rec(151, response_truncated=True)),
     dumps(rec(152, shadow_of="d152")), dumps(rec(153, shadow_of="")), dumps(rec(154, response=5)),
     dumps(rec(155, label={"a": 1}, quality=None, quality_source=None)), dumps(rec(156, label="judge")),
     dumps(rec(157, response="x", response_truncated="no")), dumps(rec(158, shadow_of="x" * 129)),
