@@ -330,11 +330,22 @@ def run_pipeline(logs: str, registry: str = "artifacts", curated: str | None = N
                       min_labeled_per_model)
 
 
-def _labels_of(train: pl.DataFrame, recent: pl.DataFrame) -> dict[str, Any]:
-    """Label counts of the whole window (the contract's manifest["labels"]), and of each side."""
+def _labels_of(train: pl.DataFrame, recent: pl.DataFrame, registry: str | None = None) -> dict[str, Any]:
+    """Label counts of the whole window (the contract's manifest["labels"]), and of each side; for judge
+    labels, the judge's measured agreement (``zeta judge --validate``, kept in the registry's reports)."""
     common = ["model", "quality", "quality_source", "shadow_of", "label"]
-    return {**label_counts(pl.concat([train.select(common), recent.select(common)])),
-            "train": label_counts(train), "recent": label_counts(recent)}
+    out = {**label_counts(pl.concat([train.select(common), recent.select(common)])),
+           "train": label_counts(train), "recent": label_counts(recent)}
+    judge = out.get("judge")
+    if registry is not None and isinstance(judge, dict) and isinstance(judge.get("model"), str) \
+            and isinstance(judge.get("rubric_version"), str) and judge.get("agreement") is None:
+        from .judge.validation import judge_manifest_entry
+
+        try:
+            judge["agreement"] = judge_manifest_entry(registry, judge["model"], judge["rubric_version"])["agreement"]
+        except ZetaError as exc:  # an unreadable validation report is said, not fatal
+            judge["agreement"] = {"error": str(exc)}
+    return out
 
 
 def _report_labels(labels: dict[str, Any]) -> dict[str, int]:
@@ -358,7 +369,7 @@ def _cycle(logs: str, registry: str, curated: str, pool: str | None, holdout_fra
     try:
         train, recent, train_sample, eval_sample = load_window(curated, holdout_fraction, train_budget,
                                                                eval_budget, seed)
-        labels = summary["labels"] = _labels_of(train, recent)
+        labels = summary["labels"] = _labels_of(train, recent, registry)
         samples = {"training": train_sample, "evaluation": eval_sample}
         evaluable = labels["recent"]["labeled"] - int(labeled_rows(recent)["shadow_of"].is_not_null().sum())
         if train.is_empty() or recent.is_empty():

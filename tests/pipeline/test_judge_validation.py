@@ -109,3 +109,18 @@ def test_the_report_lives_in_the_registry_and_feeds_the_manifest(tmp_path):
     judge_validation_path(tmp_path, "judge-m").write_text("{torn")
     with pytest.raises(ContractError, match="unreadable"):
         read_validation(tmp_path, "judge-m")
+
+
+def test_the_pipeline_records_the_judges_measured_agreement_beside_its_label_counts(tmp_path):
+    from flows.production import _labels_of
+
+    meta = json.dumps({"judge": "judge-m", "rubric_version": SINGLE.version, "score": 4})
+    rows = pl.DataFrame({"model": ["a", "b", "a"], "quality": [0.75, None, 1.0],
+                         "quality_source": ["judge", None, "user"], "shadow_of": [None, None, "d0"],
+                         "label": [meta, None, None]})
+    before = _labels_of(rows, rows.head(0), str(tmp_path))
+    assert before["by_source"] == {"judge": 1, "user": 1} and before["unlabeled"] == 1 and before["shadow"] == 1
+    assert before["judge"] == {"model": "judge-m", "rubric_version": SINGLE.version, "agreement": None}
+    write_validation(tmp_path, validate_judge(known_table(), fake_judge(), max_items=None))
+    after = _labels_of(rows, rows.head(0), str(tmp_path))
+    assert after["judge"]["agreement"]["accuracy"] == 1.0 and after["judge"]["agreement"]["validated_at"]

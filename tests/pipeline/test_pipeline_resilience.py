@@ -93,3 +93,18 @@ def test_a_library_failure_in_training_is_a_named_result_and_the_champion_serves
     monkeypatch.undo()  # the failure was not the data's: the next run trains on everything
     s3 = run_pipeline(logs=str(logs), registry=str(reg), iterations=40, settle_seconds=0)
     assert s3["ingested"] == 0 and s3["candidate_version"] is not None, s3["reason"]
+
+
+def test_a_shadow_row_weighs_its_decisions_candidate_count():
+    # A uniform log over 3 candidates gives weight 3 per logged row; a replayed answer of the same
+    # decision (propensity 1.0 by contract) must count as much, not a third as much.
+    frame = pl.DataFrame({"propensity": [1 / 3, 1 / 3, 1.0, 1.0], "model": ["a", "b", "c", "b"],
+                          "shadow_of": [None, None, "d1", "d2"],
+                          "candidates": [["a", "b", "c"]] * 3 + [["a", "b"]]})
+    out, info = bounded_training_weights(frame)
+    raw = np.array([3.0, 3.0, 3.0, 2.0])
+    np.testing.assert_allclose(out["weight"].to_numpy(), raw / raw.mean())
+    assert info["shadow_rows"] == 2
+    # Without the candidates at hand, K is the number of models seen.
+    out2, _ = bounded_training_weights(frame.drop("candidates"))
+    np.testing.assert_allclose(out2["weight"].to_numpy(), np.array([3.0, 3.0, 3.0, 3.0]) / 3.0)
