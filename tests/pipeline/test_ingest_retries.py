@@ -47,4 +47,5 @@ def test_retries_and_stand_in_feedback_survive_ingestion(tmp_path, fast):
     assert (rows[retry.decision_id]["quality"], rows[retry.decision_id]["quality_source"]) == (0.8, "user")
     assert rows[retry.decision_id]["query"] == "hello there"  # the record's own fields, not the stand-in's
     assert rows[other.decision_id]["request_id"] is None and rows[other.decision_id]["retry_of"] is None
-    assert json.loads(rows[retry.decision_id]["extra"] or "{}").get("label") is None
+    # the winning label's metadata says where the quality came from: a stand-in line, the record's own fields kept
+    assert json.loads(rows[retry.decision_id]["label"])["stand_in"] is True

@@ -268,9 +268,9 @@ def test_feedback_for_a_forgotten_decision_is_a_stand_in_label_line(tmp_path):
     assert [r.decision_id for r in recs[:2]] == [first.decision_id, second.decision_id]
     forgotten = label[first.decision_id]
     assert (forgotten.quality, forgotten.quality_source, forgotten.query) == (0.75, "user", None)
-    assert forgotten.extra["label"]["stand_in"] is True  # ingest must not read its placeholders as an answer
+    assert forgotten.label["stand_in"] is True  # ingest must not read its placeholders as an answer
     assert label["from-another-process"].model == "b" and label["nobody-knows"].model == "unknown"
-    assert label["nobody-knows"].extra["label"]["model_named_by_client"] is False
+    assert label["nobody-knows"].label["model_named_by_client"] is False
 
 
 def test_load_penalty_routes_to_the_loaded_model_until_the_other_is_loaded():
