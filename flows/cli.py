@@ -401,11 +401,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
               "stays loaded once used; set one to unload idle models", file=sys.stderr, flush=True)
     service = build_service(a.pool, artifact=a.artifact, log_dir=a.log_dir, memory_budget_mb=a.memory_budget_mb,
                             max_hops=a.max_hops, cooldown_s=a.cooldown_s, timeout_s=a.timeout_s,
-                            n_threads=a.threads, reload_interval_ms=a.reload_interval_ms or None)
+                            n_threads=a.threads, reload_interval_ms=a.reload_interval_ms or None,
+                            otel=a.otel, otel_endpoint=a.otel_endpoint)
     r = service.router
     print(f"zeta serve: {len(service.pool)} models ({', '.join(m.name for m in service.pool)}); "
           f"router: {'artifact ' + r.artifact_version if r.artifact is not None else 'rules (' + str(r.problem) + ')'}; "
-          f"outcome log: {a.log_dir or 'off'}; auth: {'bearer token' if token else 'none'}", flush=True)
+          f"outcome log: {a.log_dir or 'off'}; auth: {'bearer token' if token else 'none'}; "
+          f"aliases: {', '.join(sorted(service.aliases)) or 'auto:cw=<number> only'}; "
+          f"tracing: {'OTLP' if service.tracer is not None else 'off'}", flush=True)
     print(f"zeta serve: dashboard at http://{a.host}:{a.port}/ui", flush=True)
     serve(service, host=a.host, port=a.port, token=token, max_body_bytes=a.max_body_bytes, log_level=a.log_level,
           body_timeout_s=a.body_timeout_s, header_timeout_s=a.header_timeout_s, keep_alive_s=a.keep_alive_s,
@@ -755,6 +758,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reload-interval-ms", type=float, default=1000.0,
                    help="pick up newly promoted artifacts: stat the registry's CURRENT at most this often (0: off)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--otel", action="store_true",
+                   help="OpenTelemetry: one span per request over OTLP/HTTP (the otel extra; also on when "
+                        "OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+    p.add_argument("--otel-endpoint", default=None,
+                   help="OTLP/HTTP endpoint of the traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT, else "
+                        "http://localhost:4318); implies --otel")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("calibrate", help="measure each model's cost model on this machine, write it to POOL")

@@ -47,6 +47,7 @@ CURATED_SCHEMA = {
     "quality": pl.Float64, "quality_source": pl.String, "features": pl.List(pl.Float64), "cost": pl.Float64,
     "context_chars": pl.Int64, "sticky": pl.Boolean,
     "response": pl.String, "response_truncated": pl.Boolean, "shadow_of": pl.String, "label": pl.String,
+    "request_id": pl.String, "retry_of": pl.String,
     "extra": pl.String, "source_file": pl.String,
 }
 _KV = pl.List(pl.Struct({"k": pl.String, "v": pl.Float64}))
@@ -103,6 +104,7 @@ def _row(rec: OutcomeRecord, source: str, line: int) -> dict[str, Any]:
         "response": rec.response, "response_truncated": rec.response_truncated, "shadow_of": rec.shadow_of,
         "label": (json.dumps(dict(rec.label), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
                   if rec.label is not None else None),
+        "request_id": rec.request_id, "retry_of": rec.retry_of,
         "extra": (json.dumps(dict(rec.extra), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
                   if rec.extra else None),
         "source_file": source, _LINE: line,

@@ -68,7 +68,8 @@ def _arrow_schema():
         ("scores", pa.struct([])), ("explored", b), ("fallback_from", s), ("latency_ms", f), ("ttft_ms", f),
         ("prompt_tokens", i), ("completion_tokens", i), ("success", b), ("error", s), ("quality", f),
         ("quality_source", s), ("features", pa.list_(f)), ("cost", f), ("context_chars", i), ("sticky", b),
-        ("response", s), ("response_truncated", b), ("shadow_of", s)])  # label (a free JSON object): inferred
+        ("response", s), ("response_truncated", b), ("shadow_of", s),
+        ("request_id", s), ("retry_of", s)])  # label (a free JSON object): inferred
 
 
 _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
@@ -148,6 +149,7 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         checks.append(col("label").is_null())
     checks += [_opt(col(n), col(n).is_finite() & (col(n) >= 0)) for n in ("latency_ms", "ttft_ms", "cost")]
     checks += [_opt(col(n), col(n) >= 0) for n in ("prompt_tokens", "completion_tokens", "context_chars")]
+    checks += [_opt(col(n), col(n).str.len_chars().is_between(1, 128)) for n in ("request_id", "retry_of")]
     if known_models is not None:
         checks.append(col("model").is_in(sorted(known_models)))
     score_fields = df.schema["scores"].fields
@@ -183,6 +185,7 @@ def _fast_frame(table, data: bytes, lines: Sequence[bytes], numbers: Sequence[in
         "prompt_tokens", "completion_tokens", "success", "error", "quality", "quality_source", "features", "cost",
         "context_chars", col("sticky").fill_null(False),
         "response", col("response_truncated").fill_null(False), "shadow_of", pl.lit(None, pl.String).alias("label"),
+        "request_id", "retry_of",
         extra.alias("extra"), pl.lit(source).alias("source_file"), _LINE,
         pl.all_horizontal(checks).fill_null(False).alias("__zeta_ok"),
     ).collect()

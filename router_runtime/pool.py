@@ -57,7 +57,8 @@ Descriptor fields (kept in ``ModelInfo.extra``; what is known about a model beyo
 people and for a cold-start prior): ``family`` (str), ``quantization`` (str, e.g. "Q4_K_M"),
 ``description`` (str), ``benchmark_score`` (a public benchmark score in [0, 1]).
 
-A pool *file* accepts exactly these keys (and, at the top level, ``models`` and ``judge``): a misspelt
+A pool *file* accepts exactly these keys (and, at the top level, ``models``, ``judge`` and ``aliases``, the
+model aliases of ``router_runtime.aliases``: ``"auto:cheap" = { cost_weight = 1.0 }``): a misspelt
 key (``capabilites``) would otherwise be kept silently and change routing, so it is refused with the
 nearest known name.  An artifact's pool list is read as written (older artifacts carry what they carry).
 
@@ -86,10 +87,12 @@ from typing import Any, Mapping, Sequence
 
 from ._checks import finite, is_integer
 from ._atomic import atomic_write
+from .aliases import parse_aliases
 from .errors import ContractError
 
 __all__ = ["ModelInfo", "LinearCost", "parse_model", "load_pool", "CHARS_PER_TOKEN", "SERVING_FIELDS", "DESCRIPTOR_FIELDS",
-           "resolve_gguf", "dump_pool", "update_pool_file", "PoolSettings", "load_pool_settings", "check_judge"]
+           "resolve_gguf", "dump_pool", "update_pool_file", "PoolSettings", "load_pool_settings", "check_judge",
+           "load_aliases"]
 
 CHARS_PER_TOKEN = 4.0  # the stated prompt-token estimate used wherever tokens are not measured
 DEFAULT_COMPLETION_TOKENS = 256.0
@@ -100,7 +103,7 @@ _SERVING_NUMBERS = ("ms_per_prompt_token", "ms_per_token", "load_ms", "load_cost
 SERVING_FIELDS = ("gguf", *_SERVING_NUMBERS, "concurrency", "memory_mb", "chat_template", "llama_options")
 DESCRIPTOR_FIELDS = ("family", "quantization", "description", "benchmark_score")
 POOL_FILE_KEYS = frozenset(_KNOWN | set(SERVING_FIELDS) | set(DESCRIPTOR_FIELDS))
-POOL_FILE_TOP_LEVEL_KEYS = frozenset({"models", "judge"})
+POOL_FILE_TOP_LEVEL_KEYS = frozenset({"models", "judge", "aliases"})
 
 
 @dataclass(frozen=True)
@@ -372,8 +375,17 @@ def _read_pool_doc(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_pool(path: str | os.PathLike) -> tuple[ModelInfo, ...]:
-    """Read a pool file: a TOML document with one ``[[models]]`` table per model."""
+    """Read a pool file: a TOML document with one ``[[models]]`` table per model (its ``[aliases]``
+    are checked too; ``load_aliases`` returns them)."""
     return _pool_of(_read_pool_doc(path), path)
+
+
+def load_aliases(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The model aliases of a pool file's ``[aliases]`` table (``router_runtime.aliases``), checked
+    against its models; {} when it declares none."""
+    doc = _read_pool_doc(path)
+    names = [m.name for m in _pool_of(doc, path)]
+    return parse_aliases(doc.get("aliases"), names, source=str(path))
 
 
 def _pool_of(doc: Mapping[str, Any], path: str | os.PathLike) -> tuple[ModelInfo, ...]:
@@ -392,6 +404,7 @@ def _pool_of(doc: Mapping[str, Any], path: str | os.PathLike) -> tuple[ModelInfo
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ContractError("models", f"duplicate model names {dupes}", source=str(path))
+    parse_aliases(doc.get("aliases"), names, source=str(path))  # a bad alias table fails the pool, early
     return pool
 
 

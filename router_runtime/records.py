@@ -43,6 +43,13 @@ shadow_of          str or null                     on a *shadow record*: the dec
                                                    query this record re-ran on another model (never its own id)
 label              object or null                  on *label lines*: the label's metadata (judge, rubric, raw
                                                    verdict, ...); needs a quality
+request_id         str or null                     the client's id of its request (``x-zeta-request-id`` or
+                                                   ``Idempotency-Key`` header, 1..128 chars); null when none was sent
+retry_of           str or null                     this request is a client's retry of an earlier one that failed
+                                                   (same request_id, or the official openai client's
+                                                   ``x-stainless-retry-count`` >= 1 with the same body): the
+                                                   decision_id of the first request's record.  All the records of
+                                                   one client request share it, or are it
 =================  ==============================  ==========================================================
 
 Client errors: a failure the client caused (its own ``timeout_ms`` ran out, it cancelled or went away)
@@ -51,8 +58,9 @@ It says nothing about the model's quality: training and evaluation leave such re
 ``error`` on that prefix); they stay in the log for traffic accounting.  Text the client sent that no
 model could read (a lone surrogate) is refused before routing and leaves no record at all.
 
-The last four fields (issue 10: ``response`` to ``label``) are written by ``to_line`` only when they
-differ from their defaults, so a record without them keeps the line it had before them.
+The last six fields (issue 10: ``response`` to ``label``; issue 14: ``request_id``, ``retry_of``) are
+written by ``to_line`` only when they differ from their defaults, so a record without them keeps the
+line it had before them.
 
 A *shadow record* re-runs a logged query on another model (``zeta shadow``): its own fresh decision_id,
 the original's query, request_kind, candidates and artifact_version, ``propensity`` 1.0, ``explored``
@@ -114,7 +122,8 @@ def is_client_error(error: str | None) -> bool:
 # even beside a long query, and enough for a judge to grade a full answer.
 RESPONSE_MAX_CHARS = 16_384
 # Added after v1's first release: written only when not at their default (old lines stay the same bytes).
-_LATE_DEFAULTS = {"response": None, "response_truncated": False, "shadow_of": None, "label": None}
+_LATE_DEFAULTS = {"response": None, "response_truncated": False, "shadow_of": None, "label": None,
+                  "request_id": None, "retry_of": None}
 _SHA256 = re.compile("[0-9a-f]{64}")
 _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|\+00:00)")
 
@@ -149,6 +158,8 @@ class OutcomeRecord:
     response_truncated: bool = False
     shadow_of: str | None = None
     label: Mapping[str, Any] | None = None
+    request_id: str | None = None
+    retry_of: str | None = None
     schema_version: int = OUTCOME_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -359,6 +370,11 @@ def parse_outcome(obj: Mapping[str, Any], *, known_models: frozenset[str] | set[
             raise ContractError("label", "label metadata without a quality")
         label = dict(label)
     out["label"] = label
+    out["request_id"] = _str(obj, "request_id", max_len=128)
+    out["retry_of"] = _str(obj, "retry_of", max_len=128)
+    for name in ("request_id", "retry_of"):
+        if out[name] == "":
+            raise ContractError(name, "must not be empty (null when unknown)")
     known = {f.name for f in fields(OutcomeRecord)}
     extra = {k: v for k, v in obj.items() if k not in known}
     rec = OutcomeRecord.__new__(OutcomeRecord)  # already validated: skip __post_init__'s second pass

@@ -114,6 +114,9 @@ class Outcome:
     cost: float | None = None         # the call's cost in the pool's unit, when the host knows it
     response: str | None = None       # the answer text; logged (capped) only when query text is logged
     response_truncated: bool = False  # already cut by the host (``records.cap_response``)
+    request_id: str | None = None     # the client's id of its request (records: request_id)
+    retry_of: str | None = None       # decision_id of the failed request this one retries (records: retry_of)
+    label: Mapping[str, Any] | None = None  # a label line's metadata (records: label)
 
 
 @dataclass(frozen=True)
@@ -644,6 +647,7 @@ class Router:
             or not all(math.isfinite(v) for v in decision.features) else decision.features, cost=outcome.cost,
             context_chars=decision.context_chars, sticky=decision.sticky and model == decision.model,
             response=response, response_truncated=response is not None and (cut or outcome.response_truncated),
+            request_id=outcome.request_id, retry_of=outcome.retry_of, label=outcome.label,
         )
         if self._logger is not None:
             self._logger.write(rec)

@@ -45,10 +45,15 @@ MODES = ("chat", "completion", "embed")
 @dataclass(frozen=True)
 class GenerationRequest:
     """One request to a model, already validated.  ``mode`` is chat (``messages``), completion
-    (``prompt``) or embed (``inputs``); sampling fields left None take the backend's defaults."""
+    (``prompt``) or embed (``inputs``); sampling fields left None take the backend's defaults.
+
+    Tool calls (``router_runtime.serving.tools``): with ``tool_choice`` "function" or "required" the
+    output is constrained by ``json_schema`` (the function's parameters, or a choice of {name,
+    arguments}) and the serving layer turns the text into the answer's tool call; with "auto" the
+    tools are only shown to the model, through its chat template."""
 
     mode: str
-    messages: tuple[Mapping[str, str], ...] = ()
+    messages: tuple[Mapping[str, Any], ...] = ()
     prompt: str | None = None
     inputs: tuple[str, ...] = ()
     max_tokens: int | None = None
@@ -58,8 +63,16 @@ class GenerationRequest:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    json_mode: bool = False                  # response_format json_object: constrain output to JSON
+    json_mode: bool = False                  # the output must be JSON (json_object, json_schema, a tool call)
     grammar: str | None = None               # a GBNF grammar the output must match (llama.cpp's format)
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()   # (token id, bias) pairs, llama.cpp's vocabulary
+    json_schema: str | None = None           # JSON text of the schema the output must follow (grammar-constrained)
+    tools: tuple[Mapping[str, Any], ...] = ()  # OpenAI tool definitions, rendered by the chat template
+    tool_choice: str = "auto"                # auto | none | required | function (then ``tool_name``)
+    tool_name: str | None = None             # the function a forced tool choice names
     deadline: float | None = field(default=None, compare=False)  # time.monotonic() limit, if any
 
     def __post_init__(self) -> None:

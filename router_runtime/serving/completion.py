@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..aliases import ALIAS_PREFIX
 from ..records import OutcomeRecord
 from ..router import Decision, Outcome
 
@@ -26,6 +27,10 @@ class RouteOptions:
     timeout_s: float | None = None
     candidates: tuple[str, ...] | None = None
     conversation: str | None = None         # session-affinity key (header x-zeta-conversation or zeta.conversation)
+    request_id: str | None = None           # the client's id of its request (x-zeta-request-id, Idempotency-Key)
+    client_retry: int = 0                   # the openai client's retry count (x-stainless-retry-count)
+    fingerprint: str | None = None          # sha256 of the request body: recognises a retry without a request id
+    trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context of the caller (traceparent, tracestate)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Completion:
     signals: tuple[str, ...] = ()
     outcome: Outcome | None = None
     record: OutcomeRecord | None = None        # only with background_records=False (else written later)
+    tool_calls: list[dict[str, Any]] | None = None  # the OpenAI tool calls of a forced call (serving.tools)
+    retry_of: str | None = None                # decision_id of the failed request this one retries
 
     @property
     def fallback_from(self) -> str | None:
@@ -62,18 +69,18 @@ class Completion:
 
     def header(self) -> dict[str, Any]:
         return decision_header(self.decision, model=self.model, decision_id=self.decision_id,
-                               requested=self.requested_model, attempts=self.attempts)
+                               requested=self.requested_model, attempts=self.attempts, retry_of=self.retry_of)
 
 
 def decision_header(decision: Decision, *, model: str, decision_id: str, requested: str,
-                    attempts: Sequence[Attempt]) -> dict[str, Any]:
+                    attempts: Sequence[Attempt], retry_of: str | None = None) -> dict[str, Any]:
     """The ``x-zeta-decision`` header's content: what was chosen, why, and how every candidate scored."""
     failed = [a for a in attempts if a.error is not None]
     return {
         "decision_id": decision_id,
         "model": model,
         "requested_model": requested,
-        "routed": requested == AUTO,
+        "routed": requested == AUTO or requested.startswith(ALIAS_PREFIX),
         "kind": decision.kind,
         "scores": {s.model: {"quality": _r(s.quality), "cost": _r(s.cost), "latency_ms": _r(s.latency_ms),
                              "utility": _r(s.utility)} for s in decision.scores},
@@ -88,6 +95,7 @@ def decision_header(decision: Decision, *, model: str, decision_id: str, request
         "excluded": dict(decision.excluded),
         "fallback_from": failed[-1].model if failed and failed[-1].model != model else None,
         "attempts": [{"model": a.model, "error": a.error} for a in attempts],
+        "retry_of": retry_of,
     }
 
 

@@ -16,10 +16,14 @@ GET  /ui                   the dashboard page (``dashboard``); it asks for the t
 GET  /ui/data.json         the numbers the dashboard draws (metrics, state, registry)
 =========================  =================================================================
 
-``model: "auto"`` routes; a pool model's name bypasses routing.  Every answer carries an
+``model: "auto"`` routes; so does an alias (``auto:cw=0.3``, the pool file's ``[aliases]``, listed
+by ``/v1/models``); a pool model's name bypasses routing.  Every answer carries an
 ``x-zeta-decision`` header (JSON: decision_id, model, per-model scores, cost weight, explored,
-artifact version, reason, attempts) and, in non-streamed bodies, the same object as ``zeta``.  The
-per-request routing options travel in the ``zeta`` body field (see ``openai_api``).
+artifact version, reason, attempts, retry_of) and, in non-streamed bodies, the same object as
+``zeta``.  The per-request routing options travel in the ``zeta`` body field, in ``x-zeta-*``
+headers (see ``openai_api``) or in the alias.  ``/v1/feedback`` takes any decision_id: one this
+process no longer remembers is written as a stand-in label line that ingest joins to its record.
+Tools, tool calls (streamed too) and llama.cpp's sampling knobs pass through (``serving.tools``).
 
 Hardening: binds 127.0.0.1 unless told otherwise; an optional bearer token guards everything but
 ``/health`` (compared in constant time; ``/ui`` without it answers 401 with the page itself, which
@@ -41,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -58,6 +63,7 @@ from .dashboard import dashboard_data, page_html
 from .metrics import CONTENT_TYPE
 from .openai_api import (chat_chunk, chat_response, completion_chunk, completion_response, embeddings_response,
                          error_body, parse_chat, parse_completion, parse_embeddings, parse_feedback, usage)
+from .otel import tracing_from_config
 from .service import AUTO, RoutingService
 
 __all__ = ["create_app", "serve", "server_config", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_BODY_TIMEOUT_S",
@@ -71,6 +77,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0  # the request line and headers, from the connec
 DEFAULT_KEEP_ALIVE_S = 5         # an idle keep-alive connection is closed after this (uvicorn's own)
 DECISION_HEADER = "x-zeta-decision"
 _MAX_HEADER_CHARS = 8000   # clients refuse response headers above 16 KB or so (h11's default)
+_TRACE_HEADERS = ("traceparent", "tracestate")  # W3C trace context: a caller's span becomes the parent
 _PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback", "/metrics",
           "/health", "/ui", "/ui/data.json")
 _UI_PAGES = ("/ui", "/ui/")
@@ -151,6 +158,10 @@ def create_app(service: RoutingService, *, token: str | None = None,
         pass
 
     async def read_json(request: Request) -> Any:
+        return (await read_body(request))[0]
+
+    async def read_body(request: Request) -> tuple[Any, str]:
+        """The JSON body and the sha256 of its bytes (how a retry without a request id is recognised)."""
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
             raise _TooLarge()
@@ -172,7 +183,7 @@ def create_app(service: RoutingService, *, token: str | None = None,
         except UnicodeDecodeError as exc:
             raise ContractError("body", f"not UTF-8 (byte {exc.start})") from None
         try:
-            return json.loads(text)
+            return json.loads(text), hashlib.sha256(raw).hexdigest()
         except json.JSONDecodeError as exc:
             raise ContractError("body", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         except RecursionError:
@@ -197,7 +208,16 @@ def create_app(service: RoutingService, *, token: str | None = None,
     def decision_headers(header: dict[str, Any]) -> dict[str, str]:
         return {DECISION_HEADER: header_value(header)}
 
-    async def streamed(stream, include_usage: bool, make_chunk: Callable, first_role: bool) -> Any:
+    async def parsed(request: Request, parse: Callable) -> tuple:
+        """``parse(body, headers)`` with the request's fingerprint and trace context in its options."""
+        body, digest = await read_body(request)
+        out = parse(body, request.headers)
+        trace = tuple((h, request.headers[h]) for h in _TRACE_HEADERS if h in request.headers)
+        options = replace(out[1], fingerprint=f"{request.url.path}:{digest}", trace_headers=trace)
+        return (out[0], options, *out[2:])
+
+    async def streamed(stream, include_usage: bool, make_chunk: Callable, first_role: bool,
+                       req: Any = None) -> Any:
         """Run ``stream`` on a worker thread; answer by SSE once its first event is known (so the
         decision header names the model that really answers, after any fallback)."""
         loop = asyncio.get_running_loop()
@@ -227,18 +247,40 @@ def create_app(service: RoutingService, *, token: str | None = None,
             return from_exception(first[1])
         cid_prefix = "chatcmpl" if first_role else "cmpl"
         cid, created, model = f"{cid_prefix}-{stream.decision_id}", int(time.time()), stream.model
+        # A forced call streams its arguments as they come; "required" names the tool inside its JSON,
+        # so that call goes out whole at the end.
+        choice = getattr(req, "tool_choice", "none")
+        call_id = f"call_{stream.decision_id}"
+
+        def piece(text: str) -> dict[str, Any]:
+            if choice == "function":
+                return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+            return _piece(first_role, text)
 
         async def events():
             item = first
             try:
                 if first_role:
                     yield {"data": json.dumps(make_chunk(cid, model, created, role=True, content=""))}
+                if choice == "function":
+                    yield {"data": json.dumps(make_chunk(cid, model, created, tool_calls=[{
+                        "index": 0, "id": call_id, "type": "function",
+                        "function": {"name": req.tool_name, "arguments": ""}}]))}
                 while True:
                     kind, value = item
                     if kind == "delta":
-                        yield {"data": json.dumps(make_chunk(cid, model, created, **_piece(first_role, value)))}
+                        if choice != "required":
+                            yield {"data": json.dumps(make_chunk(cid, model, created, **piece(value)))}
                     elif kind == "end":
-                        yield {"data": json.dumps(make_chunk(cid, model, created, finish_reason=value.finish_reason))}
+                        finish = value.finish_reason
+                        if value.tool_calls:
+                            finish = "tool_calls"
+                            if choice == "required":
+                                yield {"data": json.dumps(make_chunk(cid, model, created, tool_calls=[
+                                    {"index": i, **c} for i, c in enumerate(value.tool_calls)]))}
+                        elif choice == "required" and value.text:  # not a call (cut short): the text as it is
+                            yield {"data": json.dumps(make_chunk(cid, model, created, content=value.text))}
+                        yield {"data": json.dumps(make_chunk(cid, model, created, finish_reason=finish))}
                         if include_usage:
                             yield {"data": json.dumps(make_chunk(cid, model, created, usage_=usage(value)))}
                         yield {"data": "[DONE]"}
@@ -256,18 +298,18 @@ def create_app(service: RoutingService, *, token: str | None = None,
 
     @endpoint
     async def chat_completions(request: Request) -> Any:
-        req, options, stream, include_usage = parse_chat(await read_json(request))
+        req, options, stream, include_usage = await parsed(request, parse_chat)
         conv = request.headers.get("x-zeta-conversation")
         if conv and options.conversation is None:
             options = replace(options, conversation=conv[:256])
         if stream:
-            return await streamed(service.stream(req, options), include_usage, chat_chunk, True)
+            return await streamed(service.stream(req, options), include_usage, chat_chunk, True, req)
         c = await run_in_threadpool(service.complete, req, options)
         return JSONResponse(chat_response(c), headers=decision_headers(c.header()))
 
     @endpoint
     async def completions(request: Request) -> Any:
-        req, options, stream, include_usage = parse_completion(await read_json(request))
+        req, options, stream, include_usage = await parsed(request, parse_completion)
         if stream:
             return await streamed(service.stream(req, options), include_usage, completion_chunk, False)
         c = await run_in_threadpool(service.complete, req, options)
@@ -275,7 +317,7 @@ def create_app(service: RoutingService, *, token: str | None = None,
 
     @endpoint
     async def embeddings(request: Request) -> Any:
-        req, options, fmt = parse_embeddings(await read_json(request))
+        req, options, fmt = await parsed(request, parse_embeddings)
         c = await run_in_threadpool(service.complete, req, options)
         return JSONResponse(embeddings_response(c, fmt), headers=decision_headers(c.header()))
 
@@ -283,6 +325,9 @@ def create_app(service: RoutingService, *, token: str | None = None,
     async def models(request: Request) -> Any:
         data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "zeta-router",
                  "capabilities": sorted({c for m in service.pool for c in m.capabilities})}]
+        for name, opts in sorted(service.aliases.items()):  # what a UI's model picker can offer
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "zeta-router", "alias_of": AUTO,
+                         "routing": opts})
         for m in service.pool:
             data.append({"id": m.name, "object": "model", "created": 0, "owned_by": "local",
                          "capabilities": list(m.capabilities), "context_length": m.context_length})
@@ -290,10 +335,11 @@ def create_app(service: RoutingService, *, token: str | None = None,
 
     @endpoint
     async def feedback(request: Request) -> Any:
-        decision_id, quality = parse_feedback(await read_json(request))
-        o = await run_in_threadpool(service.feedback, decision_id, quality)
+        decision_id, quality, model = parse_feedback(await read_json(request))
+        remembered = service.remembers(decision_id)
+        o = await run_in_threadpool(service.feedback, decision_id, quality, model)
         return JSONResponse({"decision_id": decision_id, "model": o.model, "quality": o.quality,
-                             "quality_source": o.quality_source, "recorded": True})
+                             "quality_source": o.quality_source, "recorded": True, "remembered": remembered})
 
     @endpoint
     async def metrics_endpoint(request: Request) -> Any:
@@ -338,6 +384,8 @@ def create_app(service: RoutingService, *, token: str | None = None,
         yield
         # Shutting down: the queued OutcomeRecords go to disk before the process ends.
         await run_in_threadpool(service.flush, 30.0)
+        if service.tracer is not None:  # the spans still in the batch go out too
+            await run_in_threadpool(service.tracer.shutdown)
         probes.shutdown(wait=False)
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
@@ -393,23 +441,30 @@ class _Guard:
 def build_service(pool_path: str | os.PathLike, *, artifact: str | os.PathLike | None = "artifacts",
                   log_dir: str | os.PathLike | None = "logs", memory_budget_mb: float | None = None,
                   max_hops: int = 2, cooldown_s: float = 30.0, timeout_s: float = 300.0,
-                  n_threads: int | None = None, reload_interval_ms: float | None = 1000.0) -> RoutingService:
-    """A RoutingService over the llama.cpp backend for a pool file (what ``zeta serve`` runs).
+                  n_threads: int | None = None, reload_interval_ms: float | None = 1000.0,
+                  otel: bool = False, otel_endpoint: str | None = None) -> RoutingService:
+    """A RoutingService over the llama.cpp backend for a pool file (what ``zeta serve`` runs), with
+    the pool file's model aliases.
 
     With an artifact path, newly promoted versions are picked up by themselves (a stat of the
-    registry's CURRENT at most every ``reload_interval_ms``; None turns that off)."""
+    registry's CURRENT at most every ``reload_interval_ms``; None turns that off).  ``otel`` (or
+    ``otel_endpoint``, or ``OTEL_EXPORTER_OTLP_ENDPOINT`` in the environment) traces every request
+    over OTLP (``serving.otel``)."""
     from .llama import LlamaBackend
     from ..logger import OutcomeLogger
-    from ..pool import load_pool
+    from ..pool import load_aliases, load_pool
     from ..router import Router
 
     pool = load_pool(pool_path)
+    aliases = load_aliases(pool_path)
+    tracer = tracing_from_config(otel, otel_endpoint)
     backend = LlamaBackend(pool, base_dir=Path(pool_path).resolve().parent, memory_budget_mb=memory_budget_mb,
                            n_threads=n_threads)
     logger = OutcomeLogger(log_dir) if log_dir is not None else None
     router = Router.load(artifact, pool=pool, logger=logger,
                          reload_interval_ms=reload_interval_ms if artifact is not None else None)
-    return RoutingService(router, backend, max_hops=max_hops, cooldown_s=cooldown_s, timeout_s=timeout_s)
+    return RoutingService(router, backend, max_hops=max_hops, cooldown_s=cooldown_s, timeout_s=timeout_s,
+                          aliases=aliases, tracer=tracer)
 
 
 def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",

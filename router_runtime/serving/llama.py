@@ -50,6 +50,7 @@ from .backends import BackendBase, Finished, GenerationRequest, TextDelta
 from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, ContractError, MissingDependencyError,
                      ModelUnavailableError, ZetaError)
 from ..pool import ModelInfo, resolve_gguf
+from ..records import CLIENT_ERROR_PREFIX
 
 __all__ = ["LlamaBackend", "plain_chat_prompt", "PLAIN_STOP", "import_llama_cpp"]
 
@@ -306,17 +307,21 @@ class LlamaBackend(BackendBase):
     def _complete(self, model: ModelInfo, llm: Any, request: GenerationRequest,
                   load_ms: float | None) -> Iterator[TextDelta | Finished]:
         kwargs: dict[str, Any] = {}
-        for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+        for name in _PASSED_THROUGH:
             v = getattr(request, name)
             if v is not None:
                 kwargs[name] = v
+        if request.logit_bias:
+            kwargs["logit_bias"] = {tid: bias for tid, bias in request.logit_bias}
         stop = list(request.stop)
         fmt = self._format_for(model, llm) if request.mode == "chat" else None
         if fmt is not None and fmt.kind == "named":
             yield from self._complete_named(model, llm, request, kwargs, load_ms)
             return
         if request.mode == "chat" and fmt.kind == "jinja":
-            res = fmt.formatter(messages=[dict(m) for m in request.messages])
+            # The tools go to the template (which renders them as the model was trained to see them).
+            res = fmt.formatter(messages=[dict(m) for m in request.messages], tools=list(request.tools) or None,
+                                tool_choice=_template_tool_choice(request))
             tokens = llm.tokenize(res.prompt.encode("utf-8"), add_bos=not res.added_special, special=True)
             stop += res.stop if isinstance(res.stop, list) else [res.stop] if res.stop else []
             if res.stopping_criteria is not None:
@@ -330,18 +335,20 @@ class LlamaBackend(BackendBase):
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(model.name, f"prompt of {len(tokens)} tokens does not fit the context of {n_ctx}")
         if request.json_mode or request.grammar is not None:
-            kwargs["grammar"] = _grammar(request)
+            kwargs["grammar"] = _grammar(model, request)
         chunks = llm.create_completion(prompt=tokens, max_tokens=request.max_tokens or -1, stop=stop or None,
                                        stream=True, **kwargs)
         yield from _relay(llm, chunks, lambda choice: choice.get("text"), len(tokens), load_ms)
 
     def _complete_named(self, model, llm, request, kwargs, load_ms):
-        if request.grammar is not None:
-            kwargs["grammar"] = _grammar(request)
+        # Our grammar, not the handler's tool_choice: the serving layer turns a forced call's JSON into
+        # the tool call the same way for every chat format.
+        if request.json_mode or request.grammar is not None:
+            kwargs["grammar"] = _grammar(model, request)
         chunks = llm.create_chat_completion(messages=[dict(m) for m in request.messages], stream=True,
                                             max_tokens=request.max_tokens, stop=list(request.stop) or None,
-                                            response_format={"type": "json_object"} if request.json_mode else None,
-                                            **kwargs)
+                                            tools=list(request.tools) or None,
+                                            tool_choice=_template_tool_choice(request), **kwargs)
         yield from _relay(llm, chunks, lambda choice: (choice.get("delta") or {}).get("content"), None, load_ms)
 
     # -- formats ----------------------------------------------------------------------------------
@@ -583,15 +590,45 @@ class LlamaBackend(BackendBase):
         return result
 
 
-def _grammar(request: GenerationRequest) -> Any:
-    """The llama.cpp grammar of a constrained request: the caller's GBNF, or JSON for json_mode."""
+_PASSED_THROUGH = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "top_k", "min_p",
+                   "repeat_penalty")
+
+
+def _template_tool_choice(request: GenerationRequest) -> Any:
+    """The tool_choice a chat template sees ("auto" for a call the grammar forces: templates only know
+    auto/none, and the grammar does the forcing)."""
+    return ("auto" if request.tools else None) if request.tool_choice != "none" else "none"
+
+
+def _grammar(model: ModelInfo, request: GenerationRequest) -> Any:
+    """The llama.cpp grammar of a constrained request: the caller's GBNF; else the request's schema
+    (json_schema, a tool's parameters); else any JSON.  A schema llama.cpp's converter cannot take
+    is the client's error."""
     from llama_cpp import llama_grammar
 
-    text = request.grammar if request.grammar is not None else llama_grammar.JSON_GBNF
+    if request.grammar is not None:
+        try:
+            return llama_grammar.LlamaGrammar.from_string(request.grammar, verbose=False)
+        except Exception as exc:  # llama.cpp's parser raises ValueError with little detail
+            raise ContractError("grammar", f"not a valid GBNF grammar: {exc}") from None
+    if request.json_schema is None:
+        return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
     try:
-        return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
-    except Exception as exc:  # llama.cpp's parser raises ValueError with little detail
-        raise ContractError("grammar", f"not a valid GBNF grammar: {exc}") from None
+        return llama_grammar.LlamaGrammar.from_json_schema(request.json_schema, verbose=False)
+    except Exception as exc:
+        raise _SchemaError(model.name, f"llama.cpp cannot turn the JSON schema into a grammar: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+
+
+class _SchemaError(BackendError):
+    """A schema llama.cpp cannot compile: the request's fault, so no cooldown for the model, and its
+    record's error starts with ``CLIENT_ERROR_PREFIX`` (training leaves it out)."""
+
+    cooldown = False
+
+    def __init__(self, model: str, message: str):
+        super().__init__(model, message)
+        self.args = (f"{CLIENT_ERROR_PREFIX} {message}",)
 
 
 _LLAMA_PARAMS: set[str] | None = None

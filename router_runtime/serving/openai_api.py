@@ -3,9 +3,15 @@ answers turned into response, chunk and error objects.  Pure standard library, s
 without any HTTP stack; ``server.py`` only moves bytes.
 
 Validation follows the OpenAI API: an unknown field is refused ("Unrecognized request argument"),
-and so is a known one this server cannot honour (tools, logprobs, n > 1, ...) rather than being
+and so is a known one this server cannot honour (logprobs, n > 1, audio, ...) rather than being
 silently ignored; every refusal is a ``ContractError`` naming the field, which the server answers
 with HTTP 400 and an OpenAI error object whose ``param`` is that field.
+
+Passed through to llama.cpp (what llama-cpp-python's own server takes): ``tools`` / ``tool_choice``
+(``serving.tools``; tool results come back as ``tool`` messages), ``top_k``, ``min_p``,
+``repeat_penalty``, ``seed``, ``logit_bias`` (token ids of the model's vocabulary), and
+``response_format`` ``json_object`` or ``{"type": "json_schema", "json_schema": {"schema": {...}}}``
+(the output is generated under a grammar built from the schema).
 
 **The extra body field** ``zeta`` (an object; the openai client sends it with
 ``extra_body={"zeta": {...}}``) carries the routing options of one request:
@@ -21,6 +27,12 @@ candidates        list of model names to choose among (default: the whole pool)
 conversation      session-affinity key (also the ``x-zeta-conversation`` header); without one, a
                   chat is recognised by a hash of its earlier turns
 ================  ==============================================================================
+
+The same options (but ``candidates`` and ``conversation``) also come from request headers and model
+aliases (``router_runtime.aliases``: ``x-zeta-cost-weight``, ``model: "auto:cw=0.3"``, ...); the body
+field wins over a header, a header over the alias.  ``x-zeta-request-id`` (or ``Idempotency-Key``)
+names the client's request, so that its retries are recorded as retries of one request
+(``request_headers``).
 """
 
 from __future__ import annotations
@@ -30,24 +42,31 @@ import struct
 import time
 from typing import Any, Mapping
 
+import json
+
 from .._checks import is_finite, is_integer, unicode_text
+from ..aliases import ROUTING_HEADERS, check_routing_options
 from .backends import GenerationRequest
 from ..errors import ContractError
-from ..policy import check_cost_weight
 from .completion import AUTO, Completion, RouteOptions
+from .tools import output_schema, parse_tools
 
 __all__ = ["parse_chat", "parse_completion", "parse_embeddings", "parse_feedback", "chat_response",
            "chat_chunk", "completion_response", "completion_chunk", "embeddings_response", "error_body",
-           "usage", "ZETA_FIELD"]
+           "usage", "ZETA_FIELD", "request_headers", "REQUEST_ID_HEADERS", "RETRY_COUNT_HEADER"]
 
 ZETA_FIELD = "zeta"
 _IGNORED = {"user", "metadata", "store", "service_tier"}        # accepted, no effect on a local model
-_NOT_SUPPORTED = {"tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "logit_bias",
-                  "audio", "modalities", "prediction", "reasoning_effort", "parallel_tool_calls",
+_NOT_SUPPORTED = {"functions", "function_call", "logprobs", "top_logprobs",
+                  "audio", "modalities", "prediction", "reasoning_effort",
                   "web_search_options", "echo", "best_of", "suffix", "dimensions"}
 _SAMPLING = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
-             "frequency_penalty", "n", "stream", "stream_options"}
-_ROLES = {"system", "developer", "user", "assistant"}
+             "frequency_penalty", "n", "stream", "stream_options", "top_k", "min_p", "repeat_penalty", "logit_bias"}
+_TOOL_FIELDS = {"tools", "tool_choice", "parallel_tool_calls"}  # one call at most, which parallel_tool_calls allows
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+REQUEST_ID_HEADERS = ("x-zeta-request-id", "idempotency-key")
+RETRY_COUNT_HEADER = "x-stainless-retry-count"  # the official openai client's: 0, then 1, 2... on its retries
+_MAX_LOGIT_BIAS = 1024
 
 
 def _obj(body: Any) -> Mapping[str, Any]:
@@ -147,39 +166,58 @@ def _n(body: Mapping[str, Any]) -> None:
         raise ContractError("n", f"only n = 1 is supported, got {n!r}")
 
 
-def parse_route_options(body: Mapping[str, Any]) -> RouteOptions:
+def request_headers(headers: Mapping[str, str] | None) -> dict[str, Any]:
+    """What a request's headers say about routing (``x-zeta-cost-weight`` ...), checked like the
+    ``zeta`` field, plus the client's request id and retry count: RouteOptions keyword arguments."""
+    if not headers:
+        return {}
+    raw: dict[str, Any] = {}
+    for header, key in ROUTING_HEADERS.items():
+        v = headers.get(header)
+        if v is None:
+            continue
+        if key != "kind":
+            try:
+                v = float(v)
+            except ValueError:
+                raise ContractError(header, f"must be a number, got {v[:40]!r}") from None
+        raw[key] = v
+    try:
+        out = check_routing_options(raw, "headers")
+    except ContractError as exc:  # name the header the client sent, not the option behind it
+        header = next(h for h, k in ROUTING_HEADERS.items() if exc.field == f"headers.{k}")
+        raise ContractError(header, exc.problem) from None
+    if "timeout_ms" in out:
+        out["timeout_s"] = out.pop("timeout_ms") / 1000.0
+    for header in REQUEST_ID_HEADERS:
+        rid = headers.get(header)
+        if rid is not None:
+            if not 1 <= len(rid) <= 128:
+                raise ContractError(header, "must be 1 to 128 characters")
+            out["request_id"] = rid
+            break
+    retry = headers.get(RETRY_COUNT_HEADER)
+    if retry is not None and retry.isdigit() and len(retry) <= 6:
+        out["client_retry"] = int(retry)
+    return out
+
+
+def parse_route_options(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> RouteOptions:
     model = _model(body)
+    values = request_headers(headers)
     z = body.get(ZETA_FIELD)
-    if z is None:
-        return RouteOptions(model=model)
-    if not isinstance(z, dict):
-        raise ContractError(ZETA_FIELD, "must be an object (cost_weight, max_latency_ms, kind, timeout_ms, candidates)")
-    unknown = sorted(set(z) - {"cost_weight", "max_latency_ms", "kind", "timeout_ms", "candidates", "conversation"})
-    if unknown:
-        raise ContractError(f"{ZETA_FIELD}.{unknown[0]}", "unknown routing option (cost_weight, max_latency_ms, "
-                                                           "kind, timeout_ms, candidates, conversation)")
-    conv = z.get("conversation")
-    if conv is not None and (not isinstance(conv, str) or not 1 <= len(conv) <= 256):
-        raise ContractError(f"{ZETA_FIELD}.conversation", "must be a string of 1 to 256 characters")
-    cw = z.get("cost_weight")
-    if cw is not None:
-        check_cost_weight(cw, f"{ZETA_FIELD}.cost_weight")
-    lat, tmo = z.get("max_latency_ms"), z.get("timeout_ms")
-    for key, v in (("max_latency_ms", lat), ("timeout_ms", tmo)):
-        if v is not None and (not is_finite(v)
-                              or v <= 0):
-            raise ContractError(f"{ZETA_FIELD}.{key}", f"must be a positive number, got {v!r}")
-    kind = z.get("kind")
-    if kind is not None and (not isinstance(kind, str) or not kind):
-        raise ContractError(f"{ZETA_FIELD}.kind", f"must be a non-empty string, got {kind!r}")
-    cands = z.get("candidates")
-    if cands is not None:
-        if not isinstance(cands, list) or not cands or not all(isinstance(c, str) and c for c in cands):
-            raise ContractError(f"{ZETA_FIELD}.candidates", "must be a non-empty list of model names")
-        cands = tuple(cands)
-    return RouteOptions(model=model, kind=kind, cost_weight=None if cw is None else float(cw),
-                        max_latency_ms=None if lat is None else float(lat),
-                        timeout_s=None if tmo is None else float(tmo) / 1000.0, candidates=cands, conversation=conv)
+    if z is not None:
+        if not isinstance(z, dict):
+            raise ContractError(ZETA_FIELD, "must be an object (cost_weight, max_latency_ms, kind, timeout_ms, "
+                                            "candidates, conversation)")
+        zv = check_routing_options(z, ZETA_FIELD, extra_keys=("conversation",))
+        conv = zv.get("conversation")
+        if conv is not None and (not isinstance(conv, str) or not 1 <= len(conv) <= 256):
+            raise ContractError(f"{ZETA_FIELD}.conversation", "must be a string of 1 to 256 characters")
+        if "timeout_ms" in zv:
+            zv["timeout_s"] = zv.pop("timeout_ms") / 1000.0
+        values.update(zv)  # the body wins over a header
+    return RouteOptions(model=model, **values)
 
 
 def _content(m: Mapping[str, Any], i: int) -> str:
@@ -200,50 +238,128 @@ def _content(m: Mapping[str, Any], i: int) -> str:
     raise ContractError(f"messages[{i}].content", "must be a string or a list of text parts")
 
 
-def parse_chat(body: Any) -> tuple[GenerationRequest, RouteOptions, bool, bool]:
-    """A chat completions body -> (request, routing options, stream, include usage in the stream)."""
+def _message(m: Any, i: int) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise ContractError(f"messages[{i}]", "must be an object with role and content")
+    role = m.get("role")
+    if role not in _ROLES:
+        raise ContractError(f"messages[{i}].role", f"must be one of {sorted(_ROLES)}, got {role!r}")
+    allowed = {"role", "content", "name"} | ({"tool_calls", "refusal"} if role == "assistant" else set()) | (
+        {"tool_call_id"} if role == "tool" else set())
+    extra = set(m) - allowed
+    if extra:
+        raise ContractError(f"messages[{i}].{sorted(extra)[0]}", f"is not supported in a {role!r} message")
+    out: dict[str, Any] = {"role": "system" if role == "developer" else role, "content": _content(m, i)}
+    if role == "tool":
+        tid = m.get("tool_call_id")
+        if not isinstance(tid, str) or not tid:
+            raise ContractError(f"messages[{i}].tool_call_id", "is required in a tool message: the id of the call")
+        out["tool_call_id"] = tid
+    calls = m.get("tool_calls")
+    if calls:  # an earlier answer of this server (or another): kept for the chat template to render
+        if not isinstance(calls, list):
+            raise ContractError(f"messages[{i}].tool_calls", "must be a list of tool calls")
+        for j, c in enumerate(calls):
+            fn = c.get("function") if isinstance(c, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                    or not isinstance(fn.get("arguments"), str):
+                raise ContractError(f"messages[{i}].tool_calls[{j}]",
+                                    'must be {"id", "type": "function", "function": {"name", "arguments": "<JSON>"}}')
+        out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": dict(c["function"])} for c in calls]
+    return out
+
+
+def _response_format(body: Mapping[str, Any]) -> tuple[bool, dict | None]:
+    """(the output must be JSON, the schema it must follow or None)."""
+    rf = body.get("response_format")
+    if rf is None:
+        return False, None
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise ContractError("response_format", 'type must be "text", "json_object" or "json_schema"')
+    if kind == "text":
+        return False, None
+    if kind == "json_object":
+        schema = rf.get("schema")  # llama-cpp-python's own extension: json_object with a schema
+        if schema is not None and not isinstance(schema, dict):
+            raise ContractError("response_format.schema", "must be a JSON schema object")
+        return True, schema
+    js = rf.get("json_schema")
+    if not isinstance(js, dict) or not isinstance(js.get("schema", {}), dict):
+        raise ContractError("response_format.json_schema",
+                            'must be {"name": ..., "schema": {a JSON schema}} (OpenAI structured outputs)')
+    unknown = sorted(set(js) - {"name", "description", "schema", "strict"})
+    if unknown:
+        raise ContractError(f"response_format.json_schema.{unknown[0]}", "unrecognized field")
+    return True, js.get("schema") or {"type": "object"}
+
+
+def _logit_bias(body: Mapping[str, Any]) -> tuple[tuple[int, float], ...]:
+    lb = body.get("logit_bias")
+    if lb is None:
+        return ()
+    if not isinstance(lb, dict) or len(lb) > _MAX_LOGIT_BIAS:
+        raise ContractError("logit_bias", f"must be an object of token id -> bias, at most {_MAX_LOGIT_BIAS} entries")
+    out = []
+    for k, v in lb.items():
+        if not (k.isdigit() and len(k) <= 9):
+            raise ContractError(f"logit_bias.{k[:20]}", "keys are token ids (non-negative integers)")
+        if not is_finite(v) or not -100 <= v <= 100:
+            raise ContractError(f"logit_bias.{k}", f"must be a number in [-100, 100], got {v!r}")
+        out.append((int(k), float(v)))
+    return tuple(out)
+
+
+def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampling fields common to chat and completions, checked."""
+    return dict(
+        temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
+        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63), _UINT64_MAX),
+        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
+        top_k=_int(body, "top_k", 0), min_p=_number(body, "min_p", 0.0, 1.0),
+        repeat_penalty=_number(body, "repeat_penalty", 0.0, 10.0), logit_bias=_logit_bias(body))
+
+
+def parse_chat(body: Any, headers: Mapping[str, str] | None = None) -> tuple[GenerationRequest, RouteOptions,
+                                                                              bool, bool]:
+    """A chat completions body (and the request's headers) -> (request, routing options, stream,
+    include usage in the stream)."""
     body = _obj(body)
-    _check_fields(body, {"model", "messages", "response_format", ZETA_FIELD} | _SAMPLING)
-    options = parse_route_options(body)
+    _check_fields(body, {"model", "messages", "response_format", ZETA_FIELD} | _SAMPLING | _TOOL_FIELDS)
+    options = parse_route_options(body, headers)
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise ContractError("messages", "must be a non-empty list of messages")
-    messages = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            raise ContractError(f"messages[{i}]", "must be an object with role and content")
-        role = m.get("role")
-        if role not in _ROLES:
-            raise ContractError(f"messages[{i}].role", f"must be one of {sorted(_ROLES)}, got {role!r}")
-        extra = set(m) - {"role", "content", "name"}
-        if extra:
-            raise ContractError(f"messages[{i}].{sorted(extra)[0]}", "is not supported (text messages only)")
-        messages.append({"role": "system" if role == "developer" else role, "content": _content(m, i)})
-    rf = body.get("response_format")
-    json_mode = False
-    if rf is not None:
-        if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object"):
-            raise ContractError("response_format", 'type must be "text" or "json_object" (json_schema is not supported)')
-        json_mode = rf["type"] == "json_object"
+    messages = [_message(m, i) for i, m in enumerate(msgs)]
+    ptc = body.get("parallel_tool_calls")
+    if ptc is not None and not isinstance(ptc, bool):
+        raise ContractError("parallel_tool_calls", f"must be true or false, got {ptc!r}")
+    tools, choice, forced = parse_tools(body.get("tools"), body.get("tool_choice"))
+    json_mode, schema = _response_format(body)
+    call_schema = output_schema(tools, choice, forced)
+    if call_schema is not None:
+        if json_mode:
+            raise ContractError("response_format", "a forced tool call is JSON already: send one of the two")
+        json_mode, schema = True, call_schema
     _n(body)
     stream, include_usage = _stream(body)
     max_tokens = _int(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1)
     req = GenerationRequest(
-        mode="chat", messages=tuple(messages), max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
-        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63), _UINT64_MAX),
-        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
-        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0), json_mode=json_mode)
+        mode="chat", messages=tuple(messages), max_tokens=max_tokens, json_mode=json_mode,
+        json_schema=None if schema is None else json.dumps(schema, ensure_ascii=False, sort_keys=True),
+        tools=tools, tool_choice=choice, tool_name=forced, **_sampling(body))
     return req, options, stream, include_usage
 
 
-def parse_completion(body: Any) -> tuple[GenerationRequest, RouteOptions, bool, bool]:
+def parse_completion(body: Any, headers: Mapping[str, str] | None = None) -> tuple[GenerationRequest, RouteOptions,
+                                                                                    bool, bool]:
     """A (legacy) completions body; ``max_tokens`` defaults to 16 as in the OpenAI API."""
     body = _obj(body)
     _check_fields(body, {"model", "prompt", ZETA_FIELD} | _SAMPLING - {"max_completion_tokens"})
-    options = parse_route_options(body)
+    options = parse_route_options(body, headers)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
@@ -253,19 +369,16 @@ def parse_completion(body: Any) -> tuple[GenerationRequest, RouteOptions, bool, 
     stream, include_usage = _stream(body)
     max_tokens = _int(body, "max_tokens", 1)
     req = GenerationRequest(
-        mode="completion", prompt=prompt, max_tokens=16 if max_tokens is None else max_tokens,
-        temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
-        stop=_stop(body), seed=_int(body, "seed", -(2 ** 63), _UINT64_MAX),
-        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
-        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0))
+        mode="completion", prompt=prompt, max_tokens=16 if max_tokens is None else max_tokens, **_sampling(body))
     return req, options, stream, include_usage
 
 
-def parse_embeddings(body: Any) -> tuple[GenerationRequest, RouteOptions, str]:
+def parse_embeddings(body: Any, headers: Mapping[str, str] | None = None) -> tuple[GenerationRequest,
+                                                                                    RouteOptions, str]:
     """An embeddings body -> (request, routing options, encoding format "float" | "base64")."""
     body = _obj(body)
     _check_fields(body, {"model", "input", "encoding_format", ZETA_FIELD})
-    options = parse_route_options(body)
+    options = parse_route_options(body, headers)
     if options.kind not in (None, "embed"):
         raise ContractError(f"{ZETA_FIELD}.kind", "an embeddings request routes among embed-capable models only")
     inp = body.get("input")
@@ -283,17 +396,23 @@ def parse_embeddings(body: Any) -> tuple[GenerationRequest, RouteOptions, str]:
     return GenerationRequest(mode="embed", inputs=tuple(inp)), options, fmt
 
 
-def parse_feedback(body: Any) -> tuple[str, float]:
+def parse_feedback(body: Any) -> tuple[str, float, str | None]:
+    """A feedback body -> (decision_id, quality, model or None).  ``model`` (optional) is the model
+    that answered, from the answer's x-zeta-decision header: it names the label line of a decision
+    this process no longer remembers."""
     body = _obj(body)
-    unknown = sorted(set(body) - {"decision_id", "quality"})
+    unknown = sorted(set(body) - {"decision_id", "quality", "model"})
     if unknown:
-        raise ContractError(unknown[0], "unrecognized field (decision_id, quality)")
-    did, q = body.get("decision_id"), body.get("quality")
-    if not isinstance(did, str) or not did:
-        raise ContractError("decision_id", "is required: the decision_id of an answer (x-zeta-decision header)")
+        raise ContractError(unknown[0], "unrecognized field (decision_id, quality, model)")
+    did, q, model = body.get("decision_id"), body.get("quality"), body.get("model")
+    if not isinstance(did, str) or not 1 <= len(did) <= 128:
+        raise ContractError("decision_id", "is required: the decision_id of an answer (x-zeta-decision header), "
+                                           "1 to 128 characters")
     if not is_finite(q) or not 0.0 <= q <= 1.0:
         raise ContractError("quality", f"must be a number in [0, 1], got {q!r}")
-    return did, float(q)
+    if model is not None and (not isinstance(model, str) or not 1 <= len(model) <= 128):
+        raise ContractError("model", "must be a model name of 1 to 128 characters")
+    return did, float(q), model
 
 
 # -- responses --------------------------------------------------------------------------------------
@@ -303,17 +422,22 @@ def usage(c: Completion) -> dict[str, int]:
 
 
 def chat_response(c: Completion, *, created: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": c.text}
+    finish = c.finish_reason
+    if c.tool_calls:
+        message = {"role": "assistant", "content": None, "tool_calls": c.tool_calls}
+        finish = "tool_calls"
     return {
         "id": f"chatcmpl-{c.decision_id}", "object": "chat.completion", "created": created or int(time.time()),
         "model": c.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                     "finish_reason": c.finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": usage(c), ZETA_FIELD: c.header(),
     }
 
 
 def chat_chunk(cid: str, model: str, created: int, *, content: str | None = None, role: bool = False,
-               finish_reason: str | None = None, usage_: dict | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None, usage_: dict | None = None,
+               tool_calls: list | None = None) -> dict[str, Any]:
     if usage_ is not None:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
                 "usage": usage_}
@@ -322,6 +446,8 @@ def chat_chunk(cid: str, model: str, created: int, *, content: str | None = None
         delta["role"] = "assistant"
     if content is not None:
         delta["content"] = content
+    if tool_calls is not None:
+        delta["tool_calls"] = tool_calls
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
 

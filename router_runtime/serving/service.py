@@ -32,7 +32,11 @@ truncated      (stopped at max_tokens) success true, error "truncated at max_tok
 
 **Explicit quality**: ``feedback(decision_id, quality)`` appends the answer's record again, same
 ``decision_id``, with ``quality`` and ``quality_source = "user"``: the same outcome, now with a known
-quality.  Ingestion (``flows/ingest.py``) keeps such a line as feedback, apart from the answer's own
+quality.  Feedback for a decision this process does not remember (another process answered it, or it
+is older than the last ``feedback_capacity`` answers) is written all the same, as a label line whose
+other fields are stand-ins (model: the one the client names, else "unknown"; no query text, only
+the hash of an empty one; ``label`` says so): ingest gives its quality to the decision's own record
+whenever that arrives, and never trains on the stand-in.  Ingestion (``flows/ingest.py``) keeps such a line as feedback, apart from the answer's own
 line, and its readers give the answer's record the quality of its latest feedback (quality_source
 "user"), whether the feedback is ingested with the answer, in a later run or before it; training,
 evaluation and the off-policy estimates read the record that way.
@@ -43,6 +47,18 @@ router built with ``log_query_text=False`` logs neither the query nor the answer
 
 The cost logged for a model whose cost is the local cost model is the attempt's measured wall time in
 ms (load included); otherwise the pool's expected cost for the query.
+
+**Aliases and tools.**  ``model`` may be an alias (``router_runtime.aliases``: ``auto:cw=0.3``, the
+pool file's ``[aliases]``): it routes like ``auto`` with the alias's options, under the request's own.
+A request that may call tools (``serving.tools``) routes only among models declaring the capability
+``tools``; a forced call's JSON becomes the Completion's ``tool_calls``.
+
+**Client retries.**  A request that retries one that failed (same ``request_id``; or the openai
+client's retry count >= 1 with the same body ``fingerprint``) is recorded with ``retry_of`` = the
+decision_id of the first one, so its failures count as one request's (``records``).
+
+**Tracing.**  With a ``tracer`` (``serving.otel.Tracing``) every request is one OpenTelemetry span
+with the GenAI semantic-convention attributes and the decision's.
 
 Records are written by one background thread (``background_records=True``, the default) so that
 validating and appending the JSON line is not on the request's path; order is kept (a failure's line
@@ -68,13 +84,15 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .._checks import is_finite, is_integer, unicode_text
 from ..errors import (BackendError, BackendTimeoutError, ContextOverflowError, ContractError, ModelUnavailableError,
                       ServingError, ZetaError)
 from ..policy import rank_scores
 from ..pool import LinearCost, ModelInfo
+from ..aliases import ALIAS_PREFIX, COST_WEIGHT_ALIAS, resolve_alias
+from ..ids import utc_now
 from ..records import CLIENT_ERROR_PREFIX, OutcomeRecord, cap_response
 from ..routed_text import RoutedText, from_text
 from ..router import Decision, Outcome, Router
@@ -86,6 +104,7 @@ from .completion import AUTO, Attempt, Completion, RouteOptions, decision_header
 from .metrics import Metrics
 from .signals import attempt_cost, detect, outcome_fields
 from .stream import CompletionStream
+from .tools import TOOLS_CAPABILITY, needs_tools, tool_calls
 from .writer import RecordWriter, write_record
 
 __all__ = ["RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "with_load_penalty",
@@ -96,6 +115,11 @@ log = logging.getLogger("zeta.serving")
 _CHAT_OVERHEAD_TOKENS = 8        # per chat message: role markers and separators of a typical template
 _DECIDER_CACHE = 64              # routers with load penalties, one per set of unloaded models
 _FEEDBACK_TEXT_BUDGET = 64 << 20  # characters of query text kept for answers that may get feedback
+_RETRY_MEMORY = 10_000           # client requests remembered to recognise their retries
+_RETRY_WINDOW_S = 600.0          # a retry arrives within seconds of its failure; an old one is a new request
+UNKNOWN_MODEL = "unknown"        # the model of a label line for a decision nobody here remembers
+STAND_IN_NOTE = ("feedback for a decision this process does not remember: only decision_id, ts and quality are "
+                 "real; ingest applies the quality to the decision's own record")
 
 
 def with_load_penalty(m: ModelInfo) -> ModelInfo:
@@ -156,7 +180,8 @@ class RoutingService:
     def __init__(self, router: Router, backend: Backend, *, max_hops: int = 2, cooldown_s: float = 30.0,
                  timeout_s: float = 300.0, feedback_capacity: int = 10_000, metrics: Metrics | None = None,
                  clock=time.monotonic, background_records: bool = True, affinity_margin: float | None = 0.05,
-                 affinity_capacity: int = 10_000):
+                 affinity_capacity: int = 10_000, aliases: Mapping[str, Mapping[str, Any]] | None = None,
+                 tracer: Any = None):
         if not is_integer(max_hops) or max_hops < 0:
             raise ContractError("max_hops", f"must be an integer >= 0, got {max_hops!r}")
         for name, v in (("cooldown_s", cooldown_s), ("timeout_s", timeout_s)):
@@ -192,6 +217,9 @@ class RoutingService:
         # Hot reload without traffic too: a promotion is picked up even when no request comes to look.
         interval = router.reload_interval_ms
         self._reload_timer = ReloadTimer(self._check_reload, interval / 1000.0) if interval is not None else None
+        self.aliases = {k: dict(v) for k, v in (aliases or {}).items()}  # alias -> routing options (aliases.py)
+        self.tracer = tracer                            # serving.otel.Tracing, or None: no spans
+        self._requests: OrderedDict[tuple, tuple[str, float]] = OrderedDict()  # client request -> (first id, when)
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -247,9 +275,10 @@ class RoutingService:
             raise ContractError("stream", "embeddings are not streamed")
         return CompletionStream(self, request, options)
 
-    def feedback(self, decision_id: str, quality: float) -> Outcome:
-        """Record an explicit quality for an answer this service gave (``Completion.decision_id``);
-        returns the outcome as recorded (the answer's, with ``quality`` and quality_source "user")."""
+    def feedback(self, decision_id: str, quality: float, model: str | None = None) -> Outcome:
+        """Record an explicit quality for an answer (``Completion.decision_id``); returns the outcome as
+        recorded (the answer's, with ``quality`` and quality_source "user").  A decision this service
+        does not remember gets a stand-in label line (see the module docstring); ``model`` names it."""
         if not isinstance(decision_id, str) or not decision_id:
             raise ContractError("decision_id", "must be a non-empty string")
         if not is_finite(quality) \
@@ -258,16 +287,30 @@ class RoutingService:
         with self._lock:
             seen = self._recent.get(decision_id)
         if seen is None:
-            raise ServingError(f"no recent answer with decision_id {decision_id!r} (this server keeps the last "
-                               f"{self._capacity}; feedback must come from the process that answered)",
-                               status=404, code="decision_not_found", param="decision_id")
+            seen = _Remembered(*self._stand_in(decision_id, model))
         outcome = replace(seen.outcome, quality=float(quality), quality_source="user")
         if self._writer is not None:
             self._writer.submit(seen.decision, outcome)  # in order, after the answer's own line
         else:
             write_record(self.router, self.metrics, seen.decision, outcome)
-        self.metrics.inc("zeta_feedback_total", {"model": outcome.model or seen.decision.model})
+        name = outcome.model or seen.decision.model  # a client-named stand-in must not grow the metric's labels
+        self.metrics.inc("zeta_feedback_total", {"model": name if name in self._pool_index()[1] else UNKNOWN_MODEL})
         return outcome
+
+    def remembers(self, decision_id: str) -> bool:
+        """Whether feedback for ``decision_id`` copies its answer's record (else a stand-in label line)."""
+        with self._lock:
+            return decision_id in self._recent
+
+    def _stand_in(self, decision_id: str, model: str | None) -> tuple[Decision, Outcome]:
+        """The decision and outcome a label line for a forgotten decision copies: only decision_id,
+        quality and ts are real; ingest joins it to the decision's own record by decision_id."""
+        name = model or UNKNOWN_MODEL
+        d = Decision(decision_id=decision_id, model=name, kind="chat", scores=(), propensity=1.0, explored=False,
+                     reason="feedback for a decision this process does not remember", artifact_version=None,
+                     cost_weight=0.0, excluded={}, ts=utc_now(), query=None)
+        return d, Outcome(success=True, model=name, label={"stand_in": True, "model_named_by_client": model is not None,
+                                                           "note": STAND_IN_NOTE})
 
     def cooling_down(self) -> dict[str, float]:
         """Models resting after a failure: name -> seconds left."""
@@ -395,6 +438,10 @@ class RoutingService:
             if options.model not in names:
                 raise ServingError(f"model {options.model!r} is not in the pool (known: auto, {', '.join(names)})",
                                    status=404, code="model_not_found", param="model")
+            if needs_tools(request.tools, request.tool_choice) and not self._can_call_tools(options.model):
+                raise ServingError(f"model {options.model!r} cannot call tools: its pool entry does not declare the "
+                                   f"capability {TOOLS_CAPABILITY!r} ({self._no_tools_message(names, short=True)})",
+                                   status=400, code="model_cannot_serve", param="tools")
             if options.model in unavailable:
                 raise ServingError(f"model {options.model!r} is out of the pool until its file changes: "
                                    f"{unavailable[options.model]}", status=503, code="model_unavailable",
@@ -415,6 +462,14 @@ class RoutingService:
         cands = list(options.candidates) if options.candidates is not None else names
         cooling = self.cooling_down()
         extra_excluded: dict[str, str] = {}
+        if needs_tools(request.tools, request.tool_choice):
+            able = [c for c in cands if self._can_call_tools(c)]
+            if not able:
+                raise ServingError(self._no_tools_message(cands), status=400, code="no_capable_model", param="tools")
+            for c in cands:
+                if c not in able:
+                    extra_excluded[c] = f"does not declare the capability {TOOLS_CAPABILITY!r}"
+            cands = able
         for c in cands:
             if c in unavailable:
                 extra_excluded[c] = f"out of the pool until its file changes: {unavailable[c]}"
@@ -449,6 +504,21 @@ class RoutingService:
             raise self._no_model(d, kind, extra_excluded)
         order = [d.model] + [s.model for s in rank_scores(d.scores) if s.model != d.model]
         return d, order[: 1 + self.max_hops]
+
+    def _can_call_tools(self, name: str) -> bool:
+        m = self.model(name)
+        return m is not None and TOOLS_CAPABILITY in m.capabilities
+
+    def _no_tools_message(self, among: list[str], *, short: bool = False) -> str:
+        able = [m.name for m in self.pool if TOOLS_CAPABILITY in m.capabilities]
+        if short:
+            return f"models that can: {', '.join(able)}" if able else "no model of the pool declares it"
+        if able:
+            return (f"the request has tools, and none of its candidates ({', '.join(among)}) declares the capability "
+                    f"{TOOLS_CAPABILITY!r}; models that do: {', '.join(able)}")
+        return (f"the request has tools, and no model of the pool declares the capability {TOOLS_CAPABILITY!r}: "
+                f'add "{TOOLS_CAPABILITY}" to the capabilities of a model whose chat template renders tools, '
+                'or send tool_choice "none"')
 
     def _no_model(self, d: Decision, kind: str, narrowed: dict[str, str]) -> ServingError:
         """Why nobody can answer, naming the real causes: when the service itself ruled the last
@@ -528,13 +598,72 @@ class RoutingService:
     # -- generating -------------------------------------------------------------------------------
     def _serve(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
                cancel: threading.Event | None, state: dict) -> Iterator[TextDelta]:
+        """One request, traced and remembered for its retries, around ``_answer``."""
+        requested = options.model
+        state["requested"] = requested
+        if requested.startswith(ALIAS_PREFIX) and not requested.startswith(COST_WEIGHT_ALIAS) \
+                and requested not in self.aliases:
+            known = ", ".join([AUTO, f"{COST_WEIGHT_ALIAS}<number>", *sorted(self.aliases)])
+            raise ServingError(f"model {requested[:80]!r} is no alias of this pool (aliases: {known}; declare one in "
+                               "the pool file's [aliases] table)", status=404, code="model_not_found", param="model")
+        resolved = resolve_alias(requested, self.aliases)
+        if resolved is not None:  # an alias: route like auto, the request's own options first
+            opts = {k: v for k, v in resolved.items() if getattr(options, _ALIAS_FIELD.get(k, k), None) is None}
+            if "timeout_ms" in opts:
+                opts["timeout_s"] = opts.pop("timeout_ms") / 1000.0
+            options = replace(options, model=AUTO, **opts)
+        key, retry_of = self._retry_of(options)
+        state["retry_of"] = retry_of
+        span = self.tracer.start(request, requested, options) if self.tracer is not None else None
+        try:
+            completion = yield from self._answer(request, options, streaming=streaming, cancel=cancel, state=state)
+        except BaseException as exc:
+            if key is not None and "decision" in state:
+                self._remember_request(key, retry_of or state["decision"].decision_id)
+            if span is not None:
+                self.tracer.fail(span, exc, state)
+            raise
+        if key is not None:
+            self._remember_request(key, retry_of or completion.decision.decision_id)
+        if span is not None:
+            self.tracer.finish(span, completion)
+        return completion
+
+    # -- client retries ---------------------------------------------------------------------------
+    def _retry_of(self, options: RouteOptions) -> tuple[tuple | None, str | None]:
+        """(the key this request is remembered by, the decision_id of the request it retries or None)."""
+        if options.request_id is not None:
+            key = ("id", options.request_id)
+        elif options.fingerprint is not None:
+            key = ("body", options.fingerprint)
+        else:
+            return None, None
+        if key[0] == "body" and options.client_retry < 1:
+            return key, None  # the same body twice is two requests unless the client says it retries
+        now = self._clock()
+        with self._lock:
+            hit = self._requests.get(key)
+        if hit is None or now - hit[1] > _RETRY_WINDOW_S:
+            return key, None
+        self._later(self.metrics.inc, "zeta_client_retries_total")
+        return key, hit[0]
+
+    def _remember_request(self, key: tuple, first_id: str) -> None:
+        with self._lock:
+            self._requests[key] = (first_id, self._clock())
+            self._requests.move_to_end(key)
+            while len(self._requests) > _RETRY_MEMORY:
+                self._requests.popitem(last=False)
+
+    def _answer(self, request: GenerationRequest, options: RouteOptions, *, streaming: bool,
+                cancel: threading.Event | None, state: dict) -> Iterator[TextDelta]:
         t_start = time.perf_counter()
         text = unicode_text(request_text(request), "input" if request.mode == "embed" else (
             "messages" if request.mode == "chat" else "prompt"))
         decision, order = self._route(request, options, text, self._routed_text(request, text))
         self._later(self._count_decision, decision, "auto" if options.model == AUTO else "named")
         state["decision"] = decision
-        state["requested"] = options.model
+        ids = (options.request_id, state.get("retry_of"))
         # The client may shorten the service's limit, never lengthen it; when its own limit is the one
         # that binds, a timeout is the client's choice and says nothing about the model.
         client_limit = options.timeout_s is not None and (self.timeout_s <= 0 or options.timeout_s < self.timeout_s)
@@ -551,7 +680,7 @@ class RoutingService:
                                            streaming, client_limit)
             if got.error is not None:
                 cancelled = isinstance(got.error, _CancelledError)
-                self._record(decision, did, name, previous, got, request, signals=(), text=text)
+                self._record(decision, did, name, previous, got, request, signals=(), text=text, ids=ids)
                 attempts.append(Attempt(name, did, str(got.error), round(got.latency_ms, 3)))
                 if cancelled:
                     raise ServingError("the client cancelled the request", status=499, code="cancelled",
@@ -567,7 +696,8 @@ class RoutingService:
                 previous = name
                 continue
             signals, got.json_error = detect(request, got.text, got.final.finish_reason)
-            rec, outcome = self._record(decision, did, name, previous, got, request, signals=signals, text=text)
+            rec, outcome = self._record(decision, did, name, previous, got, request, signals=signals, text=text,
+                                        ids=ids)
             attempts.append(Attempt(name, did, None, round(got.latency_ms, 3)))
             total_ms = (time.perf_counter() - t_start) * 1000.0
             self._later(self._observe_success, name, got, signals, total_ms, decision)
@@ -575,10 +705,12 @@ class RoutingService:
                 self._remember(request, options, name, got.text)
             f = got.final
             done = Completion(
-                decision=decision, decision_id=did, model=name, requested_model=options.model, text=got.text,
+                decision=decision, decision_id=did, model=name, requested_model=state["requested"], text=got.text,
                 embeddings=f.embeddings, finish_reason=f.finish_reason, prompt_tokens=f.prompt_tokens,
                 completion_tokens=f.completion_tokens, latency_ms=total_ms, ttft_ms=got.ttft_ms,
-                attempts=tuple(attempts), signals=signals, outcome=outcome, record=rec)
+                attempts=tuple(attempts), signals=signals, outcome=outcome, record=rec,
+                tool_calls=tool_calls(request.tool_choice, request.tool_name, got.text, did),
+                retry_of=state.get("retry_of"))
             self.last_answer = done
             return done
         self.metrics.observe("zeta_request_duration_seconds", time.perf_counter() - t_start, {"model": "none"})
@@ -679,8 +811,8 @@ class RoutingService:
             m.inc("zeta_quality_signals_total", {"model": name, "signal": s})
 
     def _record(self, decision: Decision, did: str, name: str, previous: str | None, got: _Attempted,
-                request: GenerationRequest, *, signals: tuple[str, ...],
-                text: str) -> tuple[OutcomeRecord | None, Outcome]:
+                request: GenerationRequest, *, signals: tuple[str, ...], text: str,
+                ids: tuple[str | None, str | None] = (None, None)) -> tuple[OutcomeRecord | None, Outcome]:
         model = self.model(name)
         f = got.final
         quality = source = None
@@ -699,7 +831,8 @@ class RoutingService:
             ttft_ms=None if got.ttft_ms is None else round(got.ttft_ms, 3),
             prompt_tokens=f.prompt_tokens if f else None, completion_tokens=f.completion_tokens if f else None,
             error=error, quality=quality, quality_source=source, model=name, fallback_from=previous,
-            cost=round(cost, 6) if cost is not None and math.isfinite(cost) else None)
+            cost=round(cost, 6) if cost is not None and math.isfinite(cost) else None,
+            request_id=ids[0], retry_of=ids[1])
         d = decision if did == decision.decision_id else replace(decision, decision_id=did)
         if got.error is None:
             with self._lock:
@@ -714,6 +847,10 @@ class RoutingService:
             self._writer.submit(d, outcome)
             return None, outcome
         return write_record(self.router, self.metrics, d, outcome), outcome
+
+
+# alias option -> the RouteOptions field a request sets it with
+_ALIAS_FIELD = {"timeout_ms": "timeout_s"}
 
 
 def context_problem(backend: Backend, model: ModelInfo, request: GenerationRequest, text: str) -> str | None:
@@ -783,6 +920,7 @@ def _declare(m: Metrics) -> None:
     m.declare("zeta_cost_largest_total", "counter",
               "Expected cost of the same requests on their largest capable candidate, by that model (the baseline)")
     m.declare("zeta_feedback_total", "counter", "Explicit quality feedback received, by model")
+    m.declare("zeta_client_retries_total", "counter", "Requests recognised as a client's retry of an earlier one")
     m.declare("zeta_record_errors_total", "counter", "Outcome records that could not be written")
     m.declare("zeta_artifact_info", "gauge", "The artifact version in use (value 1); 'none' on rules")
     m.declare("zeta_router_rule_based", "gauge", "1 when the router routes by rules (no usable artifact)")

@@ -60,7 +60,7 @@ class CompletionStream:
             return self.result.header()
         return decision_header(self._state["decision"], model=self._state["model"],
                                decision_id=self._state["decision_id"], requested=self._state["requested"],
-                               attempts=self._state.get("attempts", ()))
+                               attempts=self._state.get("attempts", ()), retry_of=self._state.get("retry_of"))
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -19,7 +19,7 @@ HEAVY = ("polars", "prefect", "catboost", "pyarrow", "pandas", "numpy")
 # What serving needs and deciding must not load: the event loop, TLS, sockets, the HTTP modules, the
 # ASGI stack, and the runtime's own serving layer (its package and the old module paths).
 SERVING = ("asyncio", "ssl", "socket", "selectors", "http", "email", "concurrent", "starlette", "uvicorn",
-           "sse_starlette", "llama_cpp")
+           "sse_starlette", "llama_cpp", "opentelemetry")
 SERVING_MODULES = ("router_runtime.serving", "router_runtime.server", "router_runtime.backends",
                    "router_runtime.llama_backend", "router_runtime.openai_api", "router_runtime.metrics",
                    "router_runtime.calibration")

@@ -118,8 +118,12 @@ def test_feedback_endpoint(client, svc):
     did = client.post("/v1/chat/completions", json={"model": "auto", "messages": MSG}).json()["zeta"]["decision_id"]
     r = client.post("/v1/feedback", json={"decision_id": did, "quality": 0.9})
     assert r.status_code == 200 and r.json() == {"decision_id": did, "model": "small", "quality": 0.9,
-                                                 "quality_source": "user", "recorded": True}
-    err(client.post("/v1/feedback", json={"decision_id": "nope", "quality": 0.9}), 404, "decision_id")
+                                                 "quality_source": "user", "recorded": True, "remembered": True}
+    # A decision this process never answered: recorded all the same, as a stand-in label line.
+    r = client.post("/v1/feedback", json={"decision_id": "other-process-1", "quality": 0.4, "model": "large"})
+    assert r.status_code == 200 and r.json()["remembered"] is False and r.json()["model"] == "large"
+    err(client.post("/v1/feedback", json={"decision_id": "", "quality": 0.9}), 400, "decision_id")
+    err(client.post("/v1/feedback", json={"decision_id": "x" * 129, "quality": 0.9}), 400, "decision_id")
     err(client.post("/v1/feedback", json={"decision_id": did, "quality": 2}), 400, "quality")
     err(client.post("/v1/feedback", json={"decision_id": did, "quality": 1, "x": 1}), 400, "x")
 
@@ -136,9 +140,15 @@ def test_feedback_endpoint(client, svc):
     ({"model": "auto", "messages": MSG, "max_tokens": 0}, "max_tokens", ("in [1, ",)),
     ({"model": "auto", "messages": MSG, "n": 2}, "n", ("n = 1",)),
     ({"model": "auto", "messages": MSG, "stop": ["a"] * 5}, "stop", ("up to 4",)),
-    ({"model": "auto", "messages": MSG, "tools": [{"type": "function"}]}, "tools", ("not supported",)),
+    ({"model": "auto", "messages": MSG, "tools": [{"type": "function"}]}, "tools[0]", ('"type": "function"',)),
+    ({"model": "auto", "messages": MSG, "functions": [{"name": "f"}]}, "functions", ("not supported",)),
     ({"model": "auto", "messages": MSG, "frobnicate": 1}, "frobnicate", ("unrecognized",)),
-    ({"model": "auto", "messages": MSG, "response_format": {"type": "json_schema"}}, "response_format", ("json_object",)),
+    ({"model": "auto", "messages": MSG, "response_format": {"type": "xml"}}, "response_format", ("json_schema",)),
+    ({"model": "auto", "messages": MSG, "response_format": {"type": "json_schema"}}, "response_format.json_schema",
+     ("schema",)),
+    ({"model": "auto", "messages": MSG, "top_k": -1}, "top_k", ("integer in [0,",)),
+    ({"model": "auto", "messages": MSG, "logit_bias": {"abc": 1}}, "logit_bias.abc", ("token ids",)),
+    ({"model": "auto", "messages": MSG, "logit_bias": {"12": 101}}, "logit_bias.12", ("[-100, 100]",)),
     ({"model": "auto", "messages": MSG, "zeta": {"cost_weight": -1}}, "zeta.cost_weight", ("in [0, 1e+06]",)),
     ({"model": "auto", "messages": MSG, "zeta": {"max_latency_ms": 0}}, "zeta.max_latency_ms", ("positive",)),
     ({"model": "auto", "messages": MSG, "zeta": {"speed": 1}}, "zeta.speed", ("unknown routing option",)),

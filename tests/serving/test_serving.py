@@ -244,9 +244,6 @@ def test_feedback_appends_the_answer_with_user_quality(tmp_path):
     assert (again.quality, again.quality_source, first.quality) == (0.25, "user", None)
     assert (rec.model, rec.quality, rec.quality_source, rec.success) == ("a", 0.25, "user", True)
     assert c.record == first
-    with pytest.raises(ServingError) as e:
-        svc.feedback("unknown", 0.5)
-    assert e.value.status == 404
     for bad in (1.5, -0.1, float("nan"), True, "0.5"):
         with pytest.raises(ContractError):
             svc.feedback(c.decision_id, bad)
@@ -255,9 +252,25 @@ def test_feedback_appends_the_answer_with_user_quality(tmp_path):
 def test_feedback_memory_is_bounded():
     svc, _, _ = make(feedback_capacity=2)
     ids = [svc.complete(CHAT).decision_id for _ in range(3)]
-    with pytest.raises(ServingError):
-        svc.feedback(ids[0], 1.0)
+    assert not svc.remembers(ids[0]) and svc.remembers(ids[2])
     svc.feedback(ids[2], 1.0)
+
+
+def test_feedback_for_a_forgotten_decision_is_a_stand_in_label_line(tmp_path):
+    svc, _, _ = make(tmp_path=tmp_path, feedback_capacity=1)
+    first, second = svc.complete(CHAT), svc.complete(CHAT)
+    svc.feedback(first.decision_id, 0.75)            # forgotten: beyond the capacity
+    svc.feedback("from-another-process", 0.5, "b")   # never answered here; the client names the model
+    svc.feedback("nobody-knows", 0.25)
+    svc.flush()
+    recs = lines(tmp_path)
+    label = {r.decision_id: r for r in recs[2:]}
+    assert [r.decision_id for r in recs[:2]] == [first.decision_id, second.decision_id]
+    forgotten = label[first.decision_id]
+    assert (forgotten.quality, forgotten.quality_source, forgotten.query) == (0.75, "user", None)
+    assert forgotten.label["stand_in"] is True  # ingest must not read its placeholders as an answer
+    assert label["from-another-process"].model == "b" and label["nobody-knows"].model == "unknown"
+    assert label["nobody-knows"].label["model_named_by_client"] is False
 
 
 def test_load_penalty_routes_to_the_loaded_model_until_the_other_is_loaded():
