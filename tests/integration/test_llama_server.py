@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_models import gemma3_path, require_llama_cpp, smollm2_path
+from llama_models import gemma3_path, require_llama_cpp, smollm2_path, zeta_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-7f3a"
@@ -61,12 +57,6 @@ ms_per_token = 100.0
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pool_file(tmp_path_factory):
     require_llama_cpp()
@@ -82,35 +72,11 @@ def pool_file(tmp_path_factory):
 def server(pool_file, tmp_path_factory):
     """The real server: `python -m flows.cli serve POOL` on 127.0.0.1 and a random free port."""
     logs = tmp_path_factory.mktemp("outcome-logs")
-    port = free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "serve", str(pool_file), "--port", str(port), "--log-dir", str(logs),
-           "--artifact", str(tmp_path_factory.mktemp("no-artifact") / "none"), "--token", TOKEN,
-           "--cooldown-s", "600", "--timeout-s", "120", "--log-level", "warning"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [str(pool_file), "--log-dir", str(logs), "--artifact", str(tmp_path_factory.mktemp("no-artifact") / "none"),
+           "--token", TOKEN, "--cooldown-s", "600", "--timeout-s", "120", "--log-level", "warning"]
     out = tmp_path_factory.mktemp("server-out") / "server.log"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{out.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not answer /health within 30 s")
+    with zeta_serve(cmd, out, root=ROOT) as (base, proc):
         yield {"base": base, "logs": logs, "out": out, "proc": proc}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,12 @@ follow its schema, a forced tool call must be its function's JSON, and a pool-fi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llama_models import require_llama_cpp, smollm2_path
-from test_llama_server import TOKEN, free_port
+from llama_models import require_llama_cpp, smollm2_path, zeta_serve
+from test_llama_server import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_TOML = """\
@@ -42,33 +37,11 @@ def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("compat")
     pool = d / "pool.toml"
     pool.write_text(POOL_TOML.format(smol=smollm2_path()), encoding="utf-8")
-    port = free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "serve", str(pool), "--port", str(port), "--log-dir", str(d / "logs"),
-           "--artifact", str(d / "none"), "--token", TOKEN, "--log-level", "warning"]
+    cmd = [str(pool), "--log-dir", str(d / "logs"), "--artifact", str(d / "none"), "--token", TOKEN,
+           "--log-level", "warning"]
     out = d / "server.log"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=f,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{out.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not answer /health within 30 s")
+    with zeta_serve(cmd, out, root=ROOT) as (base, proc):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ llama.cpp thread per model (a shared CI machine).
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_models import gemma3_path, require_llama_cpp, smollm2_path
+from llama_models import free_port, gemma3_path, require_llama_cpp, smollm2_path
 
 QUERIES = [
     "What is the capital of France?",
@@ -64,12 +63,6 @@ ms_per_token = 10.0
 load_ms = 400.0
 llama_options = {{ n_threads = 1 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def report(capsys, what: str, counts: dict) -> None:

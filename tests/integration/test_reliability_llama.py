@@ -13,17 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llama_models import gemma3_path, require_llama_cpp, smollm2_path
+from llama_models import gemma3_path, require_llama_cpp, smollm2_path, zeta_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_TOML = """\
@@ -70,33 +66,11 @@ def server(tmp_path_factory):
     shutil.copyfile(smol, d / "smol.gguf")
     (d / "corrupt.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00garbage" * 64)
     (d / "pool.toml").write_text(POOL_TOML.format(smol=smol, gemma=gemma), encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = d / "server.log"
-    cmd = [sys.executable, "-m", "flows.cli", "serve", str(d / "pool.toml"), "--port", str(port),
-           "--log-dir", str(d / "logs"), "--artifact", str(d / "none"), "--memory-budget-mb", "2000",
-           "--cooldown-s", "600", "--timeout-s", "120", "--log-level", "warning"]
-    with open(out, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=f,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            assert proc.poll() is None, out.read_text(errors="replace")[-3000:]
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+    cmd = [str(d / "pool.toml"), "--log-dir", str(d / "logs"), "--artifact", str(d / "none"), "--memory-budget-mb",
+           "2000", "--cooldown-s", "600", "--timeout-s", "120", "--log-level", "warning"]
+    with zeta_serve(cmd, out, root=ROOT) as (base, proc):
         yield {"base": base, "proc": proc, "dir": d, "smol": smol, "out": out}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def call(server, method, path, body=None):

@@ -5,17 +5,14 @@ expects of the output (max_tokens), and what the header says about it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llama_models import gemma3_path, require_llama_cpp, smollm2_path
-from test_llama_server import TOKEN, free_port
+from llama_models import gemma3_path, require_llama_cpp, smollm2_path, zeta_serve
+from test_llama_server import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_TOML = """\
@@ -55,34 +52,11 @@ def server(tmp_path_factory, trained_registry):
     pool.write_text(POOL_TOML.format(smol=smollm2_path(), gemma=gemma3_path(tmp_path_factory.mktemp("gguf"))),
                     encoding="utf-8")
     logs = tmp_path_factory.mktemp("logs")
-    port = free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "serve", str(pool), "--port", str(port), "--log-dir", str(logs),
-           "--artifact", str(trained_registry), "--token", TOKEN, "--timeout-s", "120", "--log-level", "warning"]
+    cmd = [str(pool), "--log-dir", str(logs), "--artifact", str(trained_registry), "--token", TOKEN,
+           "--timeout-s", "120", "--log-level", "warning"]
     out = d / "server.log"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=f,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{out.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not answer /health within 30 s")
+    with zeta_serve(cmd, out, root=ROOT) as (base, proc):
         yield {"base": base, "logs": logs}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
