@@ -141,10 +141,40 @@ def cmd_demo(a: argparse.Namespace) -> int:
         short = q if len(q) <= 70 else q[:67] + "..."
         print(f"{label:16s} {short!r}")
         _print_decision(router.decide(q, kind=kind), as_json=False, label=kind)
+    _print_within_task(router, source, a)
     line = holdout_line(summary["metrics"].get("holdout"))
     if line:
         print("\n" + line)
     return 0
+
+
+def _print_within_task(router: Any, source: str, a: argparse.Namespace) -> None:
+    """Held-out decisions of one task that differ from query to query, or why there are none."""
+    from .evaluate.per_task import held_out_decisions, within_task_examples
+    from .sources import load_source
+    from .train import split_table
+
+    table, _ = load_source(source, a.format)
+    _, test, _ = split_table.fn(table, a.test_fraction, a.seed)  # the training flow's own split
+    print("\n== within one task (held-out queries) ==")
+    if "task" not in test.columns or test.is_empty():
+        print("the held-out queries carry no task: no within-task decisions to show")
+        return
+    ex = within_task_examples(held_out_decisions(router, test))
+    if ex["task"] is None:
+        print(ex["reason"])
+        return
+    spread = ", ".join(f"{m} x{n}" for m, n in ex["choices"].items())
+    print(f"task {ex['task']}: the router chose {len(ex['choices'])} different models for its {ex['n_queries']} "
+          f"held-out queries ({spread})")
+    for d in ex["examples"]:
+        q = d["query"].replace("\n", " ")
+        short = q if len(q) <= 70 else q[:67] + "..."
+        others = sorted(((m, v) for m, v in d["predicted"].items() if m != d["model"]), key=lambda kv: (-kv[1], kv[0]))
+        chosen = d["predicted"].get(d["model"])
+        true = "" if d["true_quality"] is None else f"; true quality {d['true_quality']:.2f}"
+        print(f"{short!r}\n  -> {d['model']} (predicted quality {'-' if chosen is None else f'{chosen:.3f}'}; "
+              f"next: {', '.join(f'{m} {v:.3f}' for m, v in others[:2])}{true})")
 
 
 def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:

@@ -29,7 +29,8 @@ from router_runtime.text import ascii_lower
 from .holdout import QualityMatrix
 from .curves import aiq, sweep_curve
 
-__all__ = ["hashed_bow", "fit_idf", "fixed_choices", "KnnRouter", "fit_knn", "task_predictions", "N_HASH"]
+__all__ = ["hashed_bow", "fit_idf", "fixed_choices", "KnnRouter", "fit_knn", "TaskRouter", "fit_task_router",
+           "task_predictions", "N_HASH"]
 
 N_HASH = 1 << 14
 KNN_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -132,13 +133,26 @@ def fit_knn(train_m: QualityMatrix, scale: float, candidates: Sequence[int] = KN
     return KnnRouter(best, idf, x, train_m.quality, train_m.cost, {int(k): float(v) for k, v in scores.items()})
 
 
+@dataclass
+class TaskRouter:
+    """The per-task baseline's predictions on the test queries and the task each one was routed as."""
+    quality: np.ndarray   # (test queries, models): the models' mean quality on train within the query's task
+    cost: np.ndarray
+    tasks: list[str]      # the task of each test query: its own, or the inferred one
+    inferred: int         # how many test queries had no task (or one unseen in train) and got an inferred one
+
+
 def task_predictions(train: pl.DataFrame, test_m: QualityMatrix, test_tasks: Sequence[str | None]
                      ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Per-task mean quality and cost of each model on train, for each test query's task.
+    """(quality, cost, number of inferred tasks) of ``fit_task_router``, or None without a task."""
+    tr = fit_task_router(train, test_m, test_tasks)
+    return None if tr is None else (tr.quality, tr.cost, tr.inferred)
 
-    Returns (quality, cost, number of test queries whose task was inferred), or None when the train
-    part has no task.
-    """
+
+def fit_task_router(train: pl.DataFrame, test_m: QualityMatrix, test_tasks: Sequence[str | None]
+                    ) -> TaskRouter | None:
+    """Per-task mean quality and cost of each model on train, for each test query's task; None when the
+    train part has no task."""
     if "task" not in train.columns or train["task"].null_count() == len(train):
         return None
     t = train.filter(pl.col("task").is_not_null())
@@ -166,4 +180,4 @@ def task_predictions(train: pl.DataFrame, test_m: QualityMatrix, test_tasks: Seq
         cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
         sim = hashed_bow([test_m.queries[i] for i in unknown], idf) @ cent.T
         known[unknown] = np.asarray(sim).argmax(axis=1)
-    return tq[known], tc[known], int(len(unknown))
+    return TaskRouter(tq[known], tc[known], [tasks[i] for i in known], int(len(unknown)))

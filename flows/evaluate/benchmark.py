@@ -36,13 +36,14 @@ from .._prefect import step
 from ..export import DEFAULT_COST_WEIGHT, cost_scale, router_document
 from ..logs import logs_to_table, read_outcome_logs, simulate_logs
 from ..training import TrainParams, build_pool, train_quality_model
-from .baselines import fit_knn, fixed_choices, task_predictions
+from .baselines import fit_knn, fit_task_router, fixed_choices
 from .curves import (COST_WEIGHTS, aiq, apgr, cost_at_quality, cpt, normalized_gain, quality_at_cost,
                       strong_share_curve, sweep_curve)
 from .holdout import QualityMatrix, predicted_matrix, quality_matrix
+from .per_task import per_task_table
 
 __all__ = ["load_benchmark", "split_benchmark", "fit_router", "evaluate_routers", "summary_markdown",
-           "plot_curves", "write_report", "evaluate_benchmark", "run_evaluation", "ROUTERS"]
+           "per_task_markdown", "plot_curves", "write_report", "evaluate_benchmark", "run_evaluation", "ROUTERS"]
 
 # Report keys, in display order; "task" is null without a task column, "router_bandit" only with --bandit.
 ROUTERS = ("router", "router_bandit", "knn", "task", "single_models", "best_single", "cheapest", "random",
@@ -99,22 +100,27 @@ def evaluate_routers(train: pl.DataFrame, test: pl.DataFrame, routers: dict[str,
     picks = fixed_choices(train, models)
     curves: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}  # each router's predicted quality, for the two-model metrics
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (quality, cost), for the per-task table
     for name, art in routers.items():
         progress(f"predicting with {name} through the runtime ({len(te.queries)} queries x {len(models)} models)")
         pq, pc = predicted_matrix(art, te)
         curves[name] = sweep_curve(pq, pc, te.quality, te.cost, scale)
-        scores[name] = pq
+        scores[name], predicted[name] = pq, (pq, pc)
     progress(f"kNN: choosing k by leave-one-out AIQ on {len(tr.queries)} train queries")
     knn = fit_knn(tr, scale)
     kq, kc = knn.predict(te.queries)
     curves["knn"] = sweep_curve(kq, kc, te.quality, te.cost, scale)
     scores["knn"] = kq
     task_of = dict(test.select("query_id", "task").unique("query_id").iter_rows()) if "task" in test.columns else {}
-    tp = task_predictions(train, te, [task_of.get(q) for q in te.query_ids])
-    inferred = None
+    tp = fit_task_router(train, te, [task_of.get(q) for q in te.query_ids])
+    per_task = None
     if tp is not None:
-        curves["task"] = sweep_curve(tp[0], tp[1], te.quality, te.cost, scale)
-        scores["task"], inferred = tp[0], tp[2]
+        curves["task"] = sweep_curve(tp.quality, tp.cost, te.quality, te.cost, scale)
+        scores["task"] = tp.quality
+        main = "router" if "router" in routers else next(iter(routers))  # at the cost weight it ships with
+        per_task = per_task_table(te, tp.tasks, {"router": predicted[main], "knn": (kq, kc),
+                                                 "task": (tp.quality, tp.cost)},
+                                  {"best_single": picks["best_single"]}, routers[main].policy.cost_weight, scale)
     curves["single_models"] = np.vstack([_point(te, j) for j in range(len(models))])
     curves["best_single"] = _point(te, models.index(picks["best_single"]))
     curves["cheapest"] = _point(te, models.index(picks["cheapest"]))
@@ -141,7 +147,8 @@ def evaluate_routers(train: pl.DataFrame, test: pl.DataFrame, routers: dict[str,
         "best_single_model": picks["best_single"], "cheapest_model": picks["cheapest"],
         "best_single_point": {"cost": float(bx), "quality": float(by)},
         "knn": {"k": knn.k, "leave_one_out_aiq": knn.loo_aiq, "hash_buckets": knn.train_vectors.shape[1]},
-        "task_router": None if tp is None else {"test_queries_with_inferred_task": inferred},
+        "task_router": None if tp is None else {"test_queries_with_inferred_task": tp.inferred},
+        "per_task": per_task,
         "cost_scale": scale, "cost_weights": list(COST_WEIGHTS),
         "curves": {k: v.tolist() for k, v in curves.items()},
         "two_models": _two_model_metrics(te, scores, picks) if len(models) == 2 else None,
@@ -212,6 +219,8 @@ def summary_markdown(r: dict[str, Any]) -> str:
         for k, v in t.items():
             if isinstance(v, dict):
                 lines.append(f"| {k} | {_fmt(v['apgr'], 3)} | {_fmt(v['cpt50'], 3)} | {_fmt(v['cpt80'], 3)} |")
+    if r.get("per_task"):
+        lines += per_task_markdown(r["per_task"])
     lines += ["", "AIQ: RouterBench's area under the non-decreasing convex hull of each cost-quality curve "
                   "(λ sweep), extended flat to the largest cost among all curves, divided by that cost. "
                   "A one-point curve (best single, cheapest, random) is credited only from its own cost on, so the "
@@ -219,6 +228,36 @@ def summary_markdown(r: dict[str, Any]) -> str:
                   "for AIQ, (x − best single) / (oracle − best single) for quality at the best single model's cost.",
               ""]
     return "\n".join(lines)
+
+
+def _shares(choices: dict[str, float], top: int = 3) -> str:
+    ranked = sorted(choices.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{m} {v:.0%}" for m, v in ranked[:top])
+    return text + (f", +{len(ranked) - top} more" if len(ranked) > top else "")
+
+
+def per_task_markdown(pt: dict[str, Any]) -> list[str]:
+    """The per-task table (``flows.evaluate.per_task``) as two Markdown tables: quality @ cost, then the gains."""
+    rows = [*pt["tasks"], {"task": "**all**", "task_model": "", **pt["all"]}]
+    cell = lambda b, k: f"{b['quality'][k]:.3f} @ {_fmt(b['cost'][k], 3)}"  # noqa: E731
+    lines = ["", f"Per task, at the router's cost weight λ = {pt['cost_weight']:g} (quality @ mean cost on the "
+                 "task's test queries):", "",
+             "| task | test queries | router | per-task | kNN | best single | oracle |", "|---|---|---|---|---|---|---|"]
+    for b in rows:
+        lines.append(f"| {b['task']} | {b['n_test']} | " + " | ".join(cell(b, k) for k in
+                                                                    ("router", "task", "knn", "best_single", "oracle"))
+                     + " |")
+    lines += ["", "Where the router's gain over per-task comes from (utility u = quality − λ·cost/cost_scale):", "",
+              "| task | router's choices | per-task choice | router differs | gain over per-task | within-task gain "
+              "| constant-choice gain | kNN within-task gain | oracle within-task gain |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for b in rows:
+        w = b["within_task_gain"]
+        lines.append(f"| {b['task']} | {_shares(b['router_choices'])} | {b['task_model']} "
+                     f"| {b['router_differs_from_task_share']:.0%} | {b['gain_over_task']:+.4f} | {w['router']:+.4f} "
+                     f"| {b['constant_choice_gain']:+.4f} | {w['knn']:+.4f} | {w['oracle']:+.4f} |")
+    lines += ["", pt["definition"]]
+    return lines
 
 
 def plot_curves(r: dict[str, Any], path: str | os.PathLike) -> None:
