@@ -4,24 +4,25 @@ the demo's within-task decisions.  numpy only; definitions here, once.
 Every router is looked at in one operating point, the cost weight λ the router artifact ships with, and
 chooses per test query by the runtime's rank rule (``flows.evaluate.holdout.route_at``).  On a task ``t``
 (the data's task family; a test query without one gets the per-task baseline's inferred task) with test
-queries ``Q_t``, and the true utility ``u(q, m) = quality − λ · cost / cost_scale`` (what the router
-maximizes; at λ = 0 it is the quality):
+queries ``Q_t``, and the true utility ``u = quality − λ · cost / cost_scale`` (what the router maximizes;
+at λ = 0 it is the quality):
 
-- ``U_X(t)``: mean over ``Q_t`` of ``u(q, X(q))`` for router ``X`` (router, knn, per-task, best single,
-  oracle), beside its mean true quality and cost;
-- best constant ``c_t``: the one model with the highest mean ``u`` over ``Q_t`` (chosen in hindsight on the
-  test queries; ties: cheaper, then name), the best any router that sends the whole task to one model
-  can do;
+- ``U_X(t)`` = mean quality − λ · mean cost / cost_scale of router ``X``'s choices on ``Q_t`` (router, knn,
+  per-task, best single, oracle), beside that mean quality and mean cost;
+- ``X``'s **main choice** ``m_X(t)``: the model ``X`` chose most often on ``Q_t`` (ties: name order);
 - **gain over per-task** = ``U_router(t) − U_task(t)``, split exactly into
-  **within-task gain** = ``U_router(t) − U_{c_t}(t)`` (above 0 only by choosing different models for
-  different queries of the task: a constant choice can at most tie it) and
-  **constant-choice gain** = ``U_{c_t}(t) − U_task(t)`` (≥ 0: what a better single choice for the task
-  would have given; per-task routing gains nothing within a task by definition, its within-task gain
-  is ``−`` this);
+  **within-task gain** = ``U_router(t) − U_{m_router(t)}(t)``: what the router's query-to-query choices add
+  over sending the whole task to its own main choice, 0 when it sends the task to one model (so per-task
+  routing's is 0 by definition), and
+  **task-level gain** = ``U_{m_router(t)}(t) − U_task(t)``: its main choice against the per-task choice;
+- **best constant** ``c_t``: the one model with the highest ``U`` on ``Q_t`` (chosen in hindsight on the
+  test queries; ties: cheaper, then name); **over best constant** = ``U_X(t) − U_{c_t}(t)``, above 0 only
+  by choosing different models for different queries of the task (no single model can); the oracle's
+  is the headroom a per-query router has inside the task;
 - **differs from per-task**: the share of ``Q_t`` whose router choice is not the per-task choice.
 
-The "all" row is the same over every test query (means weighted by the tasks' query counts).  The
-oracle's within-task gain is the headroom a per-query router has inside the task.
+The "all" row is the same over every test query, each query measured against its own task's main choice
+and best constant (so it is the query-weighted mean of the task rows).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from .holdout import QualityMatrix, quality_matrix, route_at
 __all__ = ["per_task_table", "held_out_decisions", "within_task_examples", "PER_TASK_DEFINITION"]
 
 PER_TASK_DEFINITION = (
-    "Per task, at the router's cost weight λ, with true utility u = quality − λ·cost/cost_scale: gain over "
-    "per-task = U(router) − U(per-task); within-task gain = U(router) − U(best constant), where the best constant "
-    "is the single model with the highest mean u on the task's test queries (so only choosing different models "
-    "for different queries of one task can make it positive); constant-choice gain = U(best constant) − "
-    "U(per-task) ≥ 0; the two add up to the gain over per-task. 'differs' is the share of the task's test "
-    "queries where the router's choice is not the per-task choice.")
+    "Per task, at the router's cost weight λ, U = mean quality − λ·mean cost/cost_scale of the choices on the "
+    "task's test queries. Gain over per-task = U(router) − U(per-task) = within-task gain + task-level gain, "
+    "where within-task gain = U(router) − U(the router's main choice: the model it chose most often on the task, "
+    "sent all of the task's queries), 0 when the router sends the task to one model, as per-task routing always "
+    "does; task-level gain = U(router's main choice) − U(per-task). Over best constant = U(x) − U(the single "
+    "model best on the task's test queries, in hindsight): above 0 only by choosing different models for "
+    "different queries of the task; the oracle's is the headroom within the task. 'Router differs' is the share "
+    "of the task's test queries where the router's choice is not the per-task choice.")
 
 
 def _utility(quality: float, cost: float, lam: float, scale: float) -> float:
@@ -54,26 +57,37 @@ def _best_constant(q: np.ndarray, c: np.ndarray, models: Sequence[str], lam: flo
     return min(range(len(models)), key=lambda j: (-_utility(mq[j], mc[j], lam, scale), mc[j], models[j]))
 
 
-def _block(te: QualityMatrix, rows: np.ndarray, choices: Mapping[str, np.ndarray], task_choice: np.ndarray,
-           lam: float, scale: float) -> dict[str, Any]:
+def _main_choice(cols: np.ndarray, n_models: int) -> int:
+    """The most frequent column (ties: the lower index, i.e. name order)."""
+    return int(np.bincount(cols, minlength=n_models).argmax())
+
+
+def _block(te: QualityMatrix, rows: np.ndarray, choices: Mapping[str, np.ndarray],
+           constants: Mapping[str, np.ndarray], lam: float, scale: float) -> dict[str, Any]:
     models = te.models
     q, c = te.quality[rows], te.cost[rows]
     r = np.arange(len(rows))
-    picked = {k: v[rows] for k, v in choices.items()}  # "best_constant" is per task, set by the caller
-    mq = {k: float(q[r, v].mean()) for k, v in picked.items()}
-    mc = {k: float(c[r, v].mean()) for k, v in picked.items()}
-    uu = {k: _utility(mq[k], mc[k], lam, scale) for k in picked}
-    counts = np.bincount(picked["router"], minlength=len(models))
+
+    def point(cols: np.ndarray) -> tuple[float, float, float]:
+        mq, mc = float(q[r, cols[rows]].mean()), float(c[r, cols[rows]].mean())
+        return mq, mc, _utility(mq, mc, lam, scale)
+
+    at = {k: point(v) for k, v in choices.items()}
+    const = {k: point(v)[2] for k, v in constants.items()}  # "best", and "main:<router>" per router
+    u = {k: v[2] for k, v in at.items()}
+    counts = np.bincount(choices["router"][rows], minlength=len(models))
+    routers = [k for k in ("router", "knn", "task", "oracle") if k in choices]
     return {
         "n_test": int(len(rows)),
         "router_choices": {models[j]: float(counts[j] / len(rows)) for j in np.flatnonzero(counts)},
-        "quality": mq,
-        "cost": mc,
-        "utility": uu,
-        "router_differs_from_task_share": float(np.mean(picked["router"] != task_choice[rows])),
-        "gain_over_task": uu["router"] - uu["task"],
-        "within_task_gain": {k: uu[k] - uu["best_constant"] for k in picked if k != "best_constant"},
-        "constant_choice_gain": uu["best_constant"] - uu["task"],
+        "quality": {k: v[0] for k, v in at.items()},
+        "cost": {k: v[1] for k, v in at.items()},
+        "utility": u,
+        "router_differs_from_task_share": float(np.mean(choices["router"][rows] != choices["task"][rows])),
+        "gain_over_task": u["router"] - u["task"],
+        "within_task_gain": {k: u[k] - const[f"main:{k}"] for k in routers},
+        "task_level_gain": const["main:router"] - u["task"],
+        "over_best_constant": {k: u[k] - const["best"] for k in routers},
     }
 
 
@@ -84,24 +98,27 @@ def per_task_table(te: QualityMatrix, tasks: Sequence[str], predictions: Mapping
     "knn"; ``fixed`` names fixed choices (e.g. {"best_single": model}).  The oracle is added here."""
     if len(tasks) != len(te.queries):
         raise ValueError(f"{len(tasks)} task labels for {len(te.queries)} test queries")
-    n = len(te.queries)
-    choices = {k: route_at(pq, pc, cost_weight, cost_scale) for k, (pq, pc) in predictions.items()}
-    choices.update({k: np.full(n, te.models.index(m)) for k, m in fixed.items()})
+    n, k = len(te.queries), len(te.models)
+    choices = {name: route_at(pq, pc, cost_weight, cost_scale) for name, (pq, pc) in predictions.items()}
+    choices.update({name: np.full(n, te.models.index(m)) for name, m in fixed.items()})
     choices["oracle"] = route_at(te.quality, te.cost, cost_weight, cost_scale)
     labels = np.asarray(list(tasks), dtype=object)
     rows_of = {t: np.flatnonzero(labels == t) for t in sorted(set(labels.tolist()))}
-    const = np.empty(n, dtype=np.int64)
-    for rows in rows_of.values():
-        const[rows] = _best_constant(te.quality[rows], te.cost[rows], te.models, cost_weight, cost_scale)
-    choices["best_constant"] = const
-    task_choice = choices["task"]
+    routers = [name for name in ("router", "knn", "task", "oracle") if name in choices]
+    constants = {key: np.empty(n, dtype=np.int64) for key in ["best", *(f"main:{r}" for r in routers)]}
+    for rows in rows_of.values():  # each task's own constants, so the "all" row compares query by query
+        constants["best"][rows] = _best_constant(te.quality[rows], te.cost[rows], te.models, cost_weight, cost_scale)
+        for r in routers:
+            constants[f"main:{r}"][rows] = _main_choice(choices[r][rows], k)
     per = []
-    for t in rows_of:
-        b = _block(te, rows_of[t], choices, task_choice, cost_weight, cost_scale)
-        per.append({"task": t, "task_model": te.models[int(task_choice[rows_of[t][0]])],
-                    "best_constant_model": te.models[int(const[rows_of[t][0]])], **b})
+    for t, rows in rows_of.items():
+        first = rows[0]
+        per.append({"task": t, "task_model": te.models[int(choices["task"][first])],
+                    "router_main_model": te.models[int(constants["main:router"][first])],
+                    "best_constant_model": te.models[int(constants["best"][first])],
+                    **_block(te, rows, choices, constants, cost_weight, cost_scale)})
     return {"cost_weight": float(cost_weight), "cost_scale": float(cost_scale), "definition": PER_TASK_DEFINITION,
-            "tasks": per, "all": _block(te, np.arange(n), choices, task_choice, cost_weight, cost_scale)}
+            "tasks": per, "all": _block(te, np.arange(n), choices, constants, cost_weight, cost_scale)}
 
 
 def held_out_decisions(router: Any, test: Any) -> list[dict[str, Any]]:

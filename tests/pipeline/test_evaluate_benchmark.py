@@ -130,6 +130,9 @@ def test_flow_on_sample_routeprofile_with_bandit_publishes_markdown(tmp_path, pr
 
     arts = [a for a in asyncio.run(latest()) if a.key == "zeta-benchmark-evaluation"]
     assert arts and arts[0].type == "markdown" and "| router_bandit |" in arts[0].data
+    # the per-task table is in the published artifact too, one row per task of the test part and "all"
+    assert "| task | test queries | router | per-task | kNN | best single | oracle |" in arts[0].data
+    assert all(f"| {b['task']} | {b['n_test']} |" in arts[0].data for b in r["per_task"]["tasks"])
 
 
 def test_train_params_resolve_depth_and_learning_rate_from_data_size():

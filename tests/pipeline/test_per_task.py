@@ -16,7 +16,7 @@ from flows.evaluate.per_task import per_task_table, within_task_examples
 from flows.training import TrainParams
 
 BLOCK_KEYS = {"n_test", "router_choices", "quality", "cost", "utility", "router_differs_from_task_share",
-              "gain_over_task", "within_task_gain", "constant_choice_gain"}
+              "gain_over_task", "within_task_gain", "task_level_gain", "over_best_constant"}
 
 
 def hand_matrix() -> tuple[QualityMatrix, list[str]]:
@@ -31,30 +31,36 @@ def hand_matrix() -> tuple[QualityMatrix, list[str]]:
 
 def test_hand_computed_per_task_table():
     te, tasks = hand_matrix()
-    # router: the true qualities (it knows the cue); per-task: B on "cue" (a train mean 0.5 vs 0.6), A on "one"
-    per_task = np.array([[0.5, 0.6]] * 4 + [[0.9, 0.5]] * 3)
-    knn = np.array([[0.9, 0.1]] * 7)  # always A
+    # router: the true qualities (it reads the cue); per-task: B on both tasks (train means 0.5 vs 0.6);
+    # kNN: always A
+    per_task = np.array([[0.5, 0.6]] * 7)
+    knn = np.array([[0.9, 0.1]] * 7)
     t = per_task_table(te, tasks, {"router": (te.quality, te.cost), "task": (per_task, te.cost),
                                    "knn": (knn, te.cost)}, {"best_single": "A"}, cost_weight=0.1, cost_scale=1.0)
     cue, one = t["tasks"]
     assert (cue["task"], one["task"]) == ("cue", "one") and BLOCK_KEYS <= set(cue) and BLOCK_KEYS <= set(t["all"])
-    # "cue": router 4/4 right, per-task (B) 2/4, best constant (A or B: tie, cheaper then name -> A) 2/4
-    assert cue["task_model"] == "B" and cue["best_constant_model"] == "A"
+    # "cue": the router is right 4/4 with A, A, B, B (main choice: a 2-2 tie, name order -> A, right 2/4);
+    # per-task's B is right 2/4; so all of the gain is within the task
+    assert (cue["task_model"], cue["router_main_model"], cue["best_constant_model"]) == ("B", "A", "A")
     assert cue["quality"]["router"] == 1.0 and cue["quality"]["task"] == 0.5 and cue["quality"]["oracle"] == 1.0
     assert cue["router_choices"] == {"A": 0.5, "B": 0.5} and cue["router_differs_from_task_share"] == 0.5
     assert cue["gain_over_task"] == pytest.approx(0.5) and cue["within_task_gain"]["router"] == pytest.approx(0.5)
-    assert cue["constant_choice_gain"] == pytest.approx(0.0) and cue["within_task_gain"]["knn"] == pytest.approx(0.0)
-    # "one": A always wins (q6 ties, cheaper-then-name keeps A): a router that learned it gains nothing within
-    assert one["router_choices"] == {"A": 1.0} and one["router_differs_from_task_share"] == 0.0
-    assert one["within_task_gain"]["router"] == 0.0 and one["gain_over_task"] == 0.0
-    assert one["within_task_gain"]["oracle"] == 0.0 and one["within_task_gain"]["task"] == 0.0
-    # the "all" row is the query-weighted mean, and the split into within + constant choice is exact
+    assert cue["task_level_gain"] == 0.0 and cue["over_best_constant"]["router"] == pytest.approx(0.5)
+    assert cue["within_task_gain"]["knn"] == 0.0 and cue["within_task_gain"]["task"] == 0.0
+    # "one": A always wins (q6 ties, cheaper-then-name keeps A); the router sends the task to A, per-task to
+    # B (right 1/3): the whole gain is the task-level choice, none of it within the task
+    assert one["router_choices"] == {"A": 1.0} and one["router_differs_from_task_share"] == 1.0
+    assert one["within_task_gain"]["router"] == 0.0 and one["over_best_constant"]["router"] == 0.0
+    assert one["gain_over_task"] == pytest.approx(2 / 3) and one["task_level_gain"] == pytest.approx(2 / 3)
+    assert one["within_task_gain"]["oracle"] == 0.0 and one["over_best_constant"]["oracle"] == 0.0
+    assert one["over_best_constant"]["task"] == pytest.approx(-2 / 3)
+    # the "all" row is the query-weighted mean of the task rows; the split is exact everywhere
     a = t["all"]
-    assert a["n_test"] == 7 and a["within_task_gain"]["router"] == pytest.approx((4 * 0.5 + 3 * 0.0) / 7)
-    assert a["router_differs_from_task_share"] == pytest.approx(2 / 7)
+    assert a["n_test"] == 7 and a["within_task_gain"]["router"] == pytest.approx(4 * 0.5 / 7)
+    assert a["task_level_gain"] == pytest.approx(3 * (2 / 3) / 7) and a["router_differs_from_task_share"] == pytest.approx(5 / 7)
     for b in (cue, one, a):
-        assert b["gain_over_task"] == pytest.approx(b["within_task_gain"]["router"] + b["constant_choice_gain"])
-        assert b["constant_choice_gain"] >= 0 and b["within_task_gain"]["task"] == pytest.approx(-b["constant_choice_gain"])
+        assert b["gain_over_task"] == pytest.approx(b["within_task_gain"]["router"] + b["task_level_gain"])
+        assert b["within_task_gain"]["task"] == 0.0
 
 
 def test_cost_enters_through_the_utility():
@@ -64,7 +70,8 @@ def test_cost_enters_through_the_utility():
                        cost_weight=0.5, cost_scale=1.0)
     cue = t["tasks"][0]
     assert cue["router_choices"] == {"A": 1.0} and cue["utility"]["router"] == pytest.approx(0.5 - 0.5)
-    assert cue["within_task_gain"]["router"] == 0.0 and cue["cost"]["router"] == 1.0
+    assert cue["within_task_gain"]["router"] == 0.0 and cue["over_best_constant"]["router"] == 0.0
+    assert cue["cost"]["router"] == 1.0
     with pytest.raises(ValueError, match="task labels"):
         per_task_table(te, tasks[:3], {"router": (te.quality, te.cost), "task": (te.quality, te.cost)}, {}, 0.0, 1.0)
 
@@ -100,10 +107,11 @@ def test_real_router_gains_within_the_cue_task_and_not_within_the_one_model_task
     assert cue["within_task_gain"]["router"] > 0.3 and len(cue["router_choices"]) == 2
     assert cue["router_differs_from_task_share"] > 0.2 and cue["quality"]["router"] > cue["quality"]["task"]
     assert one["within_task_gain"]["router"] == 0.0 and one["router_choices"] == {"A": 1.0}
-    assert one["task_model"] == "A" and one["within_task_gain"]["oracle"] == 0.0
+    assert one["task_model"] == "A" and one["over_best_constant"]["oracle"] == 0.0
+    assert cue["over_best_constant"]["router"] > 0.3  # more than any single model could give on the task
     md = summary_markdown({**r, "split": r["split"]})
     assert "| task | test queries | router | per-task | kNN | best single | oracle |" in md
-    assert "| cue |" in md and "| **all** |" in md and "within-task gain = U(router) − U(best constant)" in md
+    assert "| cue |" in md and "| **all** |" in md and "within-task gain = U(router) − U(the router's main choice" in md
 
 
 def test_no_task_column_gives_no_per_task_table():
