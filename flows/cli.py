@@ -166,15 +166,20 @@ def _print_within_task(router: Any, source: str, a: argparse.Namespace) -> None:
         return
     spread = ", ".join(f"{m} x{n}" for m, n in ex["choices"].items())
     print(f"task {ex['task']}: the router chose {len(ex['choices'])} different models for its {ex['n_queries']} "
-          f"held-out queries ({spread})")
+          f"held-out queries ({spread}); highest utility wins (quality - {router.artifact.policy.cost_weight:g} x "
+          "relative cost)")
     for d in ex["examples"]:
         q = d["query"].replace("\n", " ")
         short = q if len(q) <= 70 else q[:67] + "..."
-        others = sorted(((m, v) for m, v in d["predicted"].items() if m != d["model"]), key=lambda kv: (-kv[1], kv[0]))
-        chosen = d["predicted"].get(d["model"])
-        true = "" if d["true_quality"] is None else f"; true quality {d['true_quality']:.2f}"
-        print(f"{short!r}\n  -> {d['model']} (predicted quality {'-' if chosen is None else f'{chosen:.3f}'}; "
-              f"next: {', '.join(f'{m} {v:.3f}' for m, v in others[:2])}{true})")
+        util = d.get("utility", {})
+        others = sorted((m for m in d["predicted"] if m != d["model"]), key=lambda m: (-util.get(m, 0.0), m))[:2]
+
+        def score(m: str) -> str:
+            return f"predicted quality {d['predicted'][m]:.3f}, utility {util[m]:+.3f}" if m in util else "-"
+
+        true = "" if d["true_quality"] is None else f" | true quality {d['true_quality']:.2f}"
+        print(f"{short!r}\n  -> {d['model']}: {score(d['model'])}"
+              + "".join(f" | then {m}: {score(m)}" for m in others) + true)
 
 
 def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:

@@ -124,16 +124,17 @@ def per_task_table(te: QualityMatrix, tasks: Sequence[str], predictions: Mapping
 def held_out_decisions(router: Any, test: Any) -> list[dict[str, Any]]:
     """The runtime ``router``'s decision on each query of a full-information ``test`` table (Polars, with a
     ``task`` column), among the table's models at the router's own cost weight: task, query, chosen model,
-    predicted quality of each model, and the true quality of the choice."""
+    predicted quality and utility of each model, and the true quality of the choice."""
     m = quality_matrix(test)
     task_of = dict(test.select("query_id", "task").unique("query_id").iter_rows()) if "task" in test.columns else {}
     out = []
     for i, (qid, query) in enumerate(zip(m.query_ids, m.queries)):
         d = router.decide(query, candidates=m.models)
         predicted = {s.model: s.quality for s in d.scores if s.quality is not None}
+        utility = {s.model: s.utility for s in d.scores if s.quality is not None}
         true = float(m.quality[i, m.models.index(d.model)]) if d.model in m.models else None
         out.append({"task": task_of.get(qid), "query": query, "model": d.model, "predicted": predicted,
-                    "true_quality": true})
+                    "utility": utility, "true_quality": true})
     return out
 
 

@@ -71,6 +71,9 @@ def test_main_job_end_to_end_as_a_subprocess(tmp_path):
     assert "[embed] -> nomic-embed-text-v1.5" in out
     assert sum(line.startswith("[") and " -> " in line for line in out.splitlines()) == 5
     assert "held-out (" in out and "best single model (" in out and "oracle" in out
+    # held-out decisions within one task: different models with their predicted qualities, or why there are none
+    within = out.split("== within one task (held-out queries) ==\n")[1].splitlines()
+    assert within[0].startswith("task ") and "different models" in within[0] or "routes by task" in within[0]
     assert (reg / "CURRENT").read_text().strip() in out
 
 

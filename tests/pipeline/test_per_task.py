@@ -141,8 +141,9 @@ def test_demo_prints_held_out_decisions_within_one_task(capsys, trained_registry
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "== within one task (held-out queries) =="
     if lines[1].startswith("task "):
-        picks = [line.split("-> ")[1].split(" (")[0] for line in lines if line.startswith("  -> ")]
+        picks = [line.split("-> ")[1].split(":")[0] for line in lines if line.startswith("  -> ")]
         assert 2 <= len(picks) <= 3 and len(set(picks)) == len(picks)  # different models, one task
-        assert all("predicted quality " in line and "true quality" in line for line in lines if "  -> " in line)
+        assert all("predicted quality " in line and "utility " in line and "true quality" in line
+                   for line in lines if "  -> " in line)
     else:
         assert "routes by task" in lines[1]
