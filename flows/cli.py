@@ -173,13 +173,15 @@ def _print_within_task(router: Any, source: str, a: argparse.Namespace) -> None:
         short = q if len(q) <= 70 else q[:67] + "..."
         util = d.get("utility", {})
         others = sorted((m for m in d["predicted"] if m != d["model"]), key=lambda m: (-util.get(m, 0.0), m))[:2]
-
-        def score(m: str) -> str:
-            return f"predicted quality {d['predicted'][m]:.3f}, utility {util[m]:+.3f}" if m in util else "-"
-
         true = "" if d["true_quality"] is None else f" | true quality {d['true_quality']:.2f}"
-        print(f"{short!r}\n  -> {d['model']}: {score(d['model'])}"
-              + "".join(f" | then {m}: {score(m)}" for m in others) + true)
+        print(f"{short!r}\n  -> {d['model']}: {_score(d, d['model'])}"
+              + "".join(f" | then {m}: {_score(d, m)}" for m in others) + true)
+
+
+def _score(d: dict[str, Any], model: str) -> str:
+    """One held-out decision's predicted quality and utility of ``model``."""
+    u = d.get("utility", {})
+    return f"predicted quality {d['predicted'][model]:.3f}, utility {u[model]:+.3f}" if model in u else "-"
 
 
 def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:

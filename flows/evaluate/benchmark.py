@@ -239,14 +239,14 @@ def _shares(choices: dict[str, float], top: int = 3) -> str:
 def per_task_markdown(pt: dict[str, Any]) -> list[str]:
     """The per-task table (``flows.evaluate.per_task``) as two Markdown tables: quality @ cost, then the gains."""
     rows = [*pt["tasks"], {"task": "**all**", "task_model": "", **pt["all"]}]
-    cell = lambda b, k: f"{b['quality'][k]:.3f} @ {_fmt(b['cost'][k], 3)}"  # noqa: E731
     lines = ["", f"Per task, at the router's cost weight λ = {pt['cost_weight']:g} (quality @ mean cost on the "
                  "task's test queries):", "",
-             "| task | test queries | router | per-task | kNN | best single | oracle |", "|---|---|---|---|---|---|---|"]
+             "| task | test queries | router | per-task | kNN | best single | oracle |",
+             "|---|---|---|---|---|---|---|"]
     for b in rows:
-        lines.append(f"| {b['task']} | {b['n_test']} | " + " | ".join(cell(b, k) for k in
-                                                                    ("router", "task", "knn", "best_single", "oracle"))
-                     + " |")
+        cells = [f"{b['quality'][k]:.3f} @ {_fmt(b['cost'][k], 3)}" for k in ("router", "task", "knn", "best_single",
+                                                                             "oracle")]
+        lines.append(f"| {b['task']} | {b['n_test']} | {' | '.join(cells)} |")
     lines += ["", "Where the router's gain over per-task comes from (U = quality − λ·cost/cost_scale; definitions "
                   "below):", "",
               "| task | router's choices | per-task choice | router differs | gain over per-task | within-task gain "

@@ -166,7 +166,6 @@ def within_task_examples(decisions: Sequence[Mapping[str, Any]], per_task: int =
         return {"task": None, "examples": [], "n_tasks": len(by_task),
                 "reason": f"the router sent every held-out query of each of the {len(by_task)} tasks to one "
                           "model: on this data it routes by task, there is no within-task decision to show"}
-    order = sorted(counts, key=lambda m: (-counts[m], m))[:per_task]
-    examples = [next(d for d in ds if d["model"] == m) for m in order]
-    return {"task": best, "n_queries": len(ds), "choices": {m: counts[m] for m in sorted(counts, key=lambda m: (-counts[m], m))},
-            "examples": examples}
+    order = sorted(counts, key=lambda m: (-counts[m], m))
+    examples = [next(d for d in ds if d["model"] == m) for m in order[:per_task]]
+    return {"task": best, "n_queries": len(ds), "choices": {m: counts[m] for m in order}, "examples": examples}

@@ -57,7 +57,8 @@ def test_hand_computed_per_task_table():
     # the "all" row is the query-weighted mean of the task rows; the split is exact everywhere
     a = t["all"]
     assert a["n_test"] == 7 and a["within_task_gain"]["router"] == pytest.approx(4 * 0.5 / 7)
-    assert a["task_level_gain"] == pytest.approx(3 * (2 / 3) / 7) and a["router_differs_from_task_share"] == pytest.approx(5 / 7)
+    assert a["task_level_gain"] == pytest.approx(3 * (2 / 3) / 7)
+    assert a["router_differs_from_task_share"] == pytest.approx(5 / 7)
     for b in (cue, one, a):
         assert b["gain_over_task"] == pytest.approx(b["within_task_gain"]["router"] + b["task_level_gain"])
         assert b["within_task_gain"]["task"] == 0.0
@@ -65,7 +66,7 @@ def test_hand_computed_per_task_table():
 
 def test_cost_enters_through_the_utility():
     te, tasks = hand_matrix()
-    te.cost[:, 1] = 4.0  # B is dearer: at λ = 0.5 and scale 1 a right B answer (1 - 2) is worth less than a wrong A (-0.5)
+    te.cost[:, 1] = 4.0  # B is dearer: at λ = 0.5, scale 1, a right B (1 - 2) is worth less than a wrong A (-0.5)
     t = per_task_table(te, tasks, {"router": (te.quality, te.cost), "task": (te.quality, te.cost)}, {},
                        cost_weight=0.5, cost_scale=1.0)
     cue = t["tasks"][0]
