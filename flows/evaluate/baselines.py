@@ -140,6 +140,7 @@ class TaskRouter:
     cost: np.ndarray
     tasks: list[str]      # the task of each test query: its own, or the inferred one
     inferred: int         # how many test queries had no task (or one unseen in train) and got an inferred one
+    inferred_rows: np.ndarray  # their row indices in the test matrix
 
 
 def task_predictions(train: pl.DataFrame, test_m: QualityMatrix, test_tasks: Sequence[str | None]
@@ -180,4 +181,4 @@ def fit_task_router(train: pl.DataFrame, test_m: QualityMatrix, test_tasks: Sequ
         cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
         sim = hashed_bow([test_m.queries[i] for i in unknown], idf) @ cent.T
         known[unknown] = np.asarray(sim).argmax(axis=1)
-    return TaskRouter(tq[known], tc[known], [tasks[i] for i in known], int(len(unknown)))
+    return TaskRouter(tq[known], tc[known], [tasks[i] for i in known], int(len(unknown)), unknown)

@@ -120,7 +120,8 @@ def evaluate_routers(train: pl.DataFrame, test: pl.DataFrame, routers: dict[str,
         main = "router" if "router" in routers else next(iter(routers))  # at the cost weight it ships with
         per_task = per_task_table(te, tp.tasks, {"router": predicted[main], "knn": (kq, kc),
                                                  "task": (tp.quality, tp.cost)},
-                                  {"best_single": picks["best_single"]}, routers[main].policy.cost_weight, scale)
+                                  {"best_single": picks["best_single"]}, routers[main].policy.cost_weight, scale,
+                                  inferred_rows=tp.inferred_rows)
     curves["single_models"] = np.vstack([_point(te, j) for j in range(len(models))])
     curves["best_single"] = _point(te, models.index(picks["best_single"]))
     curves["cheapest"] = _point(te, models.index(picks["cheapest"]))
@@ -246,7 +247,8 @@ def per_task_markdown(pt: dict[str, Any]) -> list[str]:
     for b in rows:
         cells = [f"{b['quality'][k]:.3f} @ {_fmt(b['cost'][k], 3)}" for k in ("router", "task", "knn", "best_single",
                                                                              "oracle")]
-        lines.append(f"| {b['task']} | {b['n_test']} | {' | '.join(cells)} |")
+        n = f"{b['n_test']} ({b['n_inferred_task']} inferred)" if b.get("n_inferred_task") else f"{b['n_test']}"
+        lines.append(f"| {b['task']} | {n} | {' | '.join(cells)} |")
     lines += ["", "Where the router's gain over per-task comes from (U = quality − λ·cost/cost_scale; definitions "
                   "below):", "",
               "| task | router's choices | per-task choice | router differs | gain over per-task | within-task gain "

@@ -92,10 +92,12 @@ def _block(te: QualityMatrix, rows: np.ndarray, choices: Mapping[str, np.ndarray
 
 
 def per_task_table(te: QualityMatrix, tasks: Sequence[str], predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                   fixed: Mapping[str, str], cost_weight: float, cost_scale: float) -> dict[str, Any]:
+                   fixed: Mapping[str, str], cost_weight: float, cost_scale: float,
+                   inferred_rows: Sequence[int] = ()) -> dict[str, Any]:
     """The per-task table (see the module docstring) of routers given by their predicted (quality, cost)
     matrices on ``te``: ``predictions`` must hold "router" and "task" (the per-task baseline), may hold
-    "knn"; ``fixed`` names fixed choices (e.g. {"best_single": model}).  The oracle is added here."""
+    "knn"; ``fixed`` names fixed choices (e.g. {"best_single": model}).  The oracle is added here.
+    ``inferred_rows``: the test rows whose task was inferred, counted per task as ``n_inferred_task``."""
     if len(tasks) != len(te.queries):
         raise ValueError(f"{len(tasks)} task labels for {len(te.queries)} test queries")
     n, k = len(te.queries), len(te.models)
@@ -110,10 +112,13 @@ def per_task_table(te: QualityMatrix, tasks: Sequence[str], predictions: Mapping
         constants["best"][rows] = _best_constant(te.quality[rows], te.cost[rows], te.models, cost_weight, cost_scale)
         for r in routers:
             constants[f"main:{r}"][rows] = _main_choice(choices[r][rows], k)
+    inferred = np.zeros(n, dtype=bool)
+    inferred[np.asarray(inferred_rows, dtype=np.int64)] = True
     per = []
     for t, rows in rows_of.items():
         first = rows[0]
-        per.append({"task": t, "task_model": te.models[int(choices["task"][first])],
+        per.append({"task": t, "n_inferred_task": int(inferred[rows].sum()),
+                    "task_model": te.models[int(choices["task"][first])],
                     "router_main_model": te.models[int(constants["main:router"][first])],
                     "best_constant_model": te.models[int(constants["best"][first])],
                     **_block(te, rows, choices, constants, cost_weight, cost_scale)})

@@ -64,6 +64,10 @@ def test_command_on_a_hand_made_table(tmp_path, capsys, prefect_harness):
     assert "| router |" in summary and "| oracle |" in summary and "cost model" in summary
     printed = capsys.readouterr().out
     assert "| knn |" in printed and str(rep / "curves.png") in printed
+    # per task: JSON, summary.md and the console show the same tasks
+    tasks = [b["task"] for b in r["per_task"]["tasks"]]
+    assert tasks == ["chat", "code", "math"] and all(b["n_inferred_task"] == 0 for b in r["per_task"]["tasks"])
+    assert all(f"| {t} | " in summary and f"| {t} | " in printed for t in tasks) and "| **all** |" in summary
 
 
 def test_two_models_get_apgr_and_cpt_and_no_task_column_gives_null():
@@ -106,6 +110,8 @@ def test_sample_dcrouter_uses_its_files_and_infers_the_missing_task():
     assert "estimated" in r["cost_model"] and len(r["models"]) == 9
     # LLMRouter's test file has no cluster id: the per-task baseline says it inferred every one
     assert r["task_router"]["test_queries_with_inferred_task"] == r["n_test"]
+    # ... and the per-task table counts them under the task they were given
+    assert sum(b["n_inferred_task"] for b in r["per_task"]["tasks"]) == r["n_test"] == r["per_task"]["all"]["n_test"]
     assert r["aiq"]["router"] > r["aiq"]["random"]
 
 
