@@ -453,6 +453,29 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(a: argparse.Namespace) -> int:
+    """Check a pool file (and the artifact that would serve it) before serving: 0 fine, 1 errors."""
+    from router_runtime import check_pool
+    from router_runtime.pool_check import findings_summary
+
+    budget = a.memory_budget_mb
+    if budget is None and os.environ.get("ZETA_MEMORY_BUDGET_MB"):  # what zeta serve would run with
+        try:
+            budget = float(os.environ["ZETA_MEMORY_BUDGET_MB"])
+        except ValueError:
+            raise SystemExit(f"zeta validate: $ZETA_MEMORY_BUDGET_MB: not a number: "
+                             f"{os.environ['ZETA_MEMORY_BUDGET_MB']!r}") from None
+    findings = check_pool(a.pool, artifact=a.artifact, memory_budget_mb=budget)
+    s = findings_summary(findings)
+    if a.json:
+        print(json.dumps(s, indent=1))
+    else:
+        for f in findings:
+            print(f.line())
+        print(f"{s['errors']} error(s), {s['warnings']} warning(s)")
+    return 0 if s["ok"] else 1
+
+
 def cmd_calibrate(a: argparse.Namespace) -> int:
     """Time each model of the pool on this machine and write its cost model back into the pool file."""
     from router_runtime.calibration import calibrate_pool
@@ -802,6 +825,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OTLP/HTTP endpoint of the traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT, else "
                         "http://localhost:4318); implies --otel")
     p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("validate", help="check a pool file (keys, model files, context and memory budget, "
+                                        "aliases) and, with --artifact, what that artifact can say about it")
+    p.add_argument("pool", help="pool TOML file")
+    p.add_argument("--artifact", default=None, help="registry root, version dir or router.json: also check that "
+                   "it loads and verifies, which pool models it knows, capabilities and latency coverage")
+    p.add_argument("--memory-budget-mb", type=float, default=None,
+                   help="the budget zeta serve would run with (default: $ZETA_MEMORY_BUDGET_MB, else none)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("calibrate", help="measure each model's cost model on this machine, write it to POOL")
     p.add_argument("pool")

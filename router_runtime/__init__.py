@@ -40,6 +40,7 @@ from .features import Feature, FeatureSpec, default_feature_spec
 from .logger import OutcomeLogger
 from .policy import Exploration
 from .pool import ModelInfo, PoolSettings, dump_pool, load_pool, load_pool_settings, update_pool_file
+from .pool_check import check_pool
 from .records import OUTCOME_SCHEMA_VERSION, OutcomeRecord, parse_outcome, parse_outcome_line
 from .registry import history, promote, rollback
 from .routed_text import RoutedText, routed_text
@@ -91,7 +92,7 @@ __all__ = [
     "list_versions", "ObliviousEnsemble", "promote", "rollback", "history",
     # features and the pool
     "Feature", "FeatureSpec", "default_feature_spec", "RoutedText", "routed_text", "ModelInfo", "load_pool", "dump_pool", "update_pool_file",
-    "PoolSettings", "load_pool_settings",
+    "PoolSettings", "load_pool_settings", "check_pool",
     # serving: route -> generate -> record, backends, the OpenAI-compatible server
     "RoutingService", "RouteOptions", "Completion", "CompletionStream", "Attempt", "Backend", "BackendBase",
     "FunctionBackend", "LlamaBackend", "GenerationRequest", "TextDelta", "Finished", "Metrics", "create_app",

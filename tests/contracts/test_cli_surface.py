@@ -40,6 +40,7 @@ CLI = {
                "--threads", "--time-budget-s"],
     "simulate-logs": ["--artifact", "--days", "--exploration-rate", "--format", "--out", "--policy", "--rows",
                       "--seed"],
+    "validate": ["--artifact", "--json", "--memory-budget-mb"],
     "train": ["--format", "--iterations", "--json", "--no-promote", "--pool", "--registry", "--seed",
               "--test-fraction"],
 }

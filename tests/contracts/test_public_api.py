@@ -20,7 +20,7 @@ PUBLIC = [
     "OUTCOME_SCHEMA_VERSION",
     "ObliviousEnsemble", "Outcome", "OutcomeLogger", "OutcomeRecord", "PoolSettings", "RouteOptions", "RoutedText", "Router",
     "RoutingService", "SchemaVersionError", "ServingError", "TextDelta", "UnknownOpError", "ZetaError",
-    "__version__", "available_engines", "build_service", "calibrate_pool", "create_app", "current_version",
+    "__version__", "available_engines", "build_service", "calibrate_pool", "check_pool", "create_app", "current_version",
     "default_feature_spec", "dump_pool", "history", "list_versions", "load_artifact", "load_pool", "load_pool_settings",
     "parse_outcome", "parse_outcome_line", "promote", "rollback", "routed_text", "serve", "set_current", "update_pool_file",
     "write_artifact",
