@@ -23,7 +23,7 @@ import polars as pl
 from flows.tables import validate_benchmark_table
 from router_runtime.errors import ContractError
 
-__all__ = ["COST_MODELS", "import_routeprofile", "import_dcrouter", "import_benchmark"]
+__all__ = ["COST_MODELS", "COST_UNITS", "cost_unit", "import_routeprofile", "import_dcrouter", "import_benchmark"]
 
 _DC_COMPLETION_TOKENS = 64
 _DC_CHARS_PER_TOKEN = 4.0
@@ -46,6 +46,22 @@ COST_MODELS: dict[str, str] = {
         "changes them must say so.)"
     ),
 }
+
+# The unit of each cost model in a few words, for an axis label (COST_MODELS says how it is computed).
+COST_UNITS: dict[str, str] = {
+    "routeprofile": "USD, from measured tokens x price",
+    "dcrouter": "USD, from estimated tokens x price",
+}
+
+
+def cost_unit(cost_model: str) -> str:
+    """The short unit of a cost model statement (a ``COST_MODELS`` value); any other statement (a
+    table's own cost column, logged costs) is its own unit."""
+    for fmt, text in COST_MODELS.items():
+        if cost_model == text:
+            return COST_UNITS[fmt]
+    return cost_model
+
 
 _SCHEMA = {
     "query_id": pl.String,

@@ -265,6 +265,16 @@ def per_task_markdown(pt: dict[str, Any]) -> list[str]:
 
 def plot_curves(r: dict[str, Any], path: str | os.PathLike) -> None:
     """Every curve (points and non-decreasing hull) on the cost-quality plane, as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(r)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves_figure(r: dict[str, Any]):
+    """The figure of ``plot_curves``: the legend beside the axes (it hides no point), the models' names
+    placed so that no two labels overlap, the x axis in the cost model's unit."""
     try:
         import matplotlib
     except ImportError:
@@ -273,9 +283,12 @@ def plot_curves(r: dict[str, Any], path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..importers import cost_unit
     from .curves import nondecreasing_hull
 
-    fig, ax = plt.subplots(figsize=(9, 6))
+    # A fixed layout, not tight/constrained: label placement below measures the final positions.
+    fig = plt.figure(figsize=(12, 6))
+    ax = fig.add_axes((0.07, 0.1, 0.63, 0.8))
     styles = {"router": "C0", "router_bandit": "C9", "knn": "C1", "task": "C2", "oracle": "C3",
               "single_models": "C7", "best_single": "k", "cheapest": "C5", "random": "C4"}
     for k, pts in r["curves"].items():
@@ -288,17 +301,43 @@ def plot_curves(r: dict[str, Any], path: str | os.PathLike) -> None:
             continue
         ax.scatter(p[:, 0], p[:, 1], color=styles.get(k), s=10, alpha=0.5)
         ax.plot(h[:, 0], h[:, 1], color=styles.get(k), label=label, lw=1.8 if k.startswith("router") else 1.2)
-    for name, (c, q) in zip(r["models"], r["curves"]["single_models"]):
-        ax.annotate(name, (c, q), fontsize=7, alpha=0.8, xytext=(3, 3), textcoords="offset points")
+    names = [ax.annotate(name, (c, q), fontsize=7, alpha=0.85, xytext=(4, 3), textcoords="offset points",
+                         arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5, "shrinkA": 0, "shrinkB": 2})
+             for name, (c, q) in zip(r["models"], r["curves"]["single_models"])]
     ax.axvline(r["best_single_point"]["cost"], color="k", ls=":", lw=0.8)
-    ax.set_xlabel("mean cost per query")
+    ax.set_xlabel(f"mean cost per query ({cost_unit(r['cost_model'])})")
     ax.set_ylabel("mean quality")
-    ax.set_title(f"cost-quality curves on {r['n_test']} test queries (λ sweep; lines: non-decreasing hulls)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"cost-quality curves on {r['n_test']} test queries (λ sweep; lines: non-decreasing hulls)",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _separate_labels(fig, ax, names)
+    return fig
+
+
+def _separate_labels(fig, ax, labels) -> None:
+    """Move each label to the nearest offset (above, below, then left of its point) where its box
+    overlaps no other text and stays inside the axes; a thin line ties a moved label to its point."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    fixed = [t.get_window_extent(renderer) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text() and t not in labels]
+    placed: list[Any] = []
+    step = 9  # points: one 7-point line and a gap
+    offsets = ([(4, 3)] + [(4, 3 + sign * n * step) for n in range(1, 12) for sign in (1, -1)]
+               + [(-4, 3 + sign * n * step) for n in range(12) for sign in (1, -1)])
+    for label in sorted(labels, key=lambda t: t.xy[1]):
+        for dx, dy in offsets:
+            label.set_position((dx, dy))
+            label.set_horizontalalignment("left" if dx > 0 else "right")
+            box = label.get_window_extent(renderer)
+            if (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+                    and not any(box.overlaps(b) for b in placed + fixed)):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 def write_report(r: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, str]:
