@@ -32,6 +32,8 @@ import numpy as np
 
 from router_runtime import Router, available_engines, default_feature_spec, load_artifact, load_pool
 
+from .progress import bar
+
 __all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider", "queries_of"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +150,7 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
     have = engines()
     best = have[0]
     cases = []
+    steps = bar("bench (cases)", len(trees) * len(candidates) * len(query_bytes))
     for t in trees:
         art = trained[t].artifact
         routers = {f"decide_{e}": Router(art, pool=timed_pool(art), engine=e) for e in have}
@@ -166,8 +169,10 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
                 row["speedup_p50_numpy"] = row["catboost_predict"]["p50_us"] / row["decide_numpy"]["p50_us"]
                 row["throughput_per_s_numpy"] = 1e6 / row["decide_numpy"]["mean_us"]
                 cases.append(row)
+                steps.advance(note=f"trees={t} candidates={c} query={qb}B")
                 if progress:
                     progress(f"trees={t} candidates={c} query={qb}B: {best} p50 {row[f'decide_{best}']['p50_us']:.1f} us")
+    steps.close()
     default = next((r for r in cases if all(r[k] == v for k, v in DEFAULT_CASE.items())), None)
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "engines": have,
                            "cases": cases}

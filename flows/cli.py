@@ -37,6 +37,14 @@ def _need_pipeline() -> None:
                          "pip install 'zeta-router[pipeline]'")
 
 
+def _progress(a: argparse.Namespace) -> None:
+    """Switch the progress bars (flows/progress.py) on for this command when it should show them."""
+    from . import progress
+
+    if progress.wanted(getattr(a, "progress", None), json_output=bool(getattr(a, "json", False))):
+        progress.enable()
+
+
 def _print_decision(d, *, as_json: bool, label: str | None = None) -> None:
     if as_json:
         print(json.dumps(d.to_dict(), ensure_ascii=False))
@@ -94,6 +102,7 @@ def _train(a: argparse.Namespace, source: str, source_format: str, pool: str | N
 
 def cmd_train(a: argparse.Namespace) -> int:
     _need_pipeline()
+    _progress(a)
     summary = _train(a, a.source, a.format, a.pool)
     if a.json:
         print(json.dumps(summary, indent=1, default=str))
@@ -251,6 +260,7 @@ def _load_any_table(source: str, fmt: str):
 
 def cmd_simulate(a: argparse.Namespace) -> int:
     _need_pipeline()
+    _progress(a)
     from .logs import simulate_logs
 
     table = _load_any_table(a.table, a.format)
@@ -309,6 +319,7 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
 def cmd_shadow(a: argparse.Namespace) -> int:
     """Replay a seeded sample of logged queries on the pool's other eligible models (flow zeta-shadow)."""
     _need_pipeline()
+    _progress(a)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .shadow import shadow_flow, summary_lines
 
@@ -373,6 +384,7 @@ def cmd_judge(a: argparse.Namespace) -> int:
     if (a.logs is None) == (a.validate is None):
         raise SystemExit("zeta judge: give --logs DIR (grade logged answers) or --validate TABLE (measure the "
                          "judge's agreement with known qualities)")
+    _progress(a)
     if a.validate is not None:
         return _judge_validate(a)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -478,12 +490,19 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
     """Time each model of the pool on this machine and write its cost model back into the pool file."""
+    from router_runtime import load_pool
     from router_runtime.calibration import calibrate_pool
 
+    from .progress import bar
+
     reports = {}
+    _progress(a)
+    names = a.models.split(",") if a.models else [m.name for m in load_pool(a.pool) if m.gguf is not None]
+    steps = bar("calibrating (models)", len(names))
 
     def report(name, cal):
         reports[name] = cal
+        steps.advance(note=name)
         if cal.warning:
             print(f"warning: {name}: {cal.warning}", file=sys.stderr)
 
@@ -491,6 +510,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
                              prompt_tokens=a.prompt_tokens, gen_tokens=a.gen_tokens, repeats=a.repeats,
                              write=not a.dry_run, n_threads=a.threads, max_rounds=a.max_rounds,
                              tolerance=a.tolerance, on_model=report)
+    steps.close()
     if a.json:
         print(json.dumps({n: {**r, "rounds": len(reports[n].rounds), "stable": reports[n].stable,
                               "spread": reports[n].spread, "warning": reports[n].warning}
@@ -515,8 +535,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import SUMMARY_KEYS, format_table, run_bench
 
     grid = {} if not a.quick else {"trees": (300,), "candidates": (4,), "query_bytes": (1000,), "calls": 500}
-    progress = None if a.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    result = run_bench(progress=progress, **grid)
+    _progress(a)
+    result = run_bench(**grid)
     if a.json:
         keys = SUMMARY_KEYS + ("default_case", "engines", "machine")
         print(json.dumps({k: result[k] for k in keys if k in result} | {"cases": result["cases"]}, indent=1))
@@ -661,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     training_args(p, "table")
     p.add_argument("--no-promote", action="store_true", help="write the version but leave CURRENT alone")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("demo", help="the main job: train on the sample, route example queries")
@@ -699,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="decision latency: runtime (numpy, pure Python) vs CatBoost predict")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="one small case (a smoke run)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("simulate-logs", help="turn a full-information table into outcome logs of a logging policy")
@@ -713,6 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "vectorized generator writes one file per day")
     p.add_argument("--days", type=int, default=None, help="spread --rows over this many days (default 30)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_simulate)
 
     p = sub.add_parser("pipeline", help="one production cycle: ingest -> train -> evaluate -> promote")
@@ -756,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default flows.shadow.DEFAULT_MAX_TOKENS, 256)")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_shadow)
 
     p = sub.add_parser("deploy", help="schedule the production loop as a Prefect deployment")
@@ -793,6 +825,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "<registry>/reports/judge-validation-<judge>.json")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads of the judge model")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_judge)
 
     p = sub.add_parser("serve", help="OpenAI-compatible server routing among the pool's llama.cpp models")
@@ -848,6 +883,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--dry-run", action="store_true", help="print, do not write the pool file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
     p.set_defaults(fn=cmd_calibrate)
     _fill_common_help(ap)
     _env_defaults(_subcommand(ap, "serve"))
@@ -898,6 +936,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"start`{embedded}.", file=sys.stderr)
             return 2
         raise
+    finally:
+        progress = sys.modules.get(__package__ + ".progress")
+        if progress is not None:  # bars belong to this command, not to the next main() of this process
+            progress.disable()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from router_runtime.candidates import IDENTITY_PREFIX, candidate_vector
 from router_runtime.features import FeatureSpec
 from router_runtime.pool import ModelInfo
 
+from .progress import fit_catboost
+
 __all__ = ["LengthModel", "MIN_LENGTH_ROWS", "MAX_LENGTH_TREES", "length_rows", "train_length_model"]
 
 # Fewer rows with a token count than this, or a count that never varies (LLMRouter's importer states
@@ -76,7 +78,8 @@ def train_length_model(table: pl.DataFrame, spec: FeatureSpec, cand: Sequence[st
         feature_weights=[params.identity_weight if n.startswith(IDENTITY_PREFIX) else 1.0 for n in inputs],
     )
     xn = x.to_numpy().astype(np.float64)
-    model.fit(Pool(xn, y, feature_names=inputs))
+    fit_catboost(model, Pool(xn, y, feature_names=inputs), "training the length model (trees)",
+                 min(params.iterations, MAX_LENGTH_TREES))
     ensemble = dict(ensemble_from_catboost(model, inputs), target=LENGTH_TARGET)
     idx = np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)
     by_name = {m.name: m for m in pool}

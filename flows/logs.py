@@ -18,6 +18,7 @@ from router_runtime.records import OutcomeRecord, parse_outcome_line
 
 from .curated import CURATED_SCHEMA, curated_row, curated_training_table
 from .labels import is_label_record, label_rank, stand_in_order
+from .progress import bar
 
 __all__ = ["LogReadResult", "log_files", "read_outcome_logs", "logs_to_table", "simulate_logs"]
 
@@ -153,8 +154,9 @@ def simulate_logs(table: pl.DataFrame, out_dir: str | os.PathLike, *, seed: int 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"simulated-{policy}-seed{seed}.jsonl"
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8") as f, bar("simulating logs (records)", n) as steps:
         for i in range(n):
+            steps.advance()
             qid = order[i] if rows is None else rng.choice(qids)
             q = by_query[qid]
             if router is None:

@@ -62,6 +62,7 @@ from router_runtime.pool import ModelInfo
 from router_runtime.records import OutcomeRecord, cap_response
 
 from ._prefect import step
+from .progress import bar
 from .reports import publish, shadow_report
 
 __all__ = ["SHADOW_DIR", "DEFAULT_RATE", "DEFAULT_MAX_TOKENS", "ShadowRun", "ShadowPlan", "ShadowResult",
@@ -292,55 +293,60 @@ def run_shadow(plan: ShadowPlan, pool: Sequence[ModelInfo], backend: Any, out_di
     budget_end = None if time_budget_s is None else start + time_budget_s
     skipped: Counter = Counter()
     out = RecordFile(out_dir, "shadow")
+    steps = bar("shadow replay (runs)", sum(len(runs) for _, runs in plan.by_model()))
     try:
         for name, runs in plan.by_model():
             model = models[name]
             stats = res.by_model.setdefault(name, {"succeeded": 0, "failed": 0})
             for run in runs:
-                if budget_end is not None and clock() >= budget_end:
-                    res.stopped = "time budget"
-                    break
-                q = run.original.query
-                request = _chat_request(q, max_tokens=max_tokens, seed=seed, deadline=budget_end)
-                t0 = time.perf_counter()
                 try:
-                    text, final, latency, ttft = _generate(backend, model, request, budget_end, clock)
-                except _OutOfTime:
-                    skipped["time budget"] += 1
-                    res.stopped = "time budget"
-                    break
-                except BackendTimeoutError:  # nothing freed up before the budget's end: not the model's fault
-                    skipped["time budget"] += 1
-                    res.stopped = "time budget"
-                    break
-                except ContextOverflowError:  # found only when generating: not the model's fault either
-                    skipped["context"] += 1
-                    continue
-                except Exception as exc:  # the model failed (a BackendError, or a bug of its backend): an outcome
-                    latency = (time.perf_counter() - t0) * 1000.0
-                    err = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-                    rec = shadow_record(run.original, name, success=False, error=err, response=None,
-                                        latency_ms=round(latency, 3),
-                                        cost=_rounded(attempt_cost(model, latency, len(q), False)))
+                    if budget_end is not None and clock() >= budget_end:
+                        res.stopped = "time budget"
+                        break
+                    q = run.original.query
+                    request = _chat_request(q, max_tokens=max_tokens, seed=seed, deadline=budget_end)
+                    t0 = time.perf_counter()
+                    try:
+                        text, final, latency, ttft = _generate(backend, model, request, budget_end, clock)
+                    except _OutOfTime:
+                        skipped["time budget"] += 1
+                        res.stopped = "time budget"
+                        break
+                    except BackendTimeoutError:  # nothing freed up before the budget's end: not the model's fault
+                        skipped["time budget"] += 1
+                        res.stopped = "time budget"
+                        break
+                    except ContextOverflowError:  # found only when generating: not the model's fault either
+                        skipped["context"] += 1
+                        continue
+                    except Exception as exc:  # the model failed (a BackendError, or a bug of its backend): an outcome
+                        latency = (time.perf_counter() - t0) * 1000.0
+                        err = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+                        rec = shadow_record(run.original, name, success=False, error=err, response=None,
+                                            latency_ms=round(latency, 3),
+                                            cost=_rounded(attempt_cost(model, latency, len(q), False)))
+                        out.write(rec)
+                        res.failed += 1
+                        stats["failed"] += 1
+                        continue
+                    signals, json_error = detect(request, text, final.finish_reason)
+                    success, error, quality, source = outcome_fields(signals, json_error, request.max_tokens)
+                    rec = shadow_record(
+                        run.original, name, success=success, error=error, response=text if text else None,
+                        latency_ms=round(latency, 3), ttft_ms=None if ttft is None else round(ttft, 3),
+                        prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
+                        cost=_rounded(attempt_cost(model, latency, len(q), final.load_ms is not None)),
+                        quality=quality, quality_source=source)
                     out.write(rec)
-                    res.failed += 1
-                    stats["failed"] += 1
-                    continue
-                signals, json_error = detect(request, text, final.finish_reason)
-                success, error, quality, source = outcome_fields(signals, json_error, request.max_tokens)
-                rec = shadow_record(
-                    run.original, name, success=success, error=error, response=text if text else None,
-                    latency_ms=round(latency, 3), ttft_ms=None if ttft is None else round(ttft, 3),
-                    prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
-                    cost=_rounded(attempt_cost(model, latency, len(q), final.load_ms is not None)),
-                    quality=quality, quality_source=source)
-                out.write(rec)
-                res.succeeded += success
-                res.failed += not success
-                stats["succeeded" if success else "failed"] += 1
+                    res.succeeded += success
+                    res.failed += not success
+                    stats["succeeded" if success else "failed"] += 1
+                finally:  # a run that ends early counts too: the bar reaches its end
+                    steps.advance(note=name)
             if res.stopped != "done":
                 break
     finally:
+        steps.close()
         out.close()
         res.written = out.lines
         res.file = str(out.path) if out.path is not None else None

@@ -17,6 +17,8 @@ import polars as pl
 
 from router_runtime.errors import ContractError
 
+from .progress import bar
+
 __all__ = ["simulate_logs_at_scale", "POLICIES"]
 
 POLICIES = ("uniform", "mix")
@@ -75,6 +77,7 @@ def simulate_logs_at_scale(table: pl.DataFrame, out_dir: str | os.PathLike, *, r
     out.mkdir(parents=True, exist_ok=True)
     paths, done = [], 0
     col = pl.col
+    steps = bar("simulating logs (records)", rows)
     for d in range(days):
         n_day = rows // days + (1 if d < rows % days else 0)
         if n_day == 0:
@@ -122,5 +125,7 @@ def simulate_logs_at_scale(table: pl.DataFrame, out_dir: str | os.PathLike, *, r
                     col("cost").fill_nan(None).alias("cost"), col("qid").alias("query_id"),
                 ).write_ndjson(f)
                 done += n
+                steps.advance(n, note=f"{day0:%Y-%m-%d}")
         paths.append(path)
+    steps.close()
     return paths

@@ -24,6 +24,7 @@ from router_runtime.pool import LinearCost, ModelInfo
 from router_runtime.trees import ObliviousEnsemble
 
 from .features import add_features, fit_feature_spec
+from .progress import fit_catboost
 from .sources import split_query_ids  # the split rule's home; this path is documented
 
 __all__ = [
@@ -264,7 +265,8 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
         feature_weights=[params.identity_weight if n.startswith(IDENTITY_PREFIX) else 1.0 for n in inputs],
     )
     xn = x.to_numpy().astype(np.float64)
-    model.fit(Pool(xn, y, weight=w, feature_names=inputs))
+    fit_catboost(model, Pool(xn, y, weight=w, feature_names=inputs), "training the quality model (trees)",
+                 params.iterations)
     ensemble = ensemble_from_catboost(model, inputs)
     # Parity end to end: the runtime's own feature extraction and candidate inputs on sampled rows
     # must give CatBoost's predictions on the pipeline's (Polars) matrix for the same rows.

@@ -22,6 +22,7 @@ from typing import Any
 from router_runtime.ids import utc_now
 from router_runtime.records import OutcomeRecord
 
+from ..progress import bar
 from .grader import Judge, PairVerdict, Verdict
 from .labels import JudgeWriter
 from .rubric import PAIRWISE, SCORE_MAX, SCORE_MIN, SINGLE, clip_text, score_quality
@@ -123,11 +124,14 @@ def _grade_group(judge: Judge, group: list[OutcomeRecord], writer: JudgeWriter, 
 def grade_selection(judge: Judge, selection: Selection, writer: JudgeWriter, *, pairwise: bool = False) -> dict[str, Any]:
     """Grade every record (or group, with ``pairwise``) of ``selection``; the counts of the run."""
     tally = _Tally()
-    for item in (selection.groups if pairwise else selection.records):
-        if pairwise:
-            _grade_group(judge, item, writer, tally)
-        else:
-            _grade_one(judge, item, writer, tally)
-        if tally.stopped:
-            break
+    items = selection.groups if pairwise else selection.records
+    with bar("judging (" + ("queries" if pairwise else "answers") + ")", len(items)) as steps:
+        for item in items:
+            if pairwise:
+                _grade_group(judge, item, writer, tally)
+            else:
+                _grade_one(judge, item, writer, tally)
+            steps.advance()
+            if tally.stopped:
+                break
     return tally.summary()
