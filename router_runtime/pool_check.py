@@ -9,13 +9,14 @@ the Router builds.  What is added here is what those loaders cannot know on thei
 GGUF files are there, whether the memory budget can hold each model, and what an artifact can and
 cannot say about this particular pool (cold models, capabilities it never saw, latency coverage).
 
-Standard library only, like the rest of the core: the GGUF files are checked by their magic bytes,
-never loaded.
+Standard library only, like the rest of the core: the GGUF files are checked by their magic bytes and
+their metadata's trained context length, never loaded.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +31,10 @@ __all__ = ["Finding", "LEVELS", "check_pool", "findings_summary"]
 
 LEVELS = ("ok", "warning", "error")
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (ggml's gguf.h)
+# GGUF metadata value types (gguf.h: GGUF_TYPE_*) of fixed size, by their struct format.
+_GGUF_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_MAX_KEYS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,66 @@ def _check_gguf_files(pool: Sequence[ModelInfo], base: Path, out: list[Finding])
             continue
         if magic != GGUF_MAGIC:
             out.append(Finding("error", f"{m.name}.gguf", f"not a GGUF file (first bytes {magic!r}): {path}"))
-        else:
-            out.append(Finding("ok", m.name, f"gguf readable ({path.stat().st_size / (1 << 20):.0f} MB): {path}"))
+            continue
+        out.append(Finding("ok", m.name, f"gguf readable ({path.stat().st_size / (1 << 20):.0f} MB): {path}"))
+        trained = gguf_context_length(path)
+        if trained is not None and m.context_length is not None and m.context_length > trained:
+            out.append(Finding("warning", m.name, f"context_length {m.context_length} is above the {trained} "
+                                                   "tokens the GGUF was trained for: the router admits prompts "
+                                                   "the model reads poorly, and the KV cache is sized for them"))
+
+
+def gguf_context_length(path: str | os.PathLike) -> int | None:
+    """The ``<architecture>.context_length`` of a GGUF file's metadata (the context it was trained
+    for), read with the standard library; None when the file does not say or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            def take(fmt: str):
+                size = struct.calcsize("<" + fmt)
+                data = f.read(size)
+                if len(data) != size:
+                    raise EOFError
+                return struct.unpack("<" + fmt, data)[0]
+
+            def text() -> str:
+                n = take("Q")
+                if n > 1 << 20:
+                    raise ValueError("string too long")
+                return f.read(n).decode("utf-8", errors="replace")
+
+            def skip(kind: int) -> None:
+                if kind in _GGUF_FIXED:
+                    f.seek(struct.calcsize("<" + _GGUF_FIXED[kind]), os.SEEK_CUR)
+                elif kind == _GGUF_STRING:
+                    f.seek(take("Q"), os.SEEK_CUR)
+                elif kind == _GGUF_ARRAY:
+                    inner, n = take("I"), take("Q")
+                    if inner in _GGUF_FIXED:
+                        f.seek(n * struct.calcsize("<" + _GGUF_FIXED[inner]), os.SEEK_CUR)
+                    else:
+                        for _ in range(n):
+                            skip(inner)
+                else:
+                    raise ValueError(f"unknown GGUF value type {kind}")
+
+            if f.read(4) != GGUF_MAGIC or take("I") < 2:  # version 1 used 32-bit counts
+                return None
+            take("Q")  # tensor count
+            n_keys = take("Q")
+            arch, contexts = None, {}
+            for _ in range(min(n_keys, _GGUF_MAX_KEYS)):
+                key, kind = text(), take("I")
+                if key == "general.architecture" and kind == _GGUF_STRING:
+                    arch = text()
+                elif key.endswith(".context_length") and kind in (4, 5, 10, 11):
+                    contexts[key] = take(_GGUF_FIXED[kind])
+                else:
+                    skip(kind)
+                if arch is not None and f"{arch}.context_length" in contexts:
+                    return int(contexts[f"{arch}.context_length"])
+    except (OSError, EOFError, ValueError, struct.error):
+        return None
+    return None
 
 
 def _check_memory(pool: Sequence[ModelInfo], base: Path, budget: float | None, out: list[Finding]) -> None:

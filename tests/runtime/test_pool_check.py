@@ -130,3 +130,19 @@ def test_finding_lines_are_one_per_finding():
     assert Finding("warning", "x", "y").line() == "warning x: y"
     with pytest.raises(Exception):
         Finding("ok", "x", "y").level = "error"  # frozen
+
+
+def test_the_ggufs_trained_context_is_read_and_a_longer_declared_one_is_a_warning(tmp_path):
+    from router_runtime.pool_check import gguf_context_length
+
+    gguf = smollm2_path()
+    # llama.cpp reads the same metadata key: Llama(..., vocab_only=True).metadata["llama.context_length"]
+    assert gguf_context_length(gguf) == 8192
+    assert gguf_context_length(tmp_path / "absent.gguf") is None
+    (tmp_path / "cut.gguf").write_bytes(gguf.read_bytes()[:40])  # metadata cut short
+    assert gguf_context_length(tmp_path / "cut.gguf") is None
+    p = _pool(tmp_path, f'[[models]]\nname = "a"\ngguf = "{gguf}"\ncontext_length = 32768\n')
+    (w,) = [x for x in check_pool(p) if x.subject == "a" and x.level == "warning"]
+    assert "context_length 32768 is above the 8192 tokens the GGUF was trained for" in w.message
+    p = _pool(tmp_path, f'[[models]]\nname = "a"\ngguf = "{gguf}"\ncontext_length = 8192\n')
+    assert not [x for x in check_pool(p) if x.subject == "a" and x.level != "ok"]
