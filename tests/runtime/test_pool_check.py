@@ -63,6 +63,12 @@ def test_a_misspelt_key_is_an_error_with_the_loaders_suggestion(tmp_path):
     assert findings_summary(check_pool(p))["ok"] is False
 
 
+def test_an_alias_to_a_model_not_in_the_pool_is_an_error(tmp_path):
+    p = _pool(tmp_path, '[aliases]\n"auto:fast" = { candidates = ["a", "gone"] }\n\n[[models]]\nname = "a"\n')
+    (err,) = _levels(check_pool(p), "error")
+    assert err.subject.startswith("aliases.auto:fast") and "gone" in err.message
+
+
 def test_a_missing_an_unreadable_and_a_non_gguf_model_file_are_errors(tmp_path):
     (tmp_path / "notes.gguf").write_text("not a model")
     p = _pool(tmp_path, '[[models]]\nname = "a"\ngguf = "missing.gguf"\n\n'
