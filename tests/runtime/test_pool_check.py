@@ -120,7 +120,8 @@ def test_a_capability_the_trained_quality_model_never_saw_is_said(tmp_path, trai
     f = check_pool(p, artifact=trained_registry)
     assert not _levels(f, "error")
     caps = [x for x in f if x.subject == "capabilities"]
-    assert [x.level for x in caps] == ["warning"] and "'tools' (agent-7b) was not in the training pool" in caps[0].message
+    assert [x.level for x in caps] == ["warning"]
+    assert "'tools' (agent-7b) was not in the training pool" in caps[0].message
     cold = [x.subject for x in f if "scored cold" in x.message]
     assert cold == ["nomic-embed-text-v1.5", "agent-7b"]  # the sample has no outcomes of the embedder
 
