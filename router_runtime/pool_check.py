@@ -72,6 +72,13 @@ def check_pool(pool_path: str | os.PathLike, *, artifact: str | os.PathLike | No
     return out
 
 
+def _describe(exc: Exception) -> str:
+    """A load failure in the operator's words: the OS's message for a file problem, else our own."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.filename is None else f"{exc.strerror.lower()}: {exc.filename}"
+    return str(exc)
+
+
 def _check_pool_file(path: Path, out: list[Finding]) -> tuple[ModelInfo, ...] | None:
     try:
         pool = load_pool(path)
@@ -79,7 +86,7 @@ def _check_pool_file(path: Path, out: list[Finding]) -> tuple[ModelInfo, ...] | 
         settings = load_pool_settings(path)
     except (ZetaError, OSError) as exc:
         subject, problem = ((exc.field, exc.problem) if isinstance(exc, ContractError)
-                            else ("pool", f"{type(exc).__name__}: {exc}"))
+                            else ("pool", _describe(exc)))
         out.append(Finding("error", subject, f"{problem} ({path}; the pool's models were not checked further)"))
         return None
     out.append(Finding("ok", "pool", f"{len(pool)} models, every key known and every value valid "
@@ -235,7 +242,7 @@ def _check_artifact(declared: Sequence[ModelInfo] | None, source: str | os.PathL
     try:
         art = load_artifact(source)
     except (ZetaError, OSError) as exc:
-        out.append(Finding("error", "artifact", f"{type(exc).__name__}: {exc}"))
+        out.append(Finding("error", "artifact", _describe(exc)))
         return
     trained = {n[len(IDENTITY_PREFIX):] for n in art.candidate_inputs if n.startswith(IDENTITY_PREFIX)}
     out.append(Finding("ok", "artifact", f"{art.version} loads: hashes verified, format and fields valid "

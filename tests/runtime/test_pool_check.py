@@ -96,7 +96,7 @@ def test_a_corrupt_artifact_is_an_error(tmp_path, vdir):
     doc = (vdir / "router.json").read_bytes()
     (vdir / "router.json").write_bytes(doc.replace(b'"cost_weight": 0.1', b'"cost_weight": 0.2'))
     (err,) = _levels(check_pool(_good_pool(tmp_path), artifact=vdir, memory_budget_mb=4096), "error")
-    assert err.subject == "artifact" and "ArtifactIntegrityError" in err.message and "sha256" in err.message.lower()
+    assert err.subject == "artifact" and "sha256" in err.message.lower()
     (err,) = _levels(check_pool(_good_pool(tmp_path), artifact=tmp_path / "nowhere"), "error")
     assert err.subject == "artifact" and "ArtifactNotFoundError" in err.message
 
