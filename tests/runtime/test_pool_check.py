@@ -98,7 +98,7 @@ def test_a_corrupt_artifact_is_an_error(tmp_path, vdir):
     (err,) = _levels(check_pool(_good_pool(tmp_path), artifact=vdir, memory_budget_mb=4096), "error")
     assert err.subject == "artifact" and "sha256" in err.message.lower()
     (err,) = _levels(check_pool(_good_pool(tmp_path), artifact=tmp_path / "nowhere"), "error")
-    assert err.subject == "artifact" and "ArtifactNotFoundError" in err.message
+    assert err.subject == "artifact" and "no artifact here" in err.message
 
 
 def test_a_pool_model_unknown_to_the_artifact_is_scored_cold_and_said_so(tmp_path, vdir):
