@@ -106,6 +106,21 @@ class LengthModel:
 
 
 LENGTH_TARGET = "log1p_completion_tokens"
+PRIOR_TARGET = "quality"
+
+
+@dataclass(frozen=True)
+class DescriptorPrior:
+    """The optional cold-start ensemble: quality of a (query, model) pair from the query's features
+    and the model's descriptors only (``router_runtime.candidates.prior_input_names``); it scores the
+    pool models the quality model has no outcomes for."""
+
+    ensemble: ObliviousEnsemble
+    candidate_inputs: tuple[str, ...]
+    scorer: CandidateScorer
+
+    def candidate_vector(self, model: ModelInfo) -> tuple[float, ...]:
+        return candidate_vector(self.candidate_inputs, model)
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,10 @@ class Artifact:
     # Completion tokens per (query, model), when the training data carried them (key ``length_model``,
     # optional: older artifacts and runtimes that do not know the key route as before).
     length: LengthModel | None = None
+    # Quality of a model without outcomes from its descriptors (key ``descriptor_prior``, optional),
+    # and why an artifact's prior is not used when it has one this runtime cannot read.
+    prior: DescriptorPrior | None = None
+    prior_problem: str | None = None
 
     def model(self, name: str) -> ModelInfo | None:
         for m in self.pool:
@@ -290,6 +309,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         lens = _ensemble(lm, "length_model")
         lplan, lcand = _input_plan(lens, qindex, "length_model")
         length = LengthModel(lens, tuple(lcand), CandidateScorer(lens, lplan))
+    prior, prior_problem = _prior(router.get("descriptor_prior"), qindex)
 
     calib = router.get("calibration", {"kind": "clip", "low": 0.0, "high": 1.0})
     if not isinstance(calib, dict) or calib.get("kind") != "clip":
@@ -325,7 +345,26 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
         manifest=manifest or {},
         scorer=CandidateScorer(ensemble, plan),
         length=length,
+        prior=prior,
+        prior_problem=prior_problem,
     )
+
+
+def _prior(doc: Any, qindex: Mapping[str, int]) -> tuple[DescriptorPrior | None, str | None]:
+    """The descriptor prior, or (None, why) when its inputs include names this runtime does not know:
+    a newer runtime may describe models by more than this one reads, and an unreadable prior must
+    not cost the whole artifact (cold models are then scored as before it existed)."""
+    if doc is None:
+        return None, None
+    if not isinstance(doc, dict) or doc.get("target") != PRIOR_TARGET:
+        raise ContractError("descriptor_prior.target", f"must be {PRIOR_TARGET!r}")
+    ens = _ensemble(doc, "descriptor_prior")
+    unknown = [n for n in ens.inputs if isinstance(n, str) and n not in qindex and not is_candidate_input(n)]
+    if unknown:
+        return None, (f"descriptor_prior not used: inputs {unknown} are unknown to this runtime "
+                      "(written by a newer one); models without outcomes are scored by the quality model")
+    plan, cand = _input_plan(ens, qindex, "descriptor_prior")
+    return DescriptorPrior(ens, tuple(cand), CandidateScorer(ens, plan)), None
 
 
 def _ensemble(qm: Any, where: str) -> ObliviousEnsemble:

@@ -131,6 +131,7 @@ class ModelInfo:
     def __post_init__(self) -> None:
         # Built in code or parsed, a model's serving fields obey the same rules (one validator).
         _check_serving(self.extra, self.name)
+        _check_descriptors(self.extra, self.name)
 
     # -- serving fields (stored in ``extra``; validated) ---------------------------------------
     @property
@@ -271,6 +272,18 @@ def _check_serving(extra: Mapping[str, Any], where: str) -> None:
                                     "is set by the serving layer (use gguf, capabilities, context_length, chat_template)")
 
 
+def _check_descriptors(extra: Mapping[str, Any], where: str) -> None:
+    """The descriptor fields a cold-start prior reads: strings, and a benchmark score in [0, 1]."""
+    for key in ("family", "quantization", "description"):
+        v = extra.get(key)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise ContractError(f"{where}.{key}", f"must be a non-empty string, got {v!r}")
+    if extra.get("benchmark_score") is not None:
+        score = finite(extra["benchmark_score"], f"{where}.benchmark_score", low=0.0)
+        if score > 1.0:
+            raise ContractError(f"{where}.benchmark_score", f"must be in [0, 1], got {score!r}")
+
+
 def _assumed_output(extra: Mapping[str, Any], capabilities: Sequence[str]) -> float:
     comp = extra.get("completion_tokens")
     if comp is None:
@@ -335,6 +348,7 @@ def parse_model(m: Any, *, where: str = "model") -> ModelInfo:
             cost = LinearCost((pout or 0.0) * comp / 1e6, (pin or 0.0) / 1e6 / CHARS_PER_TOKEN)
     extra = {k: v for k, v in m.items() if k not in _KNOWN}
     _check_serving(extra, where)
+    _check_descriptors(extra, where)
     if _num(m, "completion_tokens", where) is not None and (
             "ms_per_prompt_token" in extra or "ms_per_token" in extra):
         # The local cost model reads it again (with_serving re-derives): keep it beside its numbers.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .artifact import Artifact, load_artifact
+from .candidates import CAPABILITY_PREFIX, FAMILY_PREFIX, declared_descriptors
 from .engines import ENGINES, available_engines, build_parts, build_scorer, resolve_engine
 from .errors import ContractError, ZetaError
 from .ids import new_id, utc_now
@@ -139,6 +140,10 @@ class _State:
     # The length model over the models whose latency depends on the output: (score, stack, base per
     # model, stacked bases per candidate list, like ``stacked``).
     length: tuple | None = None
+    # The descriptor prior over the cold models: (score, stack, base per cold model, stacked bases
+    # per candidate list), and per cold model the descriptors its quality came from (for the reason).
+    prior: tuple | None = None
+    described: Mapping[str, str] = field(default_factory=dict)
 
 
 def merge_pool(learned: Sequence[ModelInfo], declared: Sequence[ModelInfo] | None) -> tuple[ModelInfo, ...]:
@@ -244,8 +249,16 @@ class Router:
             lscore, lstack = self._parts[2]
             lm = artifact.length
             length = (lscore, lstack, {m.name: lm.scorer.candidate_base(lm.candidate_vector(m)) for m in timed}, {})
+        prior = None
+        if artifact.prior is not None and cold:
+            pscore, pstack = self._parts[3]
+            pr = artifact.prior
+            prior = (pscore, pstack, {n: pr.scorer.candidate_base(pr.candidate_vector(m))
+                                      for n, m in ((m.name, m) for m in pool) if n in cold}, {})
+        described = {m.name: _described(m, artifact) for m in pool if m.name in cold}
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
-                      extract=extract, score=score, stack=stack, scale=scale, rates=rates, length=length)
+                      extract=extract, score=score, stack=stack, scale=scale, rates=rates, length=length,
+                      prior=prior, described=described)
 
     def _engine_parts(self, artifact: Artifact) -> tuple[str, Any, Any, Any]:
         """(engine, extract, score, stack) of ``artifact``, built once per artifact and shared with
@@ -255,7 +268,8 @@ class Router:
             return cached[1]
         parts, self.engine_problem = build_parts(artifact, self._engine, auto=self._engine_auto)
         lparts = None if artifact.length is None else build_scorer(artifact.length.scorer, parts[0])
-        self._parts = (artifact, parts, lparts)
+        pparts = None if artifact.prior is None else build_scorer(artifact.prior.scorer, parts[0])
+        self._parts = (artifact, parts, lparts, pparts)
         return parts
 
     @property
@@ -533,6 +547,8 @@ class Router:
                 if len(state.stacked) < 1024:
                     state.stacked[key] = bases
             q = state.score(feats, bases)
+            if state.prior is not None:
+                q = _with_prior(state.prior, feats, key, q)
             lo, hi = art.clip_quality
             scores = []
             for m, raw in zip(models, q):
@@ -548,6 +564,10 @@ class Router:
             how = f"highest predicted quality - {lam:g} x relative cost"
         ranked = rank_scores(scores)
         best = ranked[0]
+        if best.model in state.cold and best.quality is not None:
+            # Its quality is no learned fact about it: say what it came from.
+            how = (f"highest predicted quality, {best.model}'s from its descriptors "
+                   f"({state.described[best.model]}), - {lam:g} x relative cost")
         if len(ranked) > 1 and best.quality is not None and ranked[1].quality is not None \
                 and abs(best.quality - ranked[1].quality) < _TIE:
             tied = sum(1 for s in ranked if s.quality is not None and abs(s.quality - best.quality) < _TIE)
@@ -571,7 +591,10 @@ class Router:
         if state.cold:
             cold = [s.model for s in scores if s.model in state.cold and s.quality is not None]
             if cold:
-                reason += f"; scored from descriptors (no outcomes yet): {', '.join(cold)}"
+                how_cold = ("the quality model's average model plus the descriptor prior"
+                            if state.prior is not None else "the quality model with the identity hidden")
+                reason += (f"; scored from descriptors (no outcomes yet; {how_cold}): "
+                           + ", ".join(f"{n} ({state.described[n]})" for n in cold))
         if chosen is not best:
             reason = (f"exploring: {chosen.model} with probability {propensity:.3g} "
                       f"(rate {self._exploration.rate:g}, {self._exploration.method}); greedy was " + reason)
@@ -719,6 +742,40 @@ def _output_tokens(length: tuple, feats, max_tokens: int | None, candidates) -> 
         t = math.expm1(raw if raw < _MAX_LOG_TOKENS else _MAX_LOG_TOKENS) if raw > 0 else 0.0  # NaN -> 0
         out[n] = t if max_tokens is None or t < max_tokens else float(max_tokens)
     return out
+
+
+def _with_prior(prior: tuple, feats, key: tuple[str, ...], q) -> list[float]:
+    """The quality model's raw scores ``q`` for the candidates ``key``, each cold candidate's plus its
+    descriptor prior offset (the prior learned quality relative to the average model on a query,
+    which is what the quality model predicts for a model whose identity it does not know)."""
+    score, stack, base, stacked = prior
+    hit = stacked.get(key)
+    if hit is None:
+        at = tuple(i for i, n in enumerate(key) if n in base)
+        hit = (at, stack([base[key[i]] for i in at]) if at else None)
+        if len(stacked) < 1024:
+            stacked[key] = hit
+    at, bases = hit
+    if not at:
+        return q
+    out = list(q)
+    for i, off in zip(at, score(feats, bases)):
+        out[i] = out[i] + off
+    return out
+
+
+def _described(model: ModelInfo, artifact: Artifact) -> str:
+    """The descriptors a cold model's quality was computed from, as the reason names them: those it
+    declares among the inputs the scoring ensemble reads (the prior's, else the quality model's)."""
+    inputs = set(artifact.prior.candidate_inputs if artifact.prior is not None else artifact.candidate_inputs)
+    reads = {"size_b": "model_size_b", "family": FAMILY_PREFIX + str(model.extra.get("family")),
+             "benchmark_score": "model_benchmark_score", "quantization": "model_quant_bits",
+             "context_length": "model_log2_context"}
+    used = [d for d in declared_descriptors(model) if reads[d.split(" ", 1)[0]] in inputs]
+    caps = [c for c in model.capabilities if CAPABILITY_PREFIX + c in inputs]
+    if caps:
+        used.append("capabilities " + "/".join(caps))
+    return ", ".join(used) if used else "none it declares: the value of an undescribed model"
 
 
 def _draw(scores: Sequence[CandidateScore], probs: Mapping[str, float], u: float) -> CandidateScore:
