@@ -55,6 +55,9 @@ def router_document(model: TrainedModel, pool: Sequence[ModelInfo], *, cost_weig
     if model.length is not None and model.length.ensemble is not None:
         # An optional key: runtimes that do not know it ignore it and assume the pool's completion_tokens.
         doc["length_model"] = model.length.ensemble
+    if model.prior is not None and model.prior.ensemble is not None:
+        # Optional too: a runtime that predates it scores models without outcomes as it did before.
+        doc["descriptor_prior"] = model.prior.ensemble
     return doc
 
 
@@ -83,6 +86,8 @@ def export_artifact(registry: str | Path, model: TrainedModel, pool: Sequence[Mo
     if model.length is not None:
         parity["length_model"] = {"max_abs_diff": model.length.parity_max_abs_diff, "rows": model.length.rows,
                                   "note": model.length.note}
+    if model.prior is not None:
+        parity["descriptor_prior"] = {"max_abs_diff": model.prior.parity_max_abs_diff, "note": model.prior.note}
     meta = {"code_version": code_version(), "parity": parity, **manifest}
     return write_artifact(registry, doc, meta)
 

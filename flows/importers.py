@@ -23,7 +23,8 @@ import polars as pl
 from flows.tables import validate_benchmark_table
 from router_runtime.errors import ContractError
 
-__all__ = ["COST_MODELS", "COST_UNITS", "cost_unit", "import_routeprofile", "import_dcrouter", "import_benchmark"]
+__all__ = ["COST_MODELS", "COST_UNITS", "cost_unit", "DESCRIPTOR_SOURCES", "import_routeprofile", "import_dcrouter",
+           "import_benchmark", "benchmark_descriptors", "family_of"]
 
 _DC_COMPLETION_TOKENS = 64
 _DC_CHARS_PER_TOKEN = 4.0
@@ -61,6 +62,23 @@ def cost_unit(cost_model: str) -> str:
         if cost_model == text:
             return COST_UNITS[fmt]
     return cost_model
+
+
+# Where each importer's model descriptors come from (the pool fields a cold-start prior reads).
+DESCRIPTOR_SOURCES: dict[str, str] = {
+    "routeprofile": ("candidate_models.json: size_b = parameters (billions; else the size text, '7B'), "
+                     "benchmark_score = average_score / 100 (its leaderboard average), family = family_of(name)"),
+    "dcrouter": "default_llm.json: size_b = the size text ('7B' -> 7.0), family = family_of(name); no benchmark score",
+}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)[Bb]")
+_LEADING_LETTERS = re.compile(r"[a-z]+")
+
+
+def family_of(name: str) -> str | None:
+    """A model's family read from its name: the leading ASCII letters, lower-cased
+    ("llama-3.1-8b-instruct" -> "llama", "qwen2.5-7b" -> "qwen", "codegemma-7b" -> "codegemma")."""
+    m = _LEADING_LETTERS.match(name.lower())
+    return m.group(0) if m else None
 
 
 _SCHEMA = {
@@ -274,6 +292,46 @@ def import_dcrouter(
     if splits:
         df = df.with_columns(split=pl.Series(splits, dtype=pl.String))
     return validate_benchmark_table(df, source=str(source))
+
+
+def benchmark_descriptors(source: str | os.PathLike, fmt: str) -> tuple[Any, ...]:
+    """The pool models (``router_runtime.pool.ModelInfo``) a data set describes, with the descriptors
+    of ``DESCRIPTOR_SOURCES[fmt]``: what a cold-start prior knows about each model.  Prices are left
+    out (training fits each model's cost on the table itself)."""
+    from router_runtime.pool import ModelInfo
+
+    if fmt not in DESCRIPTOR_SOURCES:
+        raise ContractError("fmt", f"no descriptors for format {fmt!r} (expected one of {', '.join(DESCRIPTOR_SOURCES)})")
+    source = Path(source)
+    folder = source if source.is_dir() else source.parent
+    path = folder / ("candidate_models.json" if fmt == "routeprofile" else "default_llm.json")
+    raw = _load_json(path)
+    if not isinstance(raw, dict):
+        raise ContractError("json", "expected an object keyed by model name", source=str(path))
+    out = []
+    for name in sorted(raw):
+        entry = raw[name]
+        if not isinstance(entry, dict):
+            raise ContractError(name, f"expected an object, got {_show(entry)}", source=str(path))
+        size = None
+        if entry.get("parameters") is not None:
+            size = _number(entry["parameters"], f"{name}.parameters", None, str(path))
+        elif entry.get("size") is not None:
+            m = _SIZE.fullmatch(str(entry["size"]).strip())
+            if m is None:
+                raise ContractError(f"{name}.size", f"expected a size like '7B', got {_show(entry['size'])}",
+                                    source=str(path))
+            size = float(m.group(1))
+        extra: dict[str, Any] = {}
+        family = family_of(name)
+        if family:
+            extra["family"] = family
+        if entry.get("average_score") is not None:
+            extra["benchmark_score"] = _number(entry["average_score"], f"{name}.average_score", None, str(path),
+                                               hi=100.0) / 100.0
+            extra["benchmark_score"] = round(extra["benchmark_score"], 6)
+        out.append(ModelInfo(name, size_b=size, extra=extra))
+    return tuple(out)
 
 
 _IMPORTERS: dict[str, Callable[..., pl.DataFrame]] = {

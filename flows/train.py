@@ -116,8 +116,8 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     """
     if source_format == "logs":
         return _train_on_logs(source, registry, pool, seed, iterations, cost_weight, promote, margin)
-    declared = load_pool(pool) if pool else ()
     table, provenance = load_source(source, source_format)
+    declared = _declared_pool(source, source_format, pool, set(table["model"].unique().to_list()))
     train, test, split = split_table(table, test_fraction, seed)
     full_pool = build_pool(train, declared)
     params = TrainParams(iterations=iterations, depth=depth, learning_rate=learning_rate, seed=seed)
@@ -156,6 +156,20 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     return {"version": version, "path": path, "promoted": decision["promoted"], "reason": decision["reason"],
             "parent_version": parent, "metrics": metrics, "rows": model.rows, "refusal": None,
             "parity_max_abs_diff": model.parity_max_abs_diff}
+
+
+def _declared_pool(source: str, source_format: str, pool: str | None, models: set[str]) -> tuple[ModelInfo, ...]:
+    """The pool file's models; for a public data set, completed by what the data set says about the
+    ``models`` of its table (size, family, benchmark score: ``importers.DESCRIPTOR_SOURCES``), which the
+    descriptor prior learns from.  A pool file's declaration of a model wins over the data set's."""
+    from .importers import DESCRIPTOR_SOURCES, benchmark_descriptors
+
+    declared = load_pool(pool) if pool else ()
+    if source_format not in DESCRIPTOR_SOURCES:
+        return tuple(declared)
+    named = {m.name for m in declared}
+    return (*declared, *(m for m in benchmark_descriptors(source, source_format)
+                         if m.name in models and m.name not in named))
 
 
 def _train_on_logs(logs: str, registry: str, pool: str | None, seed: int, iterations: int, cost_weight: float,

@@ -161,6 +161,7 @@ class TrainedModel:
     parity_max_abs_diff: float = 0.0
     params: TrainParams | None = None  # as trained (depth resolved)
     length: Any = None  # flows.length.LengthModel: completion tokens per (query, model), or why none
+    prior: Any = None   # flows.prior.DescriptorPrior: quality of a model without outcomes, or why none
 
 
 def fit_linear_cost(chars: np.ndarray, y: np.ndarray) -> LinearCost:
@@ -278,9 +279,12 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     diff = check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
     from .length import train_length_model
 
+    from .prior import train_descriptor_prior
+
     length = train_length_model(table, fitted, cand, pool, params)
+    prior = train_descriptor_prior(table, fitted, pool, params)
     return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
-                        rows=len(table), parity_max_abs_diff=diff, params=params, length=length)
+                        rows=len(table), parity_max_abs_diff=diff, params=params, length=length, prior=prior)
 
 
 def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:

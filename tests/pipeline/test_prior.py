@@ -1,0 +1,98 @@
+"""flows.prior and flows.evaluate.cold_start: a descriptor prior trained with real CatBoost on a tiny
+table where size explains quality, exported, and scored by the runtime on every engine."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from flows.evaluate.cold_start import leave_one_model_out, spearman
+from flows.export import router_document
+from flows.features import fit_feature_spec
+from flows.importers import benchmark_descriptors, family_of
+from flows.prior import train_descriptor_prior
+from flows.training import TrainParams, build_pool, train_quality_model
+from router_runtime import ModelInfo, Router, available_engines, default_feature_spec
+from router_runtime.artifact import parse_router
+
+from conftest import SAMPLE
+
+SIZES = {"m1": 1.0, "m2": 2.0, "m4": 4.0, "m8": 8.0, "m16": 16.0, "m32": 32.0}
+
+
+@pytest.fixture(scope="module")
+def sized_table(sample_table):
+    """Real queries; each model answers correctly with probability 0.15 + 0.13 x log2(size)."""
+    queries = sample_table.unique("query_id", keep="first", maintain_order=True).head(60)
+    rng = np.random.default_rng(7)
+    rows = []
+    for qid, q in queries.select("query_id", "query").iter_rows():
+        for m, size in SIZES.items():
+            p = 0.15 + 0.13 * math.log2(size)
+            rows.append({"query_id": qid, "query": q, "model": m, "quality": float(rng.random() < p),
+                         "cost": 0.001 * size})
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def sized_pool(sized_table):
+    return build_pool(sized_table, [ModelInfo(m, size_b=s, extra={"family": "toy"}) for m, s in SIZES.items()])
+
+
+def test_a_small_and_a_large_new_model_get_size_ordered_quality_on_every_engine(sized_table, sized_pool):
+    model = train_quality_model(sized_table, default_feature_spec(), sized_pool,
+                                TrainParams(iterations=60, depth=4, thread_count=1))
+    assert model.prior is not None and model.prior.ensemble is not None, model.prior
+    assert model.prior.parity_max_abs_diff <= 1e-9
+    assert not any(n.startswith("model__") for n in model.prior.ensemble["inputs"])
+    doc = dict(router_document(model, sized_pool, cost_weight=0.0, scale=1.0), version="v-sized")
+    art = parse_router(json.loads(json.dumps(doc)))
+    assert art.prior is not None
+    cold = [ModelInfo("tiny", size_b=0.1), ModelInfo("huge", size_b=70.0)]
+    queries = sized_table["query"].unique(maintain_order=True).head(5).to_list()
+    seen = {}
+    for engine in (e for e, why in available_engines().items() if why is None):
+        r = Router(art, pool=[*art.pool, *cold], engine=engine)
+        seen[engine] = [tuple((s.model, s.quality) for s in r.decide(q, candidates=["tiny", "huge"]).scores)
+                        for q in queries]
+    assert len({json.dumps(v) for v in seen.values()}) == 1, seen  # bit-identical across engines
+    for scores in seen["python"]:
+        q = dict(scores)
+        assert q["huge"] > q["tiny"]
+
+
+def test_no_prior_when_no_descriptor_tells_the_models_apart(sized_table):
+    pool = build_pool(sized_table)  # nothing declared: every descriptor is NaN for every model
+    spec = fit_feature_spec(default_feature_spec(), sized_table["query"].unique())
+    prior = train_descriptor_prior(sized_table, spec, pool, TrainParams(iterations=20, depth=4, learning_rate=0.1,
+                                                                        thread_count=1))
+    assert prior.ensemble is None and "no descriptor differs" in prior.note
+
+
+def test_spearman_on_hand_computed_cases():
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / math.sqrt(3.0))  # average ranks for ties
+    assert spearman([3, 2, 1], [1, 2, 3]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_leave_one_model_out_ranks_held_out_models_by_size(sized_table, sized_pool):
+    desc = [ModelInfo(m, size_b=s, extra={"family": "toy"}) for m, s in SIZES.items()]
+    out = leave_one_model_out(sized_table, desc, seed=0, test_fraction=0.5)
+    assert out["models"] == len(SIZES) and set(out["predicted_mean"]) == set(SIZES)
+    assert out["spearman_size"] > 0.5  # the table was made so
+    assert out["spearman_prior"] > 0.5
+    assert "spearman_benchmark_score" not in out  # no model declares one
+
+
+def test_the_importers_describe_their_models():
+    rp = {m.name: m for m in benchmark_descriptors(SAMPLE / "routeprofile", "routeprofile")}
+    assert rp["llama-3.3-70b-instruct"].size_b == pytest.approx(70.554)
+    assert rp["llama-3.3-70b-instruct"].extra == {"family": "llama", "benchmark_score": 0.4485}
+    dc = {m.name: m for m in benchmark_descriptors(SAMPLE / "dcrouter", "dcrouter")}
+    assert dc["qwen2.5-7b-instruct"].size_b == 7.0 and "benchmark_score" not in dc["qwen2.5-7b-instruct"].extra
+    assert (family_of("codegemma-7b"), family_of("Qwen2.5-7B"), family_of("7b")) == ("codegemma", "qwen", None)
