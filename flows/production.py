@@ -93,10 +93,18 @@ def _policy_choices(art: Artifact, queries: list[str], candidates: list[list[str
 def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.DataFrame, *, seed: int = 0,
                      n_bootstrap: int = 500, level: float = 0.95) -> dict[str, Any]:
     """Off-policy estimates of candidate and champion on logged rows (full information not needed): the
-    labeled rows the logging policy chose itself (shadow records are not its actions)."""
+    labeled rows the logging policy chose itself (shadow records are not its actions), and of those
+    only the router's own decisions: a ``sticky`` row kept a conversation on its earlier model
+    (session affinity, propensity 1), a choice no router being evaluated would make alone, so it is
+    dropped and counted (``sticky_rows_dropped``)."""
     rows = recent.filter(pl.col("query").is_not_null() & pl.col("quality").is_not_null())
     if "shadow_of" in rows.columns:
         rows = rows.filter(pl.col("shadow_of").is_null())
+    sticky_dropped = 0
+    if "sticky" in rows.columns:
+        is_sticky = pl.col("sticky").fill_null(False)
+        sticky_dropped = rows.filter(is_sticky).height
+        rows = rows.filter(~is_sticky)
     models = sorted({m for c in rows["candidates"].to_list() for m in c} | set(rows["model"].to_list()))
     index = {m: j for j, m in enumerate(models)}
     lam, scale = candidate.policy.cost_weight, candidate.policy.cost_scale
@@ -121,7 +129,8 @@ def evaluate_on_logs(candidate: Artifact, champion: Artifact | None, recent: pl.
     est = ope_estimates(actions, rewards, props, cand_probs, qhat, n_bootstrap=n_bootstrap, level=level, seed=seed)
     out: dict[str, Any] = {"n": len(rows), "models": models, "reward": f"quality - {lam:g} x cost / {scale:.6g}",
                            "candidate": est.to_json(), "champion": None, "difference": None,
-                           "propensity_floor": {"floor": PROPENSITY_FLOOR, "clipped_rows": clipped}}
+                           "propensity_floor": {"floor": PROPENSITY_FLOOR, "clipped_rows": clipped},
+                           "sticky_rows_dropped": sticky_dropped}
     if champion is not None:
         champ_choice = _policy_choices(champion, queries, cands, models)
         if (champ_choice < 0).any():

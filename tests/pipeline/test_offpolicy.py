@@ -301,3 +301,24 @@ def test_bad_options_name_the_field():
     with pytest.raises(ContractError) as exc:
         bias_coverage_study(q, np.zeros((5, 3)), np.zeros(5, int), None)
     assert exc.value.field == "cost"
+
+
+# -- session affinity (issue 11): sticky rows are not the router's own choices ---------------------------
+def test_off_policy_estimates_drop_sticky_rows_and_count_them():
+    import polars as pl
+    from artifact_docs import make_doc
+    from flows.production import evaluate_on_logs
+    from router_runtime.artifact import parse_router
+
+    art = parse_router(dict(make_doc(), version="v-ope"))
+    rows = [("q1", "a", 0.9, 0.5, False), ("q2", "b", 0.1, 0.5, False), ("q3", "a", 0.8, 0.5, None),
+            ("q4", "b", 0.0, 1.0, True), ("q5", "b", 0.2, 1.0, True)]
+    recent = pl.DataFrame({"query": [r[0] for r in rows], "model": [r[1] for r in rows],
+                           "quality": [r[2] for r in rows], "propensity": [r[3] for r in rows],
+                           "sticky": [r[4] for r in rows], "cost": [0.0] * len(rows),
+                           "candidates": [["a", "b"]] * len(rows), "shadow_of": [None] * len(rows)},
+                          schema_overrides={"shadow_of": pl.String})
+    out = evaluate_on_logs(art, None, recent, n_bootstrap=20)
+    assert out["n"] == 3 and out["sticky_rows_dropped"] == 2
+    kept = evaluate_on_logs(art, None, recent.filter(~pl.col("sticky").fill_null(False)), n_bootstrap=20)
+    assert out["candidate"] == kept["candidate"] and kept["sticky_rows_dropped"] == 0
