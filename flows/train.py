@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,9 +168,14 @@ def _declared_pool(source: str, source_format: str, pool: str | None, models: se
     declared = load_pool(pool) if pool else ()
     if source_format not in DESCRIPTOR_SOURCES:
         return tuple(declared)
-    named = {m.name for m in declared}
-    return (*declared, *(m for m in benchmark_descriptors(source, source_format)
-                         if m.name in models and m.name not in named))
+    described = {m.name: m for m in benchmark_descriptors(source, source_format) if m.name in models}
+    out = []
+    for m in declared:
+        d = described.pop(m.name, None)
+        if d is not None:  # the pool file's fields win; the data set fills in what it leaves out
+            m = replace(m, size_b=m.size_b if m.size_b is not None else d.size_b, extra={**d.extra, **m.extra})
+        out.append(m)
+    return (*out, *described.values())
 
 
 def _train_on_logs(logs: str, registry: str, pool: str | None, seed: int, iterations: int, cost_weight: float,

@@ -54,8 +54,11 @@ layer then adds ``load_ms`` to the cost and latency of a model that is not loade
 cost declared in another unit).
 
 Descriptor fields (kept in ``ModelInfo.extra``; what is known about a model beyond its size, for
-people and for a cold-start prior): ``family`` (str), ``quantization`` (str, e.g. "Q4_K_M"),
-``description`` (str), ``benchmark_score`` (a public benchmark score in [0, 1]).
+people and for the artifact's descriptor prior, which scores a model without outcomes from
+``family``, ``benchmark_score``, the bits of ``quantization``, size, context and capabilities:
+``router_runtime.candidates``): ``family`` (non-empty str), ``quantization`` (non-empty str, e.g.
+"Q4_K_M"), ``description`` (non-empty str), ``benchmark_score`` (a public benchmark score in [0, 1]).
+Checked like the serving fields: a wrong type or range is a ContractError naming the field.
 
 A pool *file* accepts exactly these keys (and, at the top level, ``models``, ``judge`` and ``aliases``, the
 model aliases of ``router_runtime.aliases``: ``"auto:cheap" = { cost_weight = 1.0 }``): a misspelt

@@ -37,7 +37,13 @@ def test_train_on_raw_benchmark_writes_current_artifact(tmp_path):
     art = load_artifact(reg)
     assert art.version == s["version"] and art.ensemble.n_trees == 80
     assert s["parity_max_abs_diff"] <= 1e-9
+    # The data set's descriptors complete the pool file's (which declares sizes only), and the
+    # descriptor prior learned from them.
+    assert art.model("llama-3.3-70b-instruct").extra["benchmark_score"] == 0.4485
+    assert art.model("llama-3.3-70b-instruct").size_b == 70.6  # the pool file's size wins
+    assert art.prior is not None and "model_benchmark_score" in art.prior.candidate_inputs
     m = art.manifest
+    assert m["parity"]["descriptor_prior"]["max_abs_diff"] <= 1e-9
     assert m["files"]["router.json"]["sha256"] and m["parent_version"] is None
     assert m["training"]["format"] == "routeprofile" and m["training"]["models"] == sorted(
         {mm.name for mm in art.pool} - {"nomic-embed-text-v1.5"})
