@@ -67,17 +67,20 @@ def cost_unit(cost_model: str) -> str:
 # Where each importer's model descriptors come from (the pool fields a cold-start prior reads).
 DESCRIPTOR_SOURCES: dict[str, str] = {
     "routeprofile": ("candidate_models.json: size_b = parameters (billions; else the size text, '7B'), "
-                     "benchmark_score = average_score / 100 (its leaderboard average), family = family_of(name)"),
-    "dcrouter": "default_llm.json: size_b = the size text ('7B' -> 7.0), family = family_of(name); no benchmark score",
+                     "benchmark_score = average_score / 100 (its leaderboard average), family = "
+                     "family_of(architecture) ('LlamaForCausalLM' -> 'llama')"),
+    "dcrouter": ("default_llm.json: size_b = the size text ('7B' -> 7.0); no family (the file states none, and "
+                 "a family guessed from the name groups fine-tunes such as ChatQA with the instruct models "
+                 "they were tuned from); no benchmark score"),
 }
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)[Bb]")
 _LEADING_LETTERS = re.compile(r"[a-z]+")
 
 
-def family_of(name: str) -> str | None:
-    """A model's family read from its name: the leading ASCII letters, lower-cased
-    ("llama-3.1-8b-instruct" -> "llama", "qwen2.5-7b" -> "qwen", "codegemma-7b" -> "codegemma")."""
-    m = _LEADING_LETTERS.match(name.lower())
+def family_of(architecture: str) -> str | None:
+    """A model's family from its stated architecture: the leading ASCII letters, lower-cased, without
+    the ``ForCausalLM`` suffix ("LlamaForCausalLM" -> "llama", "Qwen2ForCausalLM" -> "qwen")."""
+    m = _LEADING_LETTERS.match(architecture.lower().removesuffix("forcausallm"))
     return m.group(0) if m else None
 
 
@@ -323,7 +326,8 @@ def benchmark_descriptors(source: str | os.PathLike, fmt: str) -> tuple[Any, ...
                                     source=str(path))
             size = float(m.group(1))
         extra: dict[str, Any] = {}
-        family = family_of(name)
+        arch = entry.get("architecture")
+        family = family_of(arch) if isinstance(arch, str) else None
         if family:
             extra["family"] = family
         if entry.get("average_score") is not None:

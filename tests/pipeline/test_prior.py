@@ -95,4 +95,5 @@ def test_the_importers_describe_their_models():
     assert rp["llama-3.3-70b-instruct"].extra == {"family": "llama", "benchmark_score": 0.4485}
     dc = {m.name: m for m in benchmark_descriptors(SAMPLE / "dcrouter", "dcrouter")}
     assert dc["qwen2.5-7b-instruct"].size_b == 7.0 and "benchmark_score" not in dc["qwen2.5-7b-instruct"].extra
-    assert (family_of("codegemma-7b"), family_of("Qwen2.5-7B"), family_of("7b")) == ("codegemma", "qwen", None)
+    assert "family" not in dc["qwen2.5-7b-instruct"].extra  # default_llm.json states none
+    assert (family_of("Qwen2ForCausalLM"), family_of("MixtralForCausalLM"), family_of("7")) == ("qwen", "mixtral", None)
