@@ -1,0 +1,140 @@
+"""Stage 2 of the probe-tier study: does a SmolLM2 probe (probe.py) help the router?  5 seeds x both sets.
+
+    cd /work/wt-t && nice -n 10 /work/main/.venv/bin/python tests/studies/probe_tier/probe_study.py --sets rp,dc
+    ... --table      -> the markdown tables of results/*.json
+
+The harness is tests/studies/routing_plateau/study.py's (imported, not copied): the split, metrics and the
+curves beside each candidate are those of `zeta evaluate-benchmark` (project router, knn, per-task, single
+models, oracle; each candidate is scored in the router's place), CatBoost thread_count=1.  The tables are
+restricted to the query texts that were probed (routeprofile: all 600; dcrouter: the sha256-first 1,200,
+see probe.py), so every row of one table is scored on the same queries.
+
+Candidates (everything fitted on the train part only; predicted cost = the pool's linear cost in chars):
+  long_base         the project's learner (CatBoost RMSE on (query, model) rows, identity one-hot weight 3)
+                    on the project's default features: the "without" arm
+  long_ppl          + probe scalars: mean / std / min token log-prob of the prompt, log token count
+  long_probe16      + those scalars + PCA-16 of the mean-pooled SmolLM2 hidden state (PCA fitted on train)
+  long_probe32      same with PCA-32
+  knn_probe16/32    cosine kNN on the PCA probe embedding, k by leave-one-out AIQ on train
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "routing_plateau"))
+import study as rps  # noqa: E402  (the routing_plateau harness)
+
+from flows.benchmark_eval import split_benchmark  # noqa: E402
+
+NAMES = {"rp": "routeprofile", "dc": "dcrouter"}
+
+
+def load_probe(setkey):
+    z = np.load(HERE / f"probe_{setkey}.npz")
+    qs = z["queries"].tolist()
+    n = len(qs)
+    lp = z["lp"][:n]
+    scal = np.column_stack([lp, np.log1p(z["n_tok"][:n].astype(np.float64))])
+    return {q: i for i, q in enumerate(qs)}, z["emb"][:n].astype(np.float64), scal
+
+
+def pca(xtr, xte, dims):
+    mu = xtr.mean(axis=0)
+    _, _, vt = np.linalg.svd(xtr - mu, full_matrices=False)
+    return (xtr - mu) @ vt[:dims].T, (xte - mu) @ vt[:dims].T
+
+
+def evaluate(setkey, seed):
+    name, load = rps.SETS[setkey]
+    index, emb, scal = load_probe(setkey)
+    table = load()
+    table = table.filter(pl.col("query").is_in(list(index)))
+    train, test, split = split_benchmark(table, None, 0.3, seed)
+    tr, te, scale = rps.prepare(name, train, test, seed)
+    curves, extra = rps.base_curves(train, test, tr, te, scale, seed)
+    rows = {k: rps.score(curves, k) for k in ("router", "knn", "task", "oracle")}
+    itr = [index[q] for q in tr.queries]
+    ite = [index[q] for q in te.queries]
+    cl = rps.lin_cost(tr, np.array([len(q) for q in tr.queries]), np.array([len(q) for q in te.queries]))
+    xb_tr, xb_te = rps.base_features(tr.queries, [tr.queries, te.queries])
+    s_tr, s_te = scal[itr], scal[ite]
+    cands = {"long_base": rps.cb_long(xb_tr, tr.quality, xb_te, seed),
+             "long_ppl": rps.cb_long(np.hstack([xb_tr, s_tr]), tr.quality, np.hstack([xb_te, s_te]), seed)}
+    ks = {}
+    for d in (16, 32):
+        p_tr, p_te = pca(emb[itr], emb[ite], d)
+        cands[f"long_probe{d}"] = rps.cb_long(np.hstack([xb_tr, s_tr, p_tr]), tr.quality,
+                                              np.hstack([xb_te, s_te, p_te]), seed)
+        kq, _, k, _ = rps._knn_fit_predict(p_tr, p_te, tr.quality, tr.cost, scale, tr.queries)
+        cands[f"knn_probe{d}"] = kq
+        ks[d] = k
+    for k, pq in cands.items():
+        rows[k] = rps.score(curves, curve=rps.sweep_curve(pq, cl, te.quality, te.cost, scale))
+    return {"n_train": len(tr.queries), "n_test": len(te.queries), "knn_k_probe": ks, "split": split,
+            "rows": rows}
+
+
+def table():
+    import glob
+    import re
+    lines = []
+    for s in ("rp", "dc"):
+        rows = {}
+        for path in sorted(glob.glob(str(HERE / "results" / f"{s}_*.json"))):
+            m = re.fullmatch(rf"{s}_(\d+)\.json", Path(path).name)
+            if m:
+                r = json.loads(Path(path).read_text())
+                rows[int(m.group(1))] = r["rows"]
+                n = (r["n_train"], r["n_test"])
+        seeds = sorted(rows)
+        if not seeds:
+            continue
+        lines += [f"### {NAMES[s]} (seeds {','.join(map(str, seeds))}; seed {seeds[-1]}: {n[0]} train / {n[1]} test queries)",
+                  "", "| router | AIQ | norm. AIQ gain | q at best single's cost | norm. q gain | beats knn & task: AIQ | q |",
+                  "|---|---|---|---|---|---|---|"]
+
+        def ms(k, f):
+            v = np.array([rows[x][k][f] if rows[x][k][f] is not None else np.nan for x in seeds], dtype=float)
+            sd = np.nanstd(v, ddof=1) if len(seeds) > 1 else float("nan")
+            return f"{np.nanmean(v):.4f} ± {sd:.4f}" if f in ("aiq", "q_at_best") else f"{np.nanmean(v):+.3f} ± {sd:.3f}"
+        for k in rows[seeds[0]]:
+            base = k in ("knn", "task", "oracle")
+            wa = "–" if base else sum(rows[x][k]["beats_aiq"] for x in seeds)
+            wq = "–" if base else sum(rows[x][k]["beats_q"] for x in seeds)
+            lines.append(f"| {k} | {ms(k, 'aiq')} | {ms(k, 'gain_aiq')} | {ms(k, 'q_at_best')} | {ms(k, 'gain_q')} "
+                         f"| {wa}/{len(seeds)} | {wq}/{len(seeds)} |")
+        # paired: with probe minus without, per seed (same split, same curves)
+        for k in ("long_ppl", "long_probe16", "long_probe32"):
+            d = np.array([rows[x][k]["gain_aiq"] - rows[x]["long_base"]["gain_aiq"] for x in seeds])
+            lines.append(f"\npaired {k} - long_base, norm. AIQ gain per seed: {np.round(d, 3).tolist()} "
+                         f"(mean {d.mean():+.3f}, {int((d > 0).sum())}/{len(seeds)} seeds > 0)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", default="rp,dc")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--table", action="store_true")
+    a = ap.parse_args()
+    if a.table:
+        print(table())
+        return
+    (HERE / "results").mkdir(exist_ok=True)
+    for s in a.sets.split(","):
+        for seed in map(int, a.seeds.split(",")):
+            r = evaluate(s, seed)
+            (HERE / "results" / f"{s}_{seed}.json").write_text(json.dumps(r, indent=1))
+            print(s, seed, {k: round(v["gain_aiq"], 3) for k, v in r["rows"].items()}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
