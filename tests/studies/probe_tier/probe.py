@@ -73,14 +73,15 @@ def probe_one(llm, text: str):
     return emb, stats, len(toks_all), n, (t1 - t0, t2 - t1, t3 - t2)
 
 
-def save(setkey, qs, embs, stats, ntok, nused, times):
-    np.savez_compressed(HERE / f"probe_{setkey}.npz", queries=np.array(qs, dtype=str), emb=np.vstack(embs),
+def save(setkey, qs, embs, stats, ntok, nused, times, offset=0):
+    np.savez_compressed(HERE / f"probe_{setkey}{f'_{offset}' if offset else ''}.npz", queries=np.array(qs, dtype=str), emb=np.vstack(embs),
                         lp=np.array(stats), n_tok=np.array(ntok), n_used=np.array(nused),
                         ms=np.array(times) * 1000, max_tokens=MAX_TOKENS)
 
 
-def run_probe(setkey: str, limit: int | None):
-    qs = queries(setkey)[:limit or (DC_LIMIT if setkey == "dc" else None)]
+def run_probe(setkey: str, limit: int | None, offset: int = 0):
+    # --offset N: continue the sha256 order from query N into probe_<set>_<N>.npz (probe_study reads all parts)
+    qs = queries(setkey)[offset:limit or (DC_LIMIT if setkey == "dc" else None)]
     llm = model(embedding=True)
     probe_one(llm, "warm up the model once")
     embs, stats, ntok, nused, times = [], [], [], [], []
@@ -90,7 +91,7 @@ def run_probe(setkey: str, limit: int | None):
         embs.append(e.astype(np.float32)); stats.append(s); ntok.append(na); nused.append(nu); times.append(t)
         if i % 100 == 0 or i == len(qs) - 1:
             print(setkey, i, len(qs), f"{time.time() - t_start:.0f}s", flush=True)
-            save(setkey, qs[:i + 1], embs, stats, ntok, nused, times)
+            save(setkey, qs[:i + 1], embs, stats, ntok, nused, times, offset)
     times = np.array(times) * 1000
     tot = times.sum(axis=1)
     print(json.dumps({"set": setkey, "n": len(qs), "tokens_used_p50": float(np.median(nused)),
@@ -150,6 +151,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=("rp", "dc"))
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--gen", type=int)
     ap.add_argument("--bench", type=int, help="number of routeprofile queries to time at --max-tokens")
     ap.add_argument("--max-tokens", type=int, default=512)
@@ -159,4 +161,4 @@ if __name__ == "__main__":
     elif a.gen:
         run_gen(a.gen)
     else:
-        run_probe(a.set, a.limit)
+        run_probe(a.set, a.limit, a.offset)

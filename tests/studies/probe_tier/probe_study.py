@@ -37,12 +37,15 @@ NAMES = {"rp": "routeprofile", "dc": "dcrouter"}
 
 
 def load_probe(setkey):
-    z = np.load(HERE / f"probe_{setkey}.npz")
-    qs = z["queries"].tolist()
-    n = len(qs)
-    lp = z["lp"][:n]
-    scal = np.column_stack([lp, np.log1p(z["n_tok"][:n].astype(np.float64))])
-    return {q: i for i, q in enumerate(qs)}, z["emb"][:n].astype(np.float64), scal
+    """probe_<set>.npz plus any continuation parts probe_<set>_<offset>.npz (probe.py --offset)."""
+    qs, emb, scal = [], [], []
+    for path in [HERE / f"probe_{setkey}.npz"] + sorted(HERE.glob(f"probe_{setkey}_*.npz")):
+        z = np.load(path)
+        q = z["queries"].tolist()
+        qs += q
+        emb.append(z["emb"][:len(q)].astype(np.float64))
+        scal.append(np.column_stack([z["lp"][:len(q)], np.log1p(z["n_tok"][:len(q)].astype(np.float64))]))
+    return {q: i for i, q in enumerate(qs)}, np.vstack(emb), np.vstack(scal)
 
 
 def pca(xtr, xte, dims):
