@@ -64,9 +64,9 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: int, test_fraction: float = 0.3,
                         thread_count: int = 1) -> dict[str, Any]:
     from ..features import fit_feature_spec
-    from ..prior import train_descriptor_prior
+    from ..prior import prior_offsets, train_descriptor_prior
     from ..sources import split_table
-    from ..training import TrainParams, build_pool, training_matrix
+    from ..training import TrainParams, build_pool
 
     train, test, _ = split_table(table, None, test_fraction, seed)
     models = sorted(train["model"].unique().to_list())
@@ -77,24 +77,23 @@ def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: i
     spec = fit_feature_spec(default_feature_spec(), train.unique("query_id", keep="first")["query"])
     params = TrainParams(seed=seed, thread_count=thread_count).resolved(
         len(train) / max(1, len(models)), train["query_id"].n_unique())
-    pred_mean, true_mean, per_query = {}, {}, {}
+    pred_mean, true_mean, per_query, chosen = {}, {}, {}, {}
     for held in models:
         rest = train.filter(pl.col("model") != held)
         pool = build_pool(rest, [described[m] for m in models if m != held])
         prior = train_descriptor_prior(rest, spec, pool, params)
-        if prior.ensemble is None:
-            raise ValueError(f"seed {seed}, without {held}: no prior ({prior.note})")
+        chosen[held] = {"prior": prior.chosen, "selection": prior.selection}
         rows = test.filter(pl.col("model") == held).sort("query_id")
-        full_pool = [*pool, described[held]]
-        x, y, _ = training_matrix(rows, spec, list(prior.ensemble["inputs"])[len(spec.output_names):], full_pool)
-        raw = prior.catboost_model.predict(x.to_numpy().astype(np.float64), prediction_type="RawFormulaVal")
-        q = raw  # the predicted offset from the average model on each query (what ranks models)
+        # The predicted offset from the average model on each query (what ranks models); 0 for every
+        # query when the selection found no prior better than a constant.
+        q = prior_offsets(prior.ensemble, rows, spec, [*pool, described[held]])
+        y = rows["quality"].to_numpy().astype(np.float64)
         pred_mean[held], true_mean[held] = float(q.mean()), float(y.mean())
         per_query[held] = dict(zip(rows["query_id"].to_list(), zip(q.tolist(), y.tolist())))
     names = list(models)
     out: dict[str, Any] = {
         "seed": seed, "models": len(names), "test_queries": test["query_id"].n_unique(),
-        "predicted_mean": pred_mean, "true_mean": true_mean,
+        "predicted_mean": pred_mean, "true_mean": true_mean, "chosen": chosen,
         "spearman_prior": spearman([pred_mean[m] for m in names], [true_mean[m] for m in names]),
         "spearman_size": spearman([described[m].size_b or 0.0 for m in names], [true_mean[m] for m in names]),
     }

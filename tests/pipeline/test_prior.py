@@ -1,5 +1,6 @@
-"""flows.prior and flows.evaluate.cold_start: a descriptor prior trained with real CatBoost on a tiny
-table where size explains quality, exported, and scored by the runtime on every engine."""
+"""flows.prior and flows.evaluate.cold_start: a descriptor prior chosen and trained (real CatBoost for
+the tree candidates) on tiny tables where one descriptor explains quality, exported, and scored by
+the runtime on every engine; and no prior where no descriptor explains it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flows.evaluate.cold_start import leave_one_model_out, spearman
 from flows.export import router_document
 from flows.features import fit_feature_spec
 from flows.importers import benchmark_descriptors, family_of
-from flows.prior import train_descriptor_prior
+from flows.prior import CANDIDATES, train_descriptor_prior
 from flows.training import TrainParams, build_pool, train_quality_model
 from router_runtime import ModelInfo, Router, available_engines, default_feature_spec
 from router_runtime.artifact import parse_router
@@ -38,6 +39,23 @@ def sized_table(sample_table):
     return pl.DataFrame(rows)
 
 
+def _table(sample_table, p_of: dict[str, float], seed: int) -> pl.DataFrame:
+    queries = sample_table.unique("query_id", keep="first", maintain_order=True).head(60)
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame([{"query_id": qid, "query": q, "model": m, "quality": float(rng.random() < p), "cost": 0.001}
+                         for qid, q in queries.select("query_id", "query").iter_rows() for m, p in p_of.items()])
+
+
+def _decide_on_every_engine(art, cold, queries):
+    seen = {}
+    for engine in (e for e, why in available_engines().items() if why is None):
+        r = Router(art, pool=[*art.pool, *cold], engine=engine)
+        seen[engine] = [tuple((s.model, s.quality) for s in r.decide(q, candidates=[m.name for m in cold]).scores)
+                        for q in queries]
+    assert len({json.dumps(v) for v in seen.values()}) == 1, seen  # bit-identical across engines
+    return seen["python"]
+
+
 @pytest.fixture(scope="module")
 def sized_pool(sized_table):
     return build_pool(sized_table, [ModelInfo(m, size_b=s, extra={"family": "toy"}) for m, s in SIZES.items()])
@@ -52,17 +70,48 @@ def test_a_small_and_a_large_new_model_get_size_ordered_quality_on_every_engine(
     doc = dict(router_document(model, sized_pool, cost_weight=0.0, scale=1.0), version="v-sized")
     art = parse_router(json.loads(json.dumps(doc)))
     assert art.prior is not None
+    assert model.prior.chosen in CANDIDATES and model.prior.chosen in model.prior.note
     cold = [ModelInfo("tiny", size_b=0.1), ModelInfo("huge", size_b=70.0)]
     queries = sized_table["query"].unique(maintain_order=True).head(5).to_list()
-    seen = {}
-    for engine in (e for e, why in available_engines().items() if why is None):
-        r = Router(art, pool=[*art.pool, *cold], engine=engine)
-        seen[engine] = [tuple((s.model, s.quality) for s in r.decide(q, candidates=["tiny", "huge"]).scores)
-                        for q in queries]
-    assert len({json.dumps(v) for v in seen.values()}) == 1, seen  # bit-identical across engines
-    for scores in seen["python"]:
+    for scores in _decide_on_every_engine(art, cold, queries):
         q = dict(scores)
         assert q["huge"] > q["tiny"]
+
+
+def test_the_selection_picks_the_descriptor_that_explains_quality(sample_table):
+    """Quality rises with the benchmark score; size runs against it: the benchmark-score line wins the
+    leave-one-model-out selection, and the exported prior reads that descriptor only."""
+    bench = {"a": 0.20, "b": 0.30, "c": 0.40, "d": 0.50, "e": 0.60, "f": 0.70}
+    sizes = {"a": 70.0, "b": 30.0, "c": 14.0, "d": 8.0, "e": 3.0, "f": 1.0}
+    table = _table(sample_table, {m: 0.1 + b for m, b in bench.items()}, seed=3)
+    pool = build_pool(table, [ModelInfo(m, size_b=sizes[m], extra={"benchmark_score": bench[m]}) for m in bench])
+    model = train_quality_model(table, default_feature_spec(), pool, TrainParams(iterations=60, depth=4, thread_count=1))
+    prior = model.prior
+    assert prior.chosen == "line:model_benchmark_score", prior.note
+    assert set(prior.selection) == set(CANDIDATES)
+    assert prior.selection["line:model_benchmark_score"] == max(prior.selection.values()) > 0.5
+    assert prior.selection["line:model_size_b"] <= 0.0  # monotone in size: cannot follow quality down
+    assert prior.ensemble["inputs"] == ["model_benchmark_score"] and prior.parity_max_abs_diff <= 1e-9
+    doc = dict(router_document(model, pool, cost_weight=0.0, scale=1.0), version="v-bench")
+    art = parse_router(json.loads(json.dumps(doc)))
+    cold = [ModelInfo("weak", size_b=100.0, extra={"benchmark_score": 0.25}),
+            ModelInfo("strong", size_b=1.0, extra={"benchmark_score": 0.65})]
+    for scores in _decide_on_every_engine(art, cold, table["query"].unique(maintain_order=True).head(5).to_list()):
+        q = dict(scores)
+        assert q["strong"] > q["weak"]
+
+
+def test_no_prior_when_no_candidate_ranks_left_out_models_better_than_a_constant(sample_table):
+    """Quality falls with size, the only descriptor: a prior non-decreasing in size cannot rank the
+    models, so there is none (the models without outcomes are the average model) and the note says why."""
+    sizes = {"a": 1.0, "b": 3.0, "c": 8.0, "d": 14.0, "e": 30.0, "f": 70.0}
+    table = _table(sample_table, {m: 0.85 - 0.12 * i for i, m in enumerate(sizes)}, seed=5)
+    pool = build_pool(table, [ModelInfo(m, size_b=s) for m, s in sizes.items()])
+    spec = fit_feature_spec(default_feature_spec(), table["query"].unique())
+    prior = train_descriptor_prior(table, spec, pool, TrainParams(iterations=60, depth=4, learning_rate=0.1,
+                                                                  thread_count=1))
+    assert prior.ensemble is None and prior.chosen is None, prior.note
+    assert max(prior.selection.values()) <= 0.0 and "better than a constant" in prior.note
 
 
 def test_no_prior_when_no_descriptor_tells_the_models_apart(sized_table):
