@@ -81,7 +81,7 @@ def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: i
     for held in models:
         rest = train.filter(pl.col("model") != held)
         pool = build_pool(rest, [described[m] for m in models if m != held])
-        prior = train_descriptor_prior(rest, spec, pool, params)
+        prior = train_descriptor_prior(rest, pool, params)
         chosen[held] = {"prior": prior.chosen, "selection": prior.selection}
         rows = test.filter(pl.col("model") == held).sort("query_id")
         # The predicted offset from the average model on each query (what ranks models); 0 for every

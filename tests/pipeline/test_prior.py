@@ -13,7 +13,6 @@ import pytest
 
 from flows.evaluate.cold_start import leave_one_model_out, spearman
 from flows.export import router_document
-from flows.features import fit_feature_spec
 from flows.importers import benchmark_descriptors, family_of
 from flows.prior import CANDIDATES, train_descriptor_prior
 from flows.training import TrainParams, build_pool, train_quality_model
@@ -107,8 +106,7 @@ def test_no_prior_when_no_candidate_ranks_left_out_models_better_than_a_constant
     sizes = {"a": 1.0, "b": 3.0, "c": 8.0, "d": 14.0, "e": 30.0, "f": 70.0}
     table = _table(sample_table, {m: 0.85 - 0.12 * i for i, m in enumerate(sizes)}, seed=5)
     pool = build_pool(table, [ModelInfo(m, size_b=s) for m, s in sizes.items()])
-    spec = fit_feature_spec(default_feature_spec(), table["query"].unique())
-    prior = train_descriptor_prior(table, spec, pool, TrainParams(iterations=60, depth=4, learning_rate=0.1,
+    prior = train_descriptor_prior(table, pool, TrainParams(iterations=60, depth=4, learning_rate=0.1,
                                                                   thread_count=1))
     assert prior.ensemble is None and prior.chosen is None, prior.note
     assert max(prior.selection.values()) <= 0.0 and "better than a constant" in prior.note
@@ -116,8 +114,7 @@ def test_no_prior_when_no_candidate_ranks_left_out_models_better_than_a_constant
 
 def test_no_prior_when_no_descriptor_tells_the_models_apart(sized_table):
     pool = build_pool(sized_table)  # nothing declared: every descriptor is NaN for every model
-    spec = fit_feature_spec(default_feature_spec(), sized_table["query"].unique())
-    prior = train_descriptor_prior(sized_table, spec, pool, TrainParams(iterations=20, depth=4, learning_rate=0.1,
+    prior = train_descriptor_prior(sized_table, pool, TrainParams(iterations=20, depth=4, learning_rate=0.1,
                                                                         thread_count=1))
     assert prior.ensemble is None and "no descriptor differs" in prior.note
 
@@ -136,6 +133,7 @@ def test_leave_one_model_out_ranks_held_out_models_by_size(sized_table, sized_po
     assert out["spearman_size"] > 0.5  # the table was made so
     assert out["spearman_prior"] > 0.5
     assert "spearman_benchmark_score" not in out  # no model declares one
+    assert all(c["prior"] in CANDIDATES and set(c["selection"]) == set(CANDIDATES) for c in out["chosen"].values())
 
 
 def test_the_importers_describe_their_models():
