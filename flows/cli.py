@@ -37,6 +37,12 @@ def _need_pipeline() -> None:
                          "pip install 'zeta-router[pipeline]'")
 
 
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
+                        "ZETA_NO_PROGRESS=1 turns it off)")
+
+
 def _progress(a: argparse.Namespace) -> None:
     """Switch the progress bars (flows/progress.py) on for this command when it should show them."""
     from . import progress
@@ -283,6 +289,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 def cmd_pipeline(a: argparse.Namespace) -> int:
     _need_pipeline()
+    _progress(a)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from ._prefect import tie_embedded_server_to_this_process
     from .production import run_pipeline
@@ -681,9 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_args(p, "table")
     p.add_argument("--no-promote", action="store_true", help="write the version but leave CURRENT alone")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("demo", help="the main job: train on the sample, route example queries")
@@ -722,9 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="decision latency: runtime (numpy, pure Python) vs CatBoost predict")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="one small case (a smoke run)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("simulate-logs", help="turn a full-information table into outcome logs of a logging policy")
@@ -739,9 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "vectorized generator writes one file per day")
     p.add_argument("--days", type=int, default=None, help="spread --rows over this many days (default 30)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_simulate)
 
     p = sub.add_parser("pipeline", help="one production cycle: ingest -> train -> evaluate -> promote")
@@ -769,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-address", default=None, help="an existing Dask scheduler (tcp://host:8786; implies "
                    "--task-runner dask); without it, dask starts a LocalCluster for the run")
     p.add_argument("--json", action="store_true")
+    _add_progress(p)
     p.set_defaults(fn=cmd_pipeline)
 
     p = sub.add_parser("shadow", help="replay a seeded sample of logged queries on the pool's other models "
@@ -785,9 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default flows.shadow.DEFAULT_MAX_TOKENS, 256)")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_shadow)
 
     p = sub.add_parser("deploy", help="schedule the production loop as a Prefect deployment")
@@ -825,9 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "<registry>/reports/judge-validation-<judge>.json")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads of the judge model")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_judge)
 
     p = sub.add_parser("serve", help="OpenAI-compatible server routing among the pool's llama.cpp models")
@@ -883,9 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--dry-run", action="store_true", help="print, do not write the pool file")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar on stderr (default: when stderr is a terminal and not --json; "
-                        "ZETA_NO_PROGRESS=1 turns it off)")
+    _add_progress(p)
     p.set_defaults(fn=cmd_calibrate)
     _fill_common_help(ap)
     _env_defaults(_subcommand(ap, "serve"))

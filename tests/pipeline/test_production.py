@@ -60,8 +60,10 @@ def test_two_cycles_promote_then_gate(tmp_path, dc_sample, capsys):
     simulate_logs(train, logs, seed=1, policy="artifact", artifact=str(reg), exploration_rate=0.3,
                   start=datetime(2026, 2, 1, tzinfo=timezone.utc))
     assert main(["pipeline", "--logs", str(logs), "--registry", str(reg), "--iterations", "60",
-                 "--settle-seconds", "0", "--json"]) == 0
-    s2 = json.loads(capsys.readouterr().out)
+                 "--settle-seconds", "0", "--json", "--progress"]) == 0
+    out = capsys.readouterr()
+    s2 = json.loads(out.out)  # --progress draws on stderr only: stdout stays one JSON document
+    assert "training the quality model (trees) [" in out.err and "60/60 100%" in out.err
     assert s2["ingested"] == 1200 and s2["duplicates"] == 0 and s2["champion_version"] == s1["candidate_version"]
     diff = s2["difference"]
     assert diff["ci_low"] <= diff["diff"] <= diff["ci_high"]
