@@ -13,15 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 import polars as pl
 
 from router_runtime.artifact import LENGTH_TARGET
-from router_runtime.candidates import IDENTITY_PREFIX, candidate_vector
 from router_runtime.features import FeatureSpec
 from router_runtime.pool import ModelInfo
-
-from .progress import fit_catboost
 
 __all__ = ["LengthModel", "MIN_LENGTH_ROWS", "MAX_LENGTH_TREES", "length_rows", "train_length_model"]
 
@@ -56,9 +52,7 @@ def train_length_model(table: pl.DataFrame, spec: FeatureSpec, cand: Sequence[st
                        params: Any) -> LengthModel:
     """Fit log1p(completion tokens) on ``table``'s rows that carry it; ``spec`` is fitted, ``cand``
     the quality model's candidate inputs and ``params`` its resolved ``TrainParams``."""
-    from catboost import CatBoostRegressor, Pool  # heavy: imported when training, not at import
-
-    from .training import check_parity, ensemble_from_catboost, training_matrix, with_hidden_identity
+    from .training import fit_rows, training_matrix, with_hidden_identity
 
     rows = length_rows(table)
     if len(rows) < MIN_LENGTH_ROWS:
@@ -70,22 +64,9 @@ def train_length_model(table: pl.DataFrame, spec: FeatureSpec, cand: Sequence[st
     aug = with_hidden_identity(rows, params.unknown_model_share, params.seed).with_columns(
         pl.col("completion_tokens").cast(pl.Float64).log1p().alias("quality"), pl.lit(1.0).alias("weight"))
     x, y, _ = training_matrix(aug, spec, cand, pool)
-    inputs = list(x.columns)
-    model = CatBoostRegressor(
-        loss_function="RMSE", iterations=min(params.iterations, MAX_LENGTH_TREES), depth=params.depth,
-        learning_rate=params.learning_rate, l2_leaf_reg=params.l2_leaf_reg, random_seed=params.seed,
-        thread_count=params.thread_count, verbose=0, allow_writing_files=False, nan_mode="Min",
-        feature_weights=[params.identity_weight if n.startswith(IDENTITY_PREFIX) else 1.0 for n in inputs],
-    )
-    xn = x.to_numpy().astype(np.float64)
-    fit_catboost(model, Pool(xn, y, feature_names=inputs), "training the length model (trees)",
-                 min(params.iterations, MAX_LENGTH_TREES))
-    ensemble = dict(ensemble_from_catboost(model, inputs), target=LENGTH_TARGET)
-    idx = np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)
-    by_name = {m.name: m for m in pool}
-    runtime_rows = [list(spec.extract(r["query"])) + list(candidate_vector(cand, by_name[r["model"]],
-                                                                           known=not r["_hide_identity"]))
-                    for r in aug[idx.tolist()].select("query", "model", "_hide_identity").iter_rows(named=True)]
-    diff = check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
+    model, ensemble, diff = fit_rows(aug, x, y, None, spec, cand, pool, params,
+                                     iterations=min(params.iterations, MAX_LENGTH_TREES),
+                                     label="training the length model (trees)")
+    ensemble = dict(ensemble, target=LENGTH_TARGET)
     return LengthModel(ensemble, len(rows), f"log1p(completion_tokens) on {len(rows)} rows",
                        parity_max_abs_diff=diff, catboost_model=model)

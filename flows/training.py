@@ -249,8 +249,6 @@ def with_hidden_identity(table: pl.DataFrame, share: float, seed: int) -> pl.Dat
 def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[ModelInfo],
                         params: TrainParams) -> TrainedModel:
     """Fit the feature statistics on the training queries, then CatBoost on (query, model) rows."""
-    from catboost import CatBoostRegressor, Pool  # heavy: imported when training, not at import
-
     queries = table.unique("query_id", keep="first", maintain_order=True)["query"]
     fitted = fit_feature_spec(spec, queries) if spec.needs_fit else spec
     trained_models = sorted(table["model"].unique().to_list())
@@ -259,24 +257,8 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     x, y, w = training_matrix(aug, fitted, cand, pool)
     inputs = list(x.columns)
     params = params.resolved(len(table) / max(1, len(trained_models)), table["query_id"].n_unique())
-    model = CatBoostRegressor(
-        loss_function="RMSE", iterations=params.iterations, depth=params.depth,
-        learning_rate=params.learning_rate, l2_leaf_reg=params.l2_leaf_reg, random_seed=params.seed,
-        thread_count=params.thread_count, verbose=0, allow_writing_files=False, nan_mode="Min",
-        feature_weights=[params.identity_weight if n.startswith(IDENTITY_PREFIX) else 1.0 for n in inputs],
-    )
-    xn = x.to_numpy().astype(np.float64)
-    fit_catboost(model, Pool(xn, y, weight=w, feature_names=inputs), "training the quality model (trees)",
-                 params.iterations)
-    ensemble = ensemble_from_catboost(model, inputs)
-    # Parity end to end: the runtime's own feature extraction and candidate inputs on sampled rows
-    # must give CatBoost's predictions on the pipeline's (Polars) matrix for the same rows.
-    idx = np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)
-    by_name = {m.name: m for m in pool}
-    runtime_rows = [list(fitted.extract(r["query"])) + list(candidate_vector(cand, by_name[r["model"]],
-                                                                            known=not r["_hide_identity"]))
-                    for r in aug[idx.tolist()].select("query", "model", "_hide_identity").iter_rows(named=True)]
-    diff = check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
+    model, ensemble, diff = fit_rows(aug, x, y, w, fitted, cand, pool, params, iterations=params.iterations,
+                                     label="training the quality model (trees)")
     from .length import train_length_model
 
     from .prior import train_descriptor_prior
@@ -285,6 +267,33 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     prior = train_descriptor_prior(table, pool, params)
     return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
                         rows=len(table), parity_max_abs_diff=diff, params=params, length=length, prior=prior)
+
+
+def fit_rows(aug: pl.DataFrame, x: pl.DataFrame, y: np.ndarray, w: np.ndarray | None, spec: FeatureSpec,
+             cand: Sequence[str], pool: Sequence[ModelInfo], params: TrainParams, *, iterations: int,
+             label: str) -> tuple[Any, dict[str, Any], float]:
+    """CatBoost on the (query, model) rows ``aug`` (matrix ``x``, label ``y``, weights ``w``), its
+    export, and parity end to end: the runtime's own feature extraction and candidate inputs on sampled
+    rows must give CatBoost's predictions on the pipeline's (Polars) matrix for the same rows.
+    The one recipe of the quality and the length model: (model, ensemble, max |diff|)."""
+    from catboost import CatBoostRegressor, Pool  # heavy: imported when training, not at import
+
+    inputs = list(x.columns)
+    model = CatBoostRegressor(
+        loss_function="RMSE", iterations=iterations, depth=params.depth,
+        learning_rate=params.learning_rate, l2_leaf_reg=params.l2_leaf_reg, random_seed=params.seed,
+        thread_count=params.thread_count, verbose=0, allow_writing_files=False, nan_mode="Min",
+        feature_weights=[params.identity_weight if n.startswith(IDENTITY_PREFIX) else 1.0 for n in inputs],
+    )
+    xn = x.to_numpy().astype(np.float64)
+    fit_catboost(model, Pool(xn, y, weight=w, feature_names=inputs), label, iterations)
+    ensemble = ensemble_from_catboost(model, inputs)
+    idx = np.random.default_rng(params.seed).choice(len(xn), size=min(len(xn), 2000), replace=False)
+    by_name = {m.name: m for m in pool}
+    runtime_rows = [list(spec.extract(r["query"])) + list(candidate_vector(cand, by_name[r["model"]],
+                                                                          known=not r["_hide_identity"]))
+                    for r in aug[idx.tolist()].select("query", "model", "_hide_identity").iter_rows(named=True)]
+    return model, ensemble, check_parity(ensemble, model, xn[idx], runtime_rows=runtime_rows)
 
 
 def ensemble_from_catboost(model: Any, inputs: Sequence[str]) -> dict[str, Any]:
