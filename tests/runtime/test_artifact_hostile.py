@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import threading
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from flows.cli import main
 from router_runtime import Router, load_artifact, set_current, write_artifact
 from router_runtime._atomic import atomic_write
 from router_runtime.errors import ArtifactError, ZetaError
+from conftest import wait_for
 
 
 def _numeric_paths(v, at=()):
@@ -50,15 +50,6 @@ def _with_literal(doc: dict, path: tuple, literal: str) -> str:
     return json.dumps(d).replace('"@@NUMBER@@"', literal)
 
 
-def _wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def _bad_current(reg, damage) -> str:
     """A new version damaged by ``damage(version_dir)``, CURRENT moved to it by hand (set_current
     would refuse it): what an operator's mistake or an attacker leaves for the reload thread."""
@@ -79,7 +70,7 @@ def served(reg, vdir):
 
 
 def _assert_refused_by_reload(router, good: str, word: str):
-    assert _wait_for(lambda: router.decide("ping").model is not None and router.reload_error is not None), \
+    assert wait_for(lambda: router.decide("ping").model is not None and router.reload_error is not None), \
         "the reload thread never reported the refusal"
     assert router.artifact_version == good
     assert word.lower() in router.reload_error.lower(), router.reload_error

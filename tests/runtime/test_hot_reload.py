@@ -11,6 +11,7 @@ import time
 import pytest
 
 from router_runtime import ContractError, Router, load_artifact, set_current, write_artifact
+from conftest import wait_for
 
 
 def _second_version(reg):
@@ -27,15 +28,6 @@ def registry(tmp_path, trained_registry):
     reg = tmp_path / "reg"
     shutil.copytree(trained_registry, reg)
     return reg
-
-
-def _wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_new_current_is_picked_up_under_concurrent_load(registry):
@@ -58,7 +50,7 @@ def test_new_current_is_picked_up_under_concurrent_load(registry):
         t.start()
     time.sleep(0.05)
     set_current(registry, new)
-    swapped = _wait_for(lambda: router.artifact_version == new)
+    swapped = wait_for(lambda: router.artifact_version == new)
     time.sleep(0.05)
     stop.set()
     for t in threads:
@@ -78,7 +70,7 @@ def test_tampered_new_version_is_refused_and_the_old_one_keeps_serving(registry)
     # set_current itself refuses an unloadable version, so move the pointer by hand as a bad actor would.
     (registry / "CURRENT").write_text(new + "\n")
     # The check rides on decisions (an idle router does no work): keep deciding until it has looked.
-    assert _wait_for(lambda: router.decide("ping").model is not None and router.reload_error is not None)
+    assert wait_for(lambda: router.decide("ping").model is not None and router.reload_error is not None)
     assert "ArtifactIntegrityError" in router.reload_error
     d = router.decide("Name a prime number above 100.")
     assert d.artifact_version == old and not d.fallback
@@ -115,7 +107,7 @@ def test_a_router_that_started_without_an_artifact_picks_one_up(tmp_path, traine
     version = load_artifact(trained_registry).version
     shutil.copytree(trained_registry / "versions" / version, reg / "versions" / version)
     set_current(reg, version)
-    assert _wait_for(lambda: not router.decide("hi").fallback)
+    assert wait_for(lambda: not router.decide("hi").fallback)
     assert router.artifact_version == version
 
 

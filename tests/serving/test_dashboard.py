@@ -29,6 +29,7 @@ from router_runtime.serving.activity import DecisionTimeline, largest_capable  #
 from router_runtime.serving.backends import Finished, TextDelta  # noqa: E402
 from router_runtime.serving.dashboard import page_html  # noqa: E402
 from router_runtime.serving.metrics import histogram_quantile  # noqa: E402
+from conftest import wait_for
 
 TOKEN = "dash-secret"
 POOL = (parse_model({"name": "small", "capabilities": ["chat", "code"], "size_b": 1, "context_length": 512,
@@ -245,15 +246,6 @@ def _candidate(reg, champion, *, promoted, cost_weight):
     return v.name
 
 
-def _wait(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_registry_versions_and_gate_decisions_are_shown(tmp_path, live):
     reg, first = _registry(tmp_path)
     refused = _candidate(reg, first, promoted=False, cost_weight=0.3)
@@ -281,8 +273,8 @@ def test_a_promotion_is_swapped_in_without_traffic_and_logged(tmp_path, caplog):
         with caplog.at_level(logging.INFO, logger="zeta.reload"):
             promote(reg, second, reason="better")
             # No request reaches the service: only its timer can notice the new CURRENT.
-            assert _wait(lambda: svc.router.artifact_version == second)
-            assert _wait(lambda: any("swapped in" in r.getMessage() for r in caplog.records))
+            assert wait_for(lambda: svc.router.artifact_version == second)
+            assert wait_for(lambda: any("swapped in" in r.getMessage() for r in caplog.records))
         line = next(r for r in caplog.records if "swapped in" in r.getMessage())
         assert line.name == "zeta.reload" and line.levelno == logging.INFO
         assert second in line.getMessage() and f"(was {first})" in line.getMessage()
@@ -302,8 +294,8 @@ def test_a_refused_reload_is_logged_with_its_reason_and_the_old_version_serves(t
             # By hand (set_current would refuse it), in one rename so that no reader sees it half written.
             (reg / "CURRENT.tmp").write_text(bad + "\n")
             os.replace(reg / "CURRENT.tmp", reg / "CURRENT")
-            assert _wait(lambda: svc.router.reload_error is not None)
-            assert _wait(lambda: any("refused" in r.getMessage() for r in caplog.records))
+            assert wait_for(lambda: svc.router.reload_error is not None)
+            assert wait_for(lambda: any("refused" in r.getMessage() for r in caplog.records))
         line = next(r for r in caplog.records if "refused" in r.getMessage())
         assert line.levelno == logging.WARNING and bad in line.getMessage()
         assert "sha256" in line.getMessage() and f"still serving {first}" in line.getMessage()
@@ -324,4 +316,4 @@ def test_a_service_dropped_without_close_ends_its_timer(tmp_path):
     timer = svc._reload_timer
     assert timer.running
     del svc  # the timer holds the service weakly: nothing keeps it, or its thread, alive
-    assert _wait(lambda: not timer.running, timeout=5.0)
+    assert wait_for(lambda: not timer.running, timeout=5.0)
