@@ -16,6 +16,10 @@ the quality model has no outcomes for from what is known about it, never its ide
 capabilities and ``model_size_b``, ``model_log2_context`` above, plus
 
 - ``model_family__<family>``: 1.0 when the candidate declares that ``family`` (pool field);
+- ``model_name_token__<token>``: 1.0 when ``<token>`` is one of the words of the candidate's name
+  (``name_tokens``: "llama3-chatqa-1.5-8b" -> llama, chatqa), for the words of the trained models'
+  names: what is known about a model even when nothing is declared.  A fine-tune's name says what it
+  was tuned for (ChatQA, Nemotron, Coder), which its size does not;
 - ``model_benchmark_score``: its declared public ``benchmark_score`` in [0, 1] (NaN when absent);
 - ``model_quant_bits``: bits per weight read from its ``quantization`` ("Q4_K_M" 4, "Q8_0" 8,
   "F16"/"BF16" 16, "F32" 32; NaN when absent or not of that form).
@@ -31,13 +35,14 @@ from typing import Iterable, Sequence
 
 from .pool import ModelInfo
 
-__all__ = ["IDENTITY_PREFIX", "CAPABILITY_PREFIX", "FAMILY_PREFIX", "DESCRIPTORS", "PRIOR_DESCRIPTORS",
+__all__ = ["IDENTITY_PREFIX", "CAPABILITY_PREFIX", "FAMILY_PREFIX", "NAME_TOKEN_PREFIX", "DESCRIPTORS", "PRIOR_DESCRIPTORS",
            "is_candidate_input", "candidate_input_names", "prior_input_names", "candidate_value",
-           "candidate_vector", "quant_bits", "declared_descriptors"]
+           "candidate_vector", "quant_bits", "declared_descriptors", "name_tokens"]
 
 IDENTITY_PREFIX = "model__"
 CAPABILITY_PREFIX = "model_cap__"
 FAMILY_PREFIX = "model_family__"
+NAME_TOKEN_PREFIX = "model_name_token__"
 DESCRIPTORS = ("model_size_b", "model_log2_context")
 PRIOR_DESCRIPTORS = (*DESCRIPTORS, "model_benchmark_score", "model_quant_bits")
 _NAN = float("nan")
@@ -45,7 +50,27 @@ _NAN = float("nan")
 
 def is_candidate_input(name: str) -> bool:
     return (name.startswith(IDENTITY_PREFIX) or name.startswith(CAPABILITY_PREFIX)
-            or name.startswith(FAMILY_PREFIX) or name in PRIOR_DESCRIPTORS)
+            or name.startswith(FAMILY_PREFIX) or name.startswith(NAME_TOKEN_PREFIX) or name in PRIOR_DESCRIPTORS)
+
+
+def name_tokens(name: str) -> frozenset[str]:
+    """The words of a model's name: its runs of ASCII letters, lower-cased, of two letters or more
+    ("Llama-3.1-Nemotron-51B-Instruct" -> llama, nemotron, instruct; the "b" of a size and the "v"
+    of a version are dropped with the digits).  "it", Google's suffix for instruction-tuned, reads as
+    "instruct", so Gemma's "-it" and Llama's "-Instruct" say the same."""
+    words, run = set(), []
+    for ch in name.lower() + " ":
+        if "a" <= ch <= "z":
+            run.append(ch)
+            continue
+        if len(run) >= 2:
+            word = "".join(run)
+            words.add(_WORD_SYNONYMS.get(word, word))
+        run = []
+    return frozenset(words)
+
+
+_WORD_SYNONYMS = {"it": "instruct"}
 
 
 def quant_bits(quantization: object) -> float:
@@ -72,12 +97,13 @@ def candidate_input_names(trained_models: Iterable[str], pool: Sequence[ModelInf
 
 
 def prior_input_names(pool: Sequence[ModelInfo]) -> list[str]:
-    """The descriptor prior's candidate inputs: capabilities and families seen in the pool, then
-    the numeric descriptors (never an identity)."""
+    """The descriptor prior's candidate inputs: capabilities, families and name words seen in the
+    pool, then the numeric descriptors (never an identity)."""
     caps = sorted({c for m in pool for c in m.capabilities})
     families = sorted({m.extra["family"] for m in pool if isinstance(m.extra.get("family"), str)})
+    words = sorted({w for m in pool for w in name_tokens(m.name)})
     return ([CAPABILITY_PREFIX + c for c in caps] + [FAMILY_PREFIX + f for f in families]
-            + list(PRIOR_DESCRIPTORS))
+            + [NAME_TOKEN_PREFIX + w for w in words] + list(PRIOR_DESCRIPTORS))
 
 
 def declared_descriptors(model: ModelInfo) -> list[str]:
@@ -111,6 +137,8 @@ def candidate_value(name: str, model: ModelInfo, *, known: bool = True) -> float
         return _NAN if model.context_length is None else math.log2(model.context_length)
     if name.startswith(FAMILY_PREFIX):
         return 1.0 if model.extra.get("family") == name[len(FAMILY_PREFIX):] else 0.0
+    if name.startswith(NAME_TOKEN_PREFIX):
+        return 1.0 if name[len(NAME_TOKEN_PREFIX):] in name_tokens(model.name) else 0.0
     if name == "model_benchmark_score":
         v = model.extra.get("benchmark_score")
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _NAN

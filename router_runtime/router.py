@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .artifact import Artifact, load_artifact
-from .candidates import CAPABILITY_PREFIX, FAMILY_PREFIX, declared_descriptors
+from .candidates import CAPABILITY_PREFIX, FAMILY_PREFIX, NAME_TOKEN_PREFIX, declared_descriptors, name_tokens
 from .engines import ENGINES, available_engines, build_parts, build_scorer, resolve_engine
 from .errors import ContractError, ZetaError
 from .ids import new_id, utc_now
@@ -775,6 +775,9 @@ def _described(model: ModelInfo, artifact: Artifact) -> str:
     caps = [c for c in model.capabilities if CAPABILITY_PREFIX + c in inputs]
     if caps:
         used.append("capabilities " + "/".join(caps))
+    words = sorted(w for w in name_tokens(model.name) if NAME_TOKEN_PREFIX + w in inputs)
+    if words:
+        used.append("name words " + "/".join(words))
     return ", ".join(used) if used else "none it declares: the value of an undescribed model"
 
 

@@ -112,6 +112,32 @@ def test_no_prior_when_no_candidate_ranks_left_out_models_better_than_a_constant
     assert max(prior.selection.values()) <= 0.0 and "better than a constant" in prior.note
 
 
+def test_a_shared_name_word_carries_a_trained_models_quality_to_a_newcomer(sample_table):
+    """Size says nothing here (the two ChatQA fine-tunes are the worst, one of them the largest); the
+    word "chatqa" in their names does: the ridge candidate wins the selection, the exported prior
+    reads the name words, and a new ChatQA model scores below a new instruct model of the same size
+    on every engine (the DCRouter pattern, where size alone ranks the models backwards)."""
+    p = {"acme-chatqa-8b": 0.15, "acme-chatqa-70b": 0.20, "nova-7b-instruct": 0.55, "zen-9b-instruct": 0.60,
+         "orca-8b-instruct": 0.50, "mega-49b-instruct": 0.70}
+    sizes = {"acme-chatqa-8b": 8.0, "acme-chatqa-70b": 70.0, "nova-7b-instruct": 7.0, "zen-9b-instruct": 9.0,
+             "orca-8b-instruct": 8.0, "mega-49b-instruct": 49.0}
+    table = _table(sample_table, p, seed=11)
+    pool = build_pool(table, [ModelInfo(m, size_b=sizes[m]) for m in p])
+    model = train_quality_model(table, default_feature_spec(), pool, TrainParams(iterations=60, depth=4, thread_count=1))
+    prior = model.prior
+    assert prior.chosen == "ridge", prior.note
+    assert prior.selection["ridge"] == max(prior.selection.values()) > 0.0, prior.selection
+    assert "model_name_token__chatqa" in prior.ensemble["inputs"] and prior.parity_max_abs_diff <= 1e-9
+    doc = dict(router_document(model, pool, cost_weight=0.0, scale=1.0), version="v-words")
+    art = parse_router(json.loads(json.dumps(doc)))
+    cold = [ModelInfo("acme-chatqa-2-13b", size_b=13.0), ModelInfo("zeno-13b-it", size_b=13.0)]
+    for scores in _decide_on_every_engine(art, cold, table["query"].unique(maintain_order=True).head(5).to_list()):
+        q = dict(scores)
+        assert q["zeno-13b-it"] > q["acme-chatqa-2-13b"]
+    d = Router(art, pool=[*art.pool, *cold]).decide("hello", candidates=["acme-chatqa-2-13b"])
+    assert "(name words acme/chatqa)" in d.reason, d.reason
+
+
 def test_no_prior_when_no_descriptor_tells_the_models_apart(sized_table):
     pool = build_pool(sized_table)  # nothing declared: every descriptor is NaN for every model
     prior = train_descriptor_prior(sized_table, pool, TrainParams(iterations=20, depth=4, learning_rate=0.1,

@@ -124,6 +124,18 @@ def test_descriptor_inputs_and_pool_checks():
         parse_model({"name": "x", "family": 3})
 
 
+def test_name_words():
+    from router_runtime.candidates import name_tokens
+    assert name_tokens("Llama-3.1-Nemotron-51B-Instruct") == {"llama", "nemotron", "instruct"}
+    assert name_tokens("llama3-chatqa-1.5-8b") == {"llama", "chatqa"}
+    assert name_tokens("gemma-2-9b-it") == {"gemma", "instruct"}  # Google's "-it" is instruct
+    assert name_tokens("m1") == set() and name_tokens("") == set() and name_tokens("qwen\u00e9-7b") == {"qwen"}
+    m = parse_model({"name": "acme-chatqa-8b"})
+    assert "model_name_token__chatqa" in prior_input_names([m])
+    assert candidate_value("model_name_token__chatqa", m) == 1.0
+    assert candidate_value("model_name_token__coder", m) == 0.0
+
+
 def test_with_pool_keeps_the_prior():
     art = parse_router(json.loads(json.dumps(prior_doc())), path=None)
     base = Router(art, pool=serving_pool(art), engine="python")
