@@ -14,6 +14,10 @@ and why that way (Rust ``regex`` and Python ``re`` differ: the list is in ``rout
   ``str.contains_any`` (plain Aho-Corasick, case-sensitive);
 - token buckets: string ops only (see ``_pl_token_buckets``) so that common-subexpression
   elimination shares the work between the n_buckets outputs;
+- static embedding: the tokens (``str.extract_all`` of the token regex on the lower-cased text),
+  each mapped to its row's int8 value of dim d (``replace_strict``, 0 outside the vocab), summed as
+  Int64 per query (exact), then ``(Float64(sum) * scale[d]) / Float64(n)``: the runtime's two IEEE
+  operations in its order, so the same bits;
 - ratio: ``when/then`` (NaN if either side is NaN, 0.0 when den == 0); log1p: ``Expr.log1p``;
 - nulls propagate through every expression and become NaN at the very end.
 
@@ -24,6 +28,7 @@ eager ``df.with_columns(feature_exprs(spec))`` gives the same values, several ti
 
 from __future__ import annotations
 
+import base64
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -124,6 +129,26 @@ def _marker(bucket: int) -> str:
             return f"<{digits}>"
 
 
+def _pl_static_embedding(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:
+    vocab, dims = p["vocab"], p["dims"]
+    if vocab is None:
+        raise ContractError(f"{at}.params.vocab", "static_embedding feature is not fitted (vocab is null): fit the spec first")
+    if not vocab:
+        return [ctx.zero] * dims
+    # The spec validated the table (length, base64, sha256) when it was built.
+    table = memoryview(base64.b64decode(p["table"])).cast("b")  # signed int8, row-major
+    tokens = ctx.lower.str.extract_all(_TOKEN_RE)
+    n = tokens.list.eval(pl.element().is_in(vocab)).list.sum().cast(pl.Float64)
+    out = []
+    for d in range(dims):
+        # Int64 sums of int8 values are exact; tokens outside the vocab add 0 and are not counted in n.
+        s = tokens.list.eval(
+            pl.element().replace_strict(vocab, table[d::dims].tolist(), default=0, return_dtype=pl.Int64)).list.sum()
+        value = (s.cast(pl.Float64) * pl.lit(float(p["scale"][d]), dtype=pl.Float64)) / n
+        out.append(pl.when(n == 0.0).then(0.0).otherwise(value))  # null query: n is null -> null -> NaN
+    return out
+
+
 def _pl_ratio(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:
     num, den = ctx.exprs[p["num"]], ctx.exprs[p["den"]]
     return [
@@ -148,6 +173,7 @@ POLARS_OPS: dict[str, Callable[[dict, _Ctx, str], list[pl.Expr]]] = {
     "count_literal": _pl_count_literal,
     "contains_any": _pl_contains_any,
     "token_buckets": _pl_token_buckets,
+    "static_embedding": _pl_static_embedding,
     "ratio": _pl_ratio,
     "log1p": _pl_log1p,
 }
@@ -159,7 +185,7 @@ def feature_exprs(spec: FeatureSpec, query_col: str = "query") -> list[pl.Expr]:
     out: list[pl.Expr] = []
     for i, f in enumerate(spec.features):
         exprs = POLARS_OPS[f.op](f.params, ctx, f"features[{i}]")
-        if f.op != "token_buckets":
+        if f.op not in ("token_buckets", "static_embedding"):  # multi-output ops: never an operand
             ctx.exprs[f.name] = exprs[0]
         out += exprs
     return [e.fill_null(float("nan")).alias(n) for e, n in zip(out, spec.output_names, strict=True)]

@@ -33,14 +33,28 @@ Ops (every output is a float):
     tokens whose vocab bucket is i; tokens outside the vocab count nowhere.  The vocab is a fitted
     statistic (``flows.features.fit_feature_spec``): null until fitted, and extracting with an
     unfitted spec raises ContractError.  Tokens must match [a-z0-9_]+, buckets be in [0, n_buckets).
+``static_embedding`` {"dims": int, "vocab": [token, ...] | null, "table": str | null,
+                      "scale": [float, ...] | null, "sha256": str | null}
+    A per-token vector table, mean-pooled over the query: the tokens of token_buckets; for every
+    token found in the vocab (repeats included) its int8 row is added to integer sums s[0..dims-1],
+    n = the number of such tokens.  Output ``{name}__{d}`` is ``(float(s[d]) * scale[d]) / n`` in
+    exactly that order of IEEE double operations, 0.0 when n == 0.  The sums are exact integers,
+    which is what makes every engine give the same bits.  ``dims`` in [1, 64]; ``vocab`` distinct
+    tokens matching [a-z0-9_]+, at most ``MAX_STATIC_VOCAB``, row i of the table belonging to
+    vocab[i]; ``table`` the standard padded base64 of the len(vocab) x dims signed int8 bytes,
+    row-major; ``scale`` the dims finite per-dimension dequantization scales; ``sha256`` the hex
+    sha256 of the decoded table, verified at construction.  Fitted offline (the pipeline's
+    sentence-embedding model, ``flows/static_embedding.py``): vocab, table, scale and sha256 are all
+    null until fitted, and extracting with an unfitted spec raises ContractError.
 ``ratio`` {"num": name, "den": name}
     num / den of two earlier single-output features; 0.0 when den == 0; NaN if either is NaN.
 ``log1p`` {"of": name}
     math.log1p of an earlier single-output feature (bit-identical to Polars ``Expr.log1p`` on the
     parity tests: both call the platform libm).
 
-Every op but token_buckets has one output named after the feature; token_buckets with n buckets has
-n outputs ``{name}__0`` ... ``{name}__{n-1}``.  All output names must be distinct.
+Every op but token_buckets and static_embedding has one output named after the feature;
+token_buckets with n buckets has n outputs ``{name}__0`` ... ``{name}__{n-1}``, static_embedding
+with d dims has d outputs ``{name}__0`` ... ``{name}__{d-1}``.  All output names must be distinct.
 
 Why the ops are so narrow: Python ``re`` and Rust ``regex`` disagree on ``\\w``, ``\\s``, ``$``,
 empty matches and case folding, so the ops are defined by explicit code point classes and literals
@@ -49,6 +63,9 @@ only, which both engines (and plain ``str``/``bytes`` methods) implement identic
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 import re
@@ -65,6 +82,8 @@ from .text import as_text, ascii_lower
 __all__ = [
     "FEATURE_SPEC_VERSION",
     "MAX_CODE_POINT",
+    "MAX_STATIC_DIMS",
+    "MAX_STATIC_VOCAB",
     "OPS",
     "PARAM_KEYS",
     "PYTHON_OPS",
@@ -75,6 +94,10 @@ __all__ = [
 
 FEATURE_SPEC_VERSION = 1
 MAX_CODE_POINT = 0x10FFFF
+# static_embedding bounds: the table travels inside router.json, at most 65,536 x 64 int8 = 4 MiB
+# (5.3 MiB of base64), well inside the artifact's file size limit.
+MAX_STATIC_DIMS = 64
+MAX_STATIC_VOCAB = 65536
 
 # Required parameter names per op; exactly these keys, no more.
 PARAM_KEYS: dict[str, tuple[str, ...]] = {
@@ -85,6 +108,7 @@ PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "count_literal": ("literal", "ascii_lower"),
     "contains_any": ("literals", "ascii_lower"),
     "token_buckets": ("n_buckets", "vocab"),
+    "static_embedding": ("dims", "vocab", "table", "scale", "sha256"),
     "ratio": ("num", "den"),
     "log1p": ("of",),
 }
@@ -92,6 +116,9 @@ OPS: frozenset[str] = frozenset(PARAM_KEYS)
 
 _NAME = re.compile(r"[a-z0-9_]+")
 _TOKEN = re.compile(r"[a-z0-9_]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# The param holding the number of outputs of each multi-output op; every other op has one output.
+_N_OUT_PARAM = {"token_buckets": "n_buckets", "static_embedding": "dims"}
 _NAN = float("nan")
 
 # Much of the work happens on the UTF-8 bytes of t: a byte < 0x80 is always one ASCII code point and
@@ -147,9 +174,62 @@ def _check_literal(v: Any, lower: bool, where: str) -> str:
     return v
 
 
-def _validate(features: tuple[Feature, ...]) -> None:
-    """Raise ContractError (or a subclass) naming the first field that breaks the contract."""
-    kinds: dict[str, int] = {}  # feature name -> number of outputs
+def _check_static(p: dict, name: str, pf: str) -> bytes | None:
+    """The decoded table of a static_embedding feature (None when unfitted); ContractError naming
+    the feature and the field otherwise."""
+    what = f"static_embedding feature {name!r}"
+    dims = p["dims"]
+    if not _is_int(dims) or not 1 <= dims <= MAX_STATIC_DIMS:
+        raise ContractError(f"{pf}.dims", f"{what}: must be an int in [1, {MAX_STATIC_DIMS}], got {dims!r}")
+    vocab = p["vocab"]
+    if vocab is None:
+        for k in ("table", "scale", "sha256"):
+            if p[k] is not None:
+                raise ContractError(f"{pf}.{k}", f"{what}: must be null while vocab is null (unfitted)")
+        return None
+    if not isinstance(vocab, (list, tuple)):
+        raise ContractError(f"{pf}.vocab", f"{what}: must be a list of tokens or null, got {type(vocab).__name__}")
+    if len(vocab) > MAX_STATIC_VOCAB:
+        raise ContractError(f"{pf}.vocab", f"{what}: {len(vocab)} tokens, at most {MAX_STATIC_VOCAB} allowed")
+    seen: set[str] = set()
+    for j, tok in enumerate(vocab):
+        if not isinstance(tok, str) or not _TOKEN.fullmatch(tok):
+            raise ContractError(f"{pf}.vocab[{j}]", f"{what}: token {tok!r} does not match [a-z0-9_]+")
+        if tok in seen:
+            raise ContractError(f"{pf}.vocab[{j}]", f"{what}: duplicate token {tok!r}")
+        seen.add(tok)
+    scale = p["scale"]
+    if not isinstance(scale, (list, tuple)) or len(scale) != dims:
+        raise ContractError(f"{pf}.scale", f"{what}: must be a list of {dims} floats (one per dim), got {scale!r:.80}")
+    for j, x in enumerate(scale):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise ContractError(f"{pf}.scale[{j}]", f"{what}: must be a finite float, got {x!r}")
+    table = p["table"]
+    if not isinstance(table, str):
+        raise ContractError(f"{pf}.table", f"{what}: must be a base64 string, got {type(table).__name__}")
+    try:
+        raw = base64.b64decode(table, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ContractError(f"{pf}.table", f"{what}: not standard padded base64 ({e})") from None
+    if base64.b64encode(raw).decode("ascii") != table:  # one spelling per table: hashes stay meaningful
+        raise ContractError(f"{pf}.table", f"{what}: not canonical standard padded base64")
+    if len(raw) != len(vocab) * dims:
+        raise ContractError(f"{pf}.table", f"{what}: {len(raw)} bytes, expected len(vocab) x dims = "
+                                           f"{len(vocab)} x {dims} = {len(vocab) * dims}")
+    digest = p["sha256"]
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise ContractError(f"{pf}.sha256", f"{what}: must be 64 lower-case hex digits, got {digest!r}")
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise ContractError(f"{pf}.sha256", f"{what}: the table's sha256 differs from the one recorded "
+                                            "(corrupted or edited table)")
+    return raw
+
+
+def _validate(features: tuple[Feature, ...]) -> dict[int, bytes]:
+    """Raise ContractError (or a subclass) naming the first field that breaks the contract.  Returns
+    the decoded table of every fitted static_embedding feature, by feature position."""
+    tables: dict[int, bytes] = {}
+    kinds: dict[str, int | None] = {}  # feature name -> number of outputs (None: multi-output op)
     outputs: set[str] = set()
     for i, f in enumerate(features):
         at = f"features[{i}]"
@@ -199,6 +279,11 @@ def _validate(features: tuple[Feature, ...]) -> None:
                     if not _is_int(bucket) or not 0 <= bucket < n:
                         raise ContractError(f"{pf}.vocab.{tok}", f"bucket must be an int in [0, {n}), got {bucket!r}")
             n_out = n
+        elif f.op == "static_embedding":
+            raw = _check_static(p, f.name, pf)
+            if raw is not None:
+                tables[i] = raw
+            n_out = p["dims"]
         elif f.op in ("ratio", "log1p"):
             for k in want:
                 ref = p[k]
@@ -206,17 +291,24 @@ def _validate(features: tuple[Feature, ...]) -> None:
                     raise ContractError(f"{pf}.{k}", f"must be a feature name, got {ref!r}")
                 if ref not in kinds:
                     raise ContractError(f"{pf}.{k}", f"refers to {ref!r}, which is not an earlier feature")
-                if kinds[ref] != 1:
+                if kinds[ref] is None:
                     raise ContractError(f"{pf}.{k}", f"refers to {ref!r}, which has several outputs")
-        kinds[f.name] = n_out
+        # None: a multi-output op (even with one output, it is named {name}__0, not {name})
+        kinds[f.name] = None if f.op in _N_OUT_PARAM else n_out
         for o in _output_names(f, n_out):
             if o in outputs:
                 raise ContractError(f"{at}.name", f"output name {o!r} is produced twice")
             outputs.add(o)
+    return tables
+
+
+def _n_out(f: Feature) -> int:
+    k = _N_OUT_PARAM.get(f.op)
+    return 1 if k is None else f.params[k]
 
 
 def _output_names(f: Feature, n_out: int) -> list[str]:
-    return [f.name] if f.op != "token_buckets" else [f"{f.name}__{i}" for i in range(n_out)]
+    return [f.name] if f.op not in _N_OUT_PARAM else [f"{f.name}__{i}" for i in range(n_out)]
 
 
 def _canonical(params: dict, where: str) -> dict:
@@ -250,23 +342,29 @@ Step = Callable[..., None]
 
 
 class _Plan:
-    def __init__(self, features: tuple[Feature, ...]):
+    def __init__(self, features: tuple[Feature, ...], tables: dict[int, bytes]):
         self.steps: list[Step] = []
         self.need_lower = False
         self.need_tokens = False
-        self.unfitted: str | None = None  # field of the first token_buckets feature without a vocab
+        self.unfitted: str | None = None  # field of the first unfitted feature (vocab null)
+        self.unfitted_op = ""  # and its op
+        self.tables = tables  # decoded static_embedding tables, by feature position
         self.classes: list[list[tuple[int, int]]] = []  # merged ranges of each count_class slot
         index: dict[str, int] = {}  # single-output feature name -> position in vals
         pos = 0
         for i, f in enumerate(features):
             self.steps.append(PYTHON_OPS[f.op](self, i, f.params, index))
-            if f.op == "token_buckets":
-                pos += f.params["n_buckets"]
+            if f.op in _N_OUT_PARAM:
+                pos += _n_out(f)
             else:
                 index[f.name] = pos
                 pos += 1
         self.n_out = pos
         self._compile_classes()
+
+    def mark_unfitted(self, i: int, op: str) -> None:
+        if self.unfitted is None:
+            self.unfitted, self.unfitted_op = f"features[{i}].params.vocab", op
 
     def _compile_classes(self) -> None:
         # All count_class features share one pass over the bytes: ASCII code points are grouped into
@@ -412,7 +510,7 @@ def _py_token_buckets(plan: _Plan, i: int, p: dict, index: dict) -> Step:
     vocab = p["vocab"]
     plan.need_tokens = True
     if vocab is None:
-        plan.unfitted = plan.unfitted or f"features[{i}].params.vocab"
+        plan.mark_unfitted(i, "token_buckets")
         return lambda *args: None  # never runs: extract refuses an unfitted spec
     get = {tok.encode("ascii"): k for tok, k in vocab.items()}.get
 
@@ -422,6 +520,35 @@ def _py_token_buckets(plan: _Plan, i: int, p: dict, index: dict) -> Step:
             if k is not None:
                 out[k] = float(c)
         vals.extend(out)
+
+    return step
+
+
+# int8 byte value -> one shared int object: the rows of a 17k-token table then hold references to
+# 256 ints instead of half a million int objects.
+_INT8 = [b - 256 if b >= 128 else b for b in range(256)]
+
+
+def _py_static_embedding(plan: _Plan, i: int, p: dict, index: dict) -> Step:
+    dims = p["dims"]
+    plan.need_tokens = True
+    if p["vocab"] is None:
+        plan.mark_unfitted(i, "static_embedding")
+        return lambda *args: None  # never runs: extract refuses an unfitted spec
+    ints = list(map(_INT8.__getitem__, plan.tables[i]))
+    # token -> its row as a tuple of ints: a request does one dict lookup per token, then the
+    # column sums run in C (sum over zip(*rows)); Python ints keep the sums exact.
+    get = {tok.encode("ascii"): tuple(ints[r * dims:(r + 1) * dims]) for r, tok in enumerate(p["vocab"])}.get
+    scale = [float(x) for x in p["scale"]]
+    zeros = [0.0] * dims
+
+    def step(t, lt, b, cc, toks, vals):
+        rows = list(filter(None, map(get, toks)))  # rows are non-empty tuples: None is the only falsy
+        if not rows:
+            vals.extend(zeros)
+            return
+        n = float(len(rows))
+        vals.extend([(float(s) * sc) / n for s, sc in zip(map(sum, zip(*rows)), scale)])
 
     return step
 
@@ -460,6 +587,7 @@ PYTHON_OPS: dict[str, Callable[[_Plan, int, dict, dict], Step]] = {
     "count_literal": _py_count_literal,
     "contains_any": _py_contains_any,
     "token_buckets": _py_token_buckets,
+    "static_embedding": _py_static_embedding,
     "ratio": _py_ratio,
     "log1p": _py_log1p,
 }
@@ -492,14 +620,14 @@ class FeatureSpec:
         if not isinstance(self.features, (list, tuple)):
             raise ContractError("features", f"must be a list of features, got {type(self.features).__name__}")
         feats = tuple(self.features)
-        _validate(feats)
+        tables = _validate(feats)
         feats = tuple(Feature(f.name, f.op, _canonical(f.params, f"features[{i}].params")) for i, f in enumerate(feats))
         object.__setattr__(self, "features", feats)
-        plan = _Plan(feats)
+        plan = _Plan(feats, tables)
         object.__setattr__(self, "_plan", plan)
         names: list[str] = []
         for f in feats:
-            names += _output_names(f, f.params["n_buckets"] if f.op == "token_buckets" else 1)
+            names += _output_names(f, _n_out(f))
         object.__setattr__(self, "_output_names", tuple(names))
 
     @property
@@ -508,7 +636,7 @@ class FeatureSpec:
 
     @property
     def needs_fit(self) -> bool:
-        """True while some token_buckets feature has no vocab."""
+        """True while some token_buckets or static_embedding feature has no vocab."""
         return self._plan.unfitted is not None  # type: ignore[attr-defined]
 
     def to_json(self) -> dict:
@@ -558,7 +686,7 @@ class FeatureSpec:
         """The feature vector of one query, in ``output_names`` order (pure Python, no allocation-heavy work)."""
         plan: _Plan = self._plan  # type: ignore[attr-defined]
         if plan.unfitted is not None:
-            raise ContractError(plan.unfitted, "token_buckets feature is not fitted (vocab is null): fit the spec first")
+            raise ContractError(plan.unfitted, f"{plan.unfitted_op} feature is not fitted (vocab is null): fit the spec first")
         t = as_text(query)
         if t is None:
             return [_NAN] * plan.n_out
