@@ -40,7 +40,7 @@
 #endif
 
 /* Bump when the constructor arguments change: compiled.py refuses a stale build of another format. */
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
 /* setup.py passes the sha256 of this file: compiled.py compares it with the source next to it. */
 #ifndef ZETA_SOURCE_SHA256
 #define ZETA_SOURCE_SHA256 ""
@@ -50,7 +50,11 @@
 #define MAX_AC_CELLS (1 << 24)     /* states x byte classes of one literal automaton */
 #define MAX_INDEX ((Py_ssize_t)1 << 30)
 
-enum { OP_CHARS, OP_BYTES, OP_CLASS, OP_RUNS, OP_LITERAL, OP_CONTAINS, OP_TOKENS, OP_RATIO, OP_LOG1P, N_OPKINDS };
+enum { OP_CHARS, OP_BYTES, OP_CLASS, OP_RUNS, OP_LITERAL, OP_CONTAINS, OP_TOKENS, OP_RATIO, OP_LOG1P, OP_STATIC,
+       N_OPKINDS };
+
+#define MAX_STATIC_DIMS 64
+#define MAX_STATIC_ROWS 65536
 
 static PyObject *float_zero = NULL; /* shared 0.0 and 1.0 objects: floats are immutable */
 static PyObject *float_one = NULL;
@@ -461,6 +465,8 @@ tok_free(TokTable *t)
     t->keys = NULL;
 }
 
+/* vocab: dict of token bytes -> bucket in [0, n_buckets) (token_buckets) or row in [0, n_buckets)
+ * (static_embedding, n_buckets = the number of table rows). */
 static int
 tok_build(TokTable *t, PyObject *vocab, long long n_buckets)
 {
@@ -575,8 +581,12 @@ typedef struct {
     int n_members;
     int has_na;          /* some range reaches >= 0x80 */
     int na_all;          /* the non-ASCII part is exactly [0x80, 0x10FFFF] */
-    /* token_buckets */
+    /* token_buckets; static_embedding (tok maps a token to its row) */
     TokTable tok;
+    int8_t *table;       /* static_embedding: n_rows x n_out int8, row-major */
+    double *scale;       /* static_embedding: n_out dequantization scales */
+    Py_ssize_t n_rows;
+    Py_ssize_t sum_off;  /* static_embedding: its first slot in the per-call int64 sums */
     /* ratio / log1p: output positions of the operands */
     Py_ssize_t a, b;
 } Op;
@@ -588,7 +598,9 @@ typedef struct {
     AC ac;
     int need_hist;
     Py_ssize_t n_tok_ops, n_na_ops;
-    Py_ssize_t *tok_ops, *na_ops; /* token_buckets ops; count_class ops with a partial non-ASCII part */
+    Py_ssize_t *tok_ops, *na_ops; /* token_buckets / static_embedding ops; count_class ops with a partial
+                                   * non-ASCII part */
+    Py_ssize_t n_sums;            /* int64 sums of every static_embedding op */
     PyObject *as_text; /* text.as_text: for anything but a valid str */
 } PlanObject;
 
@@ -599,6 +611,8 @@ plan_free_ops(PlanObject *p)
         for (Py_ssize_t i = 0; i < p->n_ops; i++) {
             PyMem_Free(p->ops[i].ranges);
             PyMem_Free(p->ops[i].members);
+            PyMem_Free(p->ops[i].table);
+            PyMem_Free(p->ops[i].scale);
             tok_free(&p->ops[i].tok);
         }
         PyMem_Free(p->ops);
@@ -725,6 +739,60 @@ check_flag(PyObject *flag)
     return 0;
 }
 
+/* (OP_STATIC, dims, vocab {token bytes: row}, table bytes (rows x dims int8), scale (dims floats)) */
+static int
+parse_static(Op *op, PyObject *d)
+{
+    PyObject *table = PyTuple_GET_ITEM(d, 3), *scale_arg = PyTuple_GET_ITEM(d, 4);
+    if (!PyBytes_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "static_embedding table must be bytes");
+        return -1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(table);
+    if (size % op->n_out != 0 || size / op->n_out > MAX_STATIC_ROWS) {
+        PyErr_SetString(PyExc_ValueError, "static_embedding table must be rows x dims bytes, at most 65536 rows");
+        return -1;
+    }
+    op->n_rows = size / op->n_out;
+    PyObject *vocab = PyTuple_GET_ITEM(d, 2);
+    if (!PyDict_Check(vocab) || PyDict_Size(vocab) != op->n_rows) {
+        PyErr_SetString(PyExc_ValueError, "static_embedding vocab must be a dict with one token per table row");
+        return -1;
+    }
+    /* rows in [0, n_rows): with as many distinct tokens as rows, every row is reachable */
+    if (tok_build(&op->tok, vocab, (long long)op->n_rows) < 0)
+        return -1;
+    PyObject *sc = as_tuple(scale_arg, "static_embedding scale");
+    if (!sc)
+        return -1;
+    if (PyTuple_GET_SIZE(sc) != op->n_out) {
+        Py_DECREF(sc);
+        PyErr_SetString(PyExc_ValueError, "static_embedding scale must have dims floats");
+        return -1;
+    }
+    op->table = PyMem_Malloc(size ? (size_t)size : 1);
+    op->scale = PyMem_Malloc((size_t)op->n_out * sizeof(double));
+    if (!op->table || !op->scale) {
+        Py_DECREF(sc);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(op->table, PyBytes_AS_STRING(table), (size_t)size);
+    for (Py_ssize_t j = 0; j < op->n_out; j++) {
+        if (get_double(PyTuple_GET_ITEM(sc, j), "static_embedding scale", &op->scale[j]) < 0) {
+            Py_DECREF(sc);
+            return -1;
+        }
+        if (!isfinite(op->scale[j])) {
+            Py_DECREF(sc);
+            PyErr_SetString(PyExc_ValueError, "static_embedding scale must be finite");
+            return -1;
+        }
+    }
+    Py_DECREF(sc);
+    return 0;
+}
+
 static PyObject *
 plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -777,7 +845,7 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         long long kind;
         if (get_int(PyTuple_GET_ITEM(d, 0), 0, N_OPKINDS - 1, "op kind", &kind) < 0)
             goto fail;
-        static const Py_ssize_t arity[N_OPKINDS] = {1, 1, 2, 2, 3, 3, 3, 3, 2};
+        static const Py_ssize_t arity[N_OPKINDS] = {1, 1, 2, 2, 3, 3, 3, 3, 2, 5};
         if (PyTuple_GET_SIZE(d) != arity[kind]) {
             PyErr_Format(PyExc_ValueError, "ops[%zd]: op kind %lld takes %zd fields, got %zd", i, kind,
                          arity[kind], PyTuple_GET_SIZE(d));
@@ -791,6 +859,14 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             if (get_int(PyTuple_GET_ITEM(d, 1), 1, MAX_OUTPUTS, "n_buckets", &nb) < 0)
                 goto fail;
             op->n_out = (Py_ssize_t)nb;
+        }
+        else if (kind == OP_STATIC) {
+            long long dims;
+            if (get_int(PyTuple_GET_ITEM(d, 1), 1, MAX_STATIC_DIMS, "static_embedding dims", &dims) < 0)
+                goto fail;
+            op->n_out = (Py_ssize_t)dims;
+            op->sum_off = p->n_sums;
+            p->n_sums += op->n_out;
         }
         else if (kind == OP_LITERAL) {
             if (check_literal(PyTuple_GET_ITEM(d, 1)) < 0)
@@ -868,6 +944,11 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                 goto fail;
             p->tok_ops[n_tok++] = i;
             break;
+        case OP_STATIC:
+            if (parse_static(op, d) < 0)
+                goto fail;
+            p->tok_ops[n_tok++] = i;
+            break;
         case OP_RATIO:
         case OP_LOG1P: {
             long long a, b = 0;
@@ -885,7 +966,7 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             break;
         }
         }
-        if (op->n_out == 1 && op->kind != OP_TOKENS)
+        if (op->n_out == 1 && op->kind != OP_TOKENS && op->kind != OP_STATIC)
             single[op->out] = 1;
     }
     p->n_tok_ops = n_tok;
@@ -931,13 +1012,14 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
     const Py_ssize_t n_ops = p->n_ops, n_out = p->n_out;
     int64_t hist[256];
     int64_t small[256];
-    size_t need = (size_t)n_out * sizeof(double) + 2 * (size_t)n_ops * sizeof(int64_t);
+    size_t need = (size_t)n_out * sizeof(double) + (2 * (size_t)n_ops + (size_t)p->n_sums) * sizeof(int64_t);
     void *block = need <= sizeof small ? (void *)small : PyMem_Malloc(need);
     if (!block)
         return PyErr_NoMemory();
     double *vals = block;
     int64_t *cnt = (int64_t *)(vals + n_out);
     int64_t *next_ok = cnt + n_ops;
+    int64_t *sums = next_ok + n_ops; /* static_embedding integer sums; cnt[k] is its token count */
     memset(block, 0, need);
     const int ascii_text = nbytes == nchars;
 
@@ -983,8 +1065,17 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
             for (Py_ssize_t k = 0; k < p->n_tok_ops; k++) {
                 const Op *op = &p->ops[p->tok_ops[k]];
                 int32_t b = tok_lookup(&op->tok, h, s + start, i - start);
-                if (b >= 0 && b < op->n_out)
-                    vals[op->out + b] += 1.0;
+                if (op->kind == OP_TOKENS) {
+                    if (b >= 0 && b < op->n_out)
+                        vals[op->out + b] += 1.0;
+                }
+                else if (b >= 0 && b < op->n_rows) {
+                    const int8_t *row = op->table + (size_t)b * (size_t)op->n_out;
+                    int64_t *acc = sums + op->sum_off;
+                    for (Py_ssize_t j = 0; j < op->n_out; j++)
+                        acc[j] += row[j];
+                    cnt[p->tok_ops[k]]++;
+                }
             }
         }
     }
@@ -1055,6 +1146,14 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
             break;
         case OP_TOKENS:
             break; /* filled by the token pass */
+        case OP_STATIC: {
+            /* (float(s) * scale) / n, the reference's order; exact integer sums before it */
+            const int64_t n = cnt[k];
+            const int64_t *acc = sums + op->sum_off;
+            for (Py_ssize_t j = 0; j < op->n_out; j++)
+                out[j] = n ? ((double)acc[j] * op->scale[j]) / (double)n : 0.0;
+            break;
+        }
         case OP_RATIO: {
             double num = vals[op->a], den = vals[op->b];
             if (isnan(num) || isnan(den))

@@ -19,6 +19,7 @@ at import).  Standard library only: never imports numpy.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from typing import Any, Sequence
@@ -32,11 +33,11 @@ __all__ = ["available", "unavailable_reason", "reason", "CompiledSpec", "Compile
 
 # Must equal FORMAT_VERSION in _speedups.c: a stale build (the C source changed, the module was not
 # rebuilt) is refused rather than fed arguments it does not understand.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 _OP_KIND = {
     "char_count": 0, "byte_count": 1, "count_class": 2, "count_runs": 3, "count_literal": 4,
-    "contains_any": 5, "token_buckets": 6, "ratio": 7, "log1p": 8,
+    "contains_any": 5, "token_buckets": 6, "ratio": 7, "log1p": 8, "static_embedding": 9,
 }
 
 def _stale_source(module) -> str | None:
@@ -110,6 +111,12 @@ def _describe(spec: FeatureSpec) -> list[tuple]:
         elif f.op == "token_buckets":
             vocab = p["vocab"] or {}  # unfitted: CompiledSpec.extract refuses before the plan runs
             d = (kind, p["n_buckets"], {tok.encode("ascii"): k for tok, k in vocab.items()})
+        elif f.op == "static_embedding":
+            # unfitted: an empty table (never run, as above); fitted: the spec verified length and sha256
+            vocab = p["vocab"] or []
+            table = base64.b64decode(p["table"]) if p["vocab"] is not None else b""
+            d = (kind, p["dims"], {tok.encode("ascii"): r for r, tok in enumerate(vocab)}, table,
+                 tuple(float(x) for x in (p["scale"] or [0.0] * p["dims"])))
         elif f.op == "ratio":
             d = (kind, index[p["num"]], index[p["den"]])
         elif f.op == "log1p":
@@ -119,6 +126,8 @@ def _describe(spec: FeatureSpec) -> list[tuple]:
         ops.append(d)
         if f.op == "token_buckets":
             pos += p["n_buckets"]
+        elif f.op == "static_embedding":
+            pos += p["dims"]
         else:
             index[f.name] = pos
             pos += 1
