@@ -289,7 +289,7 @@ def parse_router(router: Any, *, manifest: Mapping[str, Any] | None = None, path
             raise ContractError(key, "missing")
     spec = FeatureSpec.from_json(router["feature_spec"])
     if spec.needs_fit:
-        raise ContractError("feature_spec", "has unfitted statistics (token vocab missing)")
+        raise ContractError("feature_spec", "has unfitted statistics (a token vocab or static embedding table missing)")
     pool_raw = router["pool"]
     if not isinstance(pool_raw, list) or not pool_raw:
         raise ContractError("pool", "must be a non-empty list of models")
