@@ -95,6 +95,20 @@ def test_tokens_are_cut_at_max_chars_like_every_op():
     assert_all_agree(spec, ["the cat", "cat the", "the", "thecat", None])
 
 
+@pytest.mark.parametrize("max_chars", [1, 2, 7, 8, 1000, 65536])
+def test_sums_are_exact_with_the_most_tokens_a_text_can_hold(max_chars):
+    # One-character tokens one character apart: (max_chars + 1) // 2 of them, each row at an int8
+    # extreme: the largest sums any text can produce (the Python engine packs lanes by that bound).
+    p = static_params(["a", "b", "c"], dims=5, seed=4)
+    spec = spec_of(F("emb", "static_embedding", p), max_chars=max_chars)
+    texts = [("a " * max_chars)[:max_chars], ("b " * max_chars)[:max_chars], ("a b " * max_chars)[:max_chars],
+             ("c" * max_chars)]
+    assert tokens_of(texts[0]) == ["a"] * ((max_chars + 1) // 2)
+    for q in texts:
+        assert bits(spec.extract(q)) == bits(reference(p, q[:max_chars])), q[:20]
+    assert_all_agree(spec, texts)
+
+
 def test_an_empty_vocab_gives_zeros():
     raw = b""
     p = {"dims": 3, "vocab": [], "table": "", "scale": [1.0, 2.0, 3.0], "sha256": hashlib.sha256(raw).hexdigest()}
