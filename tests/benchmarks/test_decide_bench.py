@@ -8,6 +8,10 @@ normal test run ``--benchmark-disable`` runs each case once, as a smoke test of 
 Default case (the speed issue's): the artifact the main job trains (300 trees), 4 candidates, ~1 KB
 queries: 64 distinct ones cut from the real sample queries, taken in turn (``flows.bench.queries_of``),
 so that no cache sees the same text twice in a row.
+
+Static-embedding case (issue 12): the same, with a ``static_embedding`` feature of 32 dims over a
+17,816-token vocabulary (the size measured on DCRouter's train queries) added to the default spec;
+the table is seeded random int8 over the sample's tokens (timing does not depend on its values).
 """
 
 from __future__ import annotations
@@ -19,19 +23,32 @@ from flows.export import cost_scale, export_artifact
 from flows.training import TrainParams, build_pool, train_quality_model
 from router_runtime import Router, default_feature_spec, load_artifact
 
+from static_table import sample_vocab, static_params, with_static
+
 QUERIES_1KB = queries_of(1000)
+STATIC_VOCAB, STATIC_DIMS = 17_816, 32
 CANDIDATES = ["qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
               "llama-3.3-70b-instruct"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, sample_table, demo_pool):
+def _train(tmp_path_factory, sample_table, demo_pool, spec):
     pool = build_pool(sample_table, demo_pool)
-    model = train_quality_model(sample_table, default_feature_spec(), pool, TrainParams())
+    model = train_quality_model(sample_table, spec, pool, TrainParams())
     scale = cost_scale(pool, sample_table["model"].unique().to_list(), sample_table["query"].str.len_chars().to_numpy())
     reg = tmp_path_factory.mktemp("bench-registry")
     path = export_artifact(reg, model, pool, cost_weight=0.1, scale=scale, manifest={})
     return load_artifact(path), model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sample_table, demo_pool):
+    return _train(tmp_path_factory, sample_table, demo_pool, default_feature_spec())
+
+
+@pytest.fixture(scope="module")
+def trained_static(tmp_path_factory, sample_table, demo_pool):
+    spec = with_static(default_feature_spec(), static_params(sample_vocab(STATIC_VOCAB), dims=STATIC_DIMS, seed=0))
+    return _train(tmp_path_factory, sample_table, demo_pool, spec)
 
 
 def test_queries_are_distinct_and_about_1kb():
@@ -113,3 +130,41 @@ def test_decide_huge_query(benchmark, trained, engine, size):
     d = benchmark(router.decide, query, candidates=CANDIDATES)
     assert d.model in CANDIDATES and not d.excluded
     _report_percentiles(benchmark, f"decide ({engine}) {size:,} chars")
+
+
+@pytest.mark.benchmark(group="decide-4-candidates-1KB-static-embedding")
+@pytest.mark.parametrize("engine", engines())
+def test_decide_with_static_embedding(benchmark, trained_static, engine):
+    art = trained_static[0]
+    assert sum(f.op == "static_embedding" for f in art.feature_spec.features) == 1
+    router = Router(art, engine=engine)
+    assert router.engine == engine  # the compiled engine takes the op (no fallback)
+    d = benchmark(_cycling(lambda q: router.decide(q, candidates=CANDIDATES)))
+    assert d.model in CANDIDATES
+    _report_percentiles(benchmark, f"decide with static_embedding {STATIC_DIMS}x{STATIC_VOCAB:,} ({engine})")
+
+
+@pytest.mark.benchmark(group="decide-4-candidates-1KB-static-embedding")
+def test_catboost_predict_alternative_with_static_embedding(benchmark, trained_static):
+    art, model = trained_static
+    decide_with_catboost = catboost_decider(Trained(art, model.catboost_model), CANDIDATES)
+    chosen = benchmark(_cycling(decide_with_catboost))
+    _report_percentiles(benchmark, f"CatBoost predict alternative with static_embedding {STATIC_DIMS}x{STATIC_VOCAB:,}")
+    assert chosen in CANDIDATES
+    assert [decide_with_catboost(q) for q in QUERIES_1KB[:8]] == [
+        Router(art, engine="python").decide(q, candidates=CANDIDATES).model for q in QUERIES_1KB[:8]]
+
+
+@pytest.mark.benchmark(group="features-1KB-static-embedding")
+@pytest.mark.parametrize("engine", [e for e in engines() if e != "numpy"])
+def test_feature_extraction_with_static_embedding(benchmark, trained_static, engine):
+    spec = trained_static[0].feature_spec
+    if engine == "compiled":
+        from router_runtime.compiled import CompiledSpec
+
+        extract = CompiledSpec(spec).extract
+    else:
+        extract = spec.extract
+    feats = benchmark(_cycling(extract))
+    assert len(feats) == len(spec.output_names)
+    _report_percentiles(benchmark, f"features with static_embedding ({engine})")
