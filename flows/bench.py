@@ -18,27 +18,39 @@ with ``time.perf_counter_ns`` after a warm-up; p50/p99 are of those calls.  ``sp
 ``throughput_per_s`` (calls per second on one thread) are of the fastest engine this installation
 has (``engine``); the ``_numpy`` variants are always given too.  Nothing here asserts a time: the
 numbers are measurements of this machine at this moment (``os.getloadavg()`` is printed beside them).
+
+``static_dims`` > 0 adds a ``static_embedding`` feature of that many dims over ``static_vocab`` tokens
+(17,816: the vocabulary of DCRouter's train queries) to the default spec of every case: the cost of the
+op (issue 12).  Its table is seeded random int8 over the sample's tokens (then synthetic ones): the
+latency does not depend on the values, and the real table needs the embedding model
+(``flows/static_embedding.py``), which a timing run should not.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from router_runtime import Router, available_engines, default_feature_spec, load_artifact, load_pool
+from router_runtime import FeatureSpec, Router, available_engines, default_feature_spec, load_artifact, load_pool
+from router_runtime.text import ascii_lower
 
 from .progress import bar
 
-__all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider", "queries_of"]
+__all__ = ["run_bench", "DEFAULT_CASE", "format_table", "catboost_decider", "queries_of", "timing_spec"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASE = {"candidates": 4, "query_bytes": 1000, "trees": 300}
 N_QUERIES = 64
+STATIC_VOCAB = 17_816
 
 
 def queries_of(n_bytes: int, k: int = N_QUERIES) -> list[str]:
@@ -65,14 +77,40 @@ class Trained:
     length_catboost: Any = None  # the length model's CatBoost, when the artifact has one
 
 
-def _train(trees: int, registry: Path, sample: Path, pool_file: Path) -> Trained:
+def timing_spec(queries: Sequence[str], static_dims: int = 0, static_vocab: int = STATIC_VOCAB, seed: int = 0) -> FeatureSpec:
+    """The default spec, plus (``static_dims`` > 0) a ``static_embedding`` feature whose vocab is the
+    tokens of ``queries`` (most frequent first), then synthetic ones up to ``static_vocab``, and whose
+    table is seeded random int8: for timing only."""
+    spec = default_feature_spec()
+    if not static_dims:
+        return spec
+    counts = Counter(t for q in queries for t in re.findall("[a-z0-9_]+", ascii_lower(q)))
+    vocab = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:static_vocab]
+    seen, i = set(vocab), 0
+    while len(vocab) < static_vocab:
+        if f"zz{i}" not in seen:
+            vocab.append(f"zz{i}")
+        i += 1
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(-128, 128, size=(len(vocab), static_dims), dtype=np.int8).tobytes()
+    d = spec.to_json()
+    d["features"].append({"name": "static_emb", "op": "static_embedding", "params": {
+        "dims": static_dims, "vocab": vocab, "table": base64.b64encode(raw).decode("ascii"),
+        "scale": [float(x) for x in rng.uniform(1e-3, 1e-2, size=static_dims)],
+        "sha256": hashlib.sha256(raw).hexdigest()}})
+    return FeatureSpec.from_json(d)
+
+
+def _train(trees: int, registry: Path, sample: Path, pool_file: Path, static_dims: int = 0,
+           static_vocab: int = STATIC_VOCAB) -> Trained:
     from .export import cost_scale, export_artifact, typical_chars
     from .importers import import_routeprofile
     from .training import TrainParams, build_pool, train_quality_model
 
     table = import_routeprofile(sample)
     pool = build_pool(table, load_pool(pool_file))
-    model = train_quality_model(table, default_feature_spec(), pool, TrainParams(iterations=trees))
+    spec = timing_spec(table["query"].unique().to_list(), static_dims, static_vocab)
+    model = train_quality_model(table, spec, pool, TrainParams(iterations=trees))
     scale = cost_scale(pool, table["model"].unique().to_list(), table["query"].str.len_chars().to_numpy())
     path = export_artifact(registry, model, pool, cost_weight=0.1, scale=scale, manifest={"bench": True},
                            chars=typical_chars(table["query"].str.len_chars().to_numpy()))
@@ -138,13 +176,14 @@ def engines() -> list[str]:
 
 def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[int] = (2, 4, 8),
               query_bytes: Sequence[int] = (100, 1000, 2000, 20000), calls: int = 2000,
-              registry: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              registry: str | Path | None = None, progress: Callable[[str], None] | None = None,
+              static_dims: int = 0, static_vocab: int = STATIC_VOCAB) -> dict[str, Any]:
     import tempfile
 
     sample = ROOT / "data" / "sample" / "routeprofile"
     pool_file = ROOT / "data" / "sample" / "pool.toml"
     registry = Path(registry or tempfile.mkdtemp(prefix="zeta-bench-"))
-    trained = {t: _train(t, registry, sample, pool_file) for t in sorted(set(trees))}
+    trained = {t: _train(t, registry, sample, pool_file, static_dims, static_vocab) for t in sorted(set(trees))}
     chat_models = [m.name for m in next(iter(trained.values())).artifact.pool if m.can("chat")]
     texts = {qb: queries_of(qb) for qb in query_bytes}
     have = engines()
@@ -159,7 +198,7 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
             alt = catboost_decider(trained[t], names)
             for qb in query_bytes:
                 n = calls if qb <= 2000 else max(200, calls // 10)
-                row: dict[str, Any] = {"trees": t, "candidates": c, "query_bytes": qb}
+                row: dict[str, Any] = {"trees": t, "candidates": c, "query_bytes": qb, "static_dims": static_dims}
                 for label, r in routers.items():
                     row[label] = _time(lambda q, r=r: r.decide(q, candidates=names), texts[qb], n)
                 row["catboost_predict"] = _time(alt, texts[qb], n)
@@ -175,7 +214,8 @@ def run_bench(*, trees: Sequence[int] = (100, 300, 1000), candidates: Sequence[i
     steps.close()
     default = next((r for r in cases if all(r[k] == v for k, v in DEFAULT_CASE.items())), None)
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "engines": have,
-                           "cases": cases}
+                           "cases": cases, "static_embedding": {"dims": static_dims, "vocab": static_vocab}
+                           if static_dims else None}
     if default is not None:
         out.update({k: default[k] for k in SUMMARY_KEYS if k in default})
         out["default_case"] = DEFAULT_CASE
@@ -200,4 +240,8 @@ def format_table(result: dict[str, Any]) -> str:
     best = result["cases"][0]["engine"] if result["cases"] else labels[0]
     lines.append(f"(microseconds per decision over {N_QUERIES} distinct queries; speedup = catboost p50 / {best} p50, "
                  f"decisions/s on one thread with {best}; {m['cpus']} CPUs, load average {m['loadavg'][0]:.2f})")
+    if result.get("static_embedding"):
+        se = result["static_embedding"]
+        lines.append(f"(every case's spec: the default one plus a static_embedding feature of {se['dims']} dims "
+                     f"over {se['vocab']:,} tokens)")
     return "\n".join(lines)
