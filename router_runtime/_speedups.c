@@ -583,10 +583,10 @@ typedef struct {
     int na_all;          /* the non-ASCII part is exactly [0x80, 0x10FFFF] */
     /* token_buckets; static_embedding (tok maps a token to its row) */
     TokTable tok;
-    int8_t *table;       /* static_embedding: n_rows x n_out int8, row-major */
+    uint64_t *packed;    /* static_embedding: n_rows x n_words; lane j (16 bits) of word w = row[4w + j] + 128 */
     double *scale;       /* static_embedding: n_out dequantization scales */
-    Py_ssize_t n_rows;
-    Py_ssize_t sum_off;  /* static_embedding: its first slot in the per-call int64 sums */
+    Py_ssize_t n_rows, n_words;
+    Py_ssize_t sum_off;  /* static_embedding: its first slot in the per-call scratch (n_out sums, n_words lanes) */
     /* ratio / log1p: output positions of the operands */
     Py_ssize_t a, b;
 } Op;
@@ -611,7 +611,7 @@ plan_free_ops(PlanObject *p)
         for (Py_ssize_t i = 0; i < p->n_ops; i++) {
             PyMem_Free(p->ops[i].ranges);
             PyMem_Free(p->ops[i].members);
-            PyMem_Free(p->ops[i].table);
+            PyMem_Free(p->ops[i].packed);
             PyMem_Free(p->ops[i].scale);
             tok_free(&p->ops[i].tok);
         }
@@ -770,14 +770,18 @@ parse_static(Op *op, PyObject *d)
         PyErr_SetString(PyExc_ValueError, "static_embedding scale must have dims floats");
         return -1;
     }
-    op->table = PyMem_Malloc(size ? (size_t)size : 1);
+    op->n_words = (op->n_out + 3) / 4;
+    op->packed = PyMem_Calloc(op->n_rows ? (size_t)op->n_rows * (size_t)op->n_words : 1, sizeof(uint64_t));
     op->scale = PyMem_Malloc((size_t)op->n_out * sizeof(double));
-    if (!op->table || !op->scale) {
+    if (!op->packed || !op->scale) {
         Py_DECREF(sc);
         PyErr_NoMemory();
         return -1;
     }
-    memcpy(op->table, PyBytes_AS_STRING(table), (size_t)size);
+    const int8_t *rows = (const int8_t *)PyBytes_AS_STRING(table);
+    for (Py_ssize_t r = 0; r < op->n_rows; r++)
+        for (Py_ssize_t j = 0; j < op->n_out; j++)
+            op->packed[r * op->n_words + j / 4] |= (uint64_t)(rows[r * op->n_out + j] + 128) << (16 * (j % 4));
     for (Py_ssize_t j = 0; j < op->n_out; j++) {
         if (get_double(PyTuple_GET_ITEM(sc, j), "static_embedding scale", &op->scale[j]) < 0) {
             Py_DECREF(sc);
@@ -866,7 +870,7 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                 goto fail;
             op->n_out = (Py_ssize_t)dims;
             op->sum_off = p->n_sums;
-            p->n_sums += op->n_out;
+            p->n_sums += op->n_out + (op->n_out + 3) / 4;
         }
         else if (kind == OP_LITERAL) {
             if (check_literal(PyTuple_GET_ITEM(d, 1)) < 0)
@@ -1005,6 +1009,32 @@ nan_list(Py_ssize_t n)
     return out;
 }
 
+/* static_embedding sums, four dims per 64-bit add: lane j of a packed word holds row[d] + 128 (0..255)
+ * in 16 bits, so 257 rows add up to at most 65,535 per lane without carrying into the next.  Every 257
+ * tokens (and at the end) the lanes are flushed into exact int64 sums of row[d] + 128; the reader
+ * subtracts 128 n.  scratch = [n_out int64 sums][n_words packed lanes]. */
+#define STATIC_FLUSH_EVERY 257
+
+static inline void
+static_flush(const Op *op, int64_t *scratch)
+{
+    uint64_t *lanes = (uint64_t *)(scratch + op->n_out);
+    for (Py_ssize_t j = 0; j < op->n_out; j++)
+        scratch[j] += (int64_t)((lanes[j / 4] >> (16 * (j % 4))) & 0xFFFF);
+    memset(lanes, 0, (size_t)op->n_words * sizeof(uint64_t));
+}
+
+static inline void
+static_add(const Op *op, int32_t row, int64_t *scratch, int64_t *n)
+{
+    uint64_t *lanes = (uint64_t *)(scratch + op->n_out);
+    const uint64_t *src = op->packed + (size_t)row * (size_t)op->n_words;
+    for (Py_ssize_t w = 0; w < op->n_words; w++)
+        lanes[w] += src[w];
+    if (++*n % STATIC_FLUSH_EVERY == 0)
+        static_flush(op, scratch);
+}
+
 /* The features of t (a str without lone surrogates, already cut to max_chars). */
 static PyObject *
 plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
@@ -1019,7 +1049,7 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
     double *vals = block;
     int64_t *cnt = (int64_t *)(vals + n_out);
     int64_t *next_ok = cnt + n_ops;
-    int64_t *sums = next_ok + n_ops; /* static_embedding integer sums; cnt[k] is its token count */
+    int64_t *sums = next_ok + n_ops; /* static_embedding scratch (see static_add); cnt[k] is its token count */
     memset(block, 0, need);
     const int ascii_text = nbytes == nchars;
 
@@ -1069,13 +1099,8 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
                     if (b >= 0 && b < op->n_out)
                         vals[op->out + b] += 1.0;
                 }
-                else if (b >= 0 && b < op->n_rows) {
-                    const int8_t *row = op->table + (size_t)b * (size_t)op->n_out;
-                    int64_t *acc = sums + op->sum_off;
-                    for (Py_ssize_t j = 0; j < op->n_out; j++)
-                        acc[j] += row[j];
-                    cnt[p->tok_ops[k]]++;
-                }
+                else if (b >= 0 && b < op->n_rows)
+                    static_add(op, b, sums + op->sum_off, &cnt[p->tok_ops[k]]);
             }
         }
     }
@@ -1149,9 +1174,10 @@ plan_run(PlanObject *p, const uint8_t *s, Py_ssize_t nbytes, Py_ssize_t nchars)
         case OP_STATIC: {
             /* (float(s) * scale) / n, the reference's order; exact integer sums before it */
             const int64_t n = cnt[k];
-            const int64_t *acc = sums + op->sum_off;
+            int64_t *acc = sums + op->sum_off;
+            static_flush(op, acc);
             for (Py_ssize_t j = 0; j < op->n_out; j++)
-                out[j] = n ? ((double)acc[j] * op->scale[j]) / (double)n : 0.0;
+                out[j] = n ? ((double)(acc[j] - 128 * n) * op->scale[j]) / (double)n : 0.0;
             break;
         }
         case OP_RATIO: {

@@ -109,6 +109,25 @@ def test_sums_are_exact_with_the_most_tokens_a_text_can_hold(max_chars):
     assert_all_agree(spec, texts)
 
 
+def test_repeats_around_the_compiled_plans_lane_flush():
+    # the C plan adds four dims per 64-bit word and flushes the 16-bit lanes every 257 tokens
+    p = static_params(["a", "b", "c"], dims=9, seed=6)
+    spec = spec_of(F("emb", "static_embedding", p))
+    texts = [w * k for k in (1, 256, 257, 258, 513, 514, 515, 1029) for w in ("a ", "b ", "a b c ")]
+    for q in texts[:6]:
+        assert bits(spec.extract(q)) == bits(reference(p, q))
+    assert_all_agree(spec, texts)
+
+
+def test_two_tables_in_one_spec_keep_their_own_sums():
+    p1, p2 = static_params(VOCAB, dims=5, seed=8), static_params(VOCAB[::-1], dims=MAX_STATIC_DIMS, seed=9)
+    spec = spec_of(F("e1", "static_embedding", p1), F("chars", "char_count", {}), F("e2", "static_embedding", p2))
+    for q in ("_", "the cat the", "a " * 300):
+        v = spec.extract(q)
+        assert bits(v[:5]) == bits(reference(p1, q)) and bits(v[6:]) == bits(reference(p2, q))
+    assert_all_agree(spec, ["_", "the cat the", "a " * 300, None, ""])
+
+
 def test_an_empty_vocab_gives_zeros():
     raw = b""
     p = {"dims": 3, "vocab": [], "table": "", "scale": [1.0, 2.0, 3.0], "sha256": hashlib.sha256(raw).hexdigest()}
