@@ -368,6 +368,9 @@ REFUSALS = [
     (_spec_json(_feat("l", "log1p", of="nope")), ContractError, "features[0].params.of"),
     (_spec_json(_feat("t", "token_buckets", n_buckets=2, vocab=None), _feat("l", "log1p", of="t")), ContractError,
      "features[1].params.of"),
+    # a one-bucket token_buckets still has no output named after the feature
+    (_spec_json(_feat("t", "token_buckets", n_buckets=1, vocab=None), _feat("l", "log1p", of="t")), ContractError,
+     "features[1].params.of"),
     (_spec_json({"name": "a", "op": "char_count"}), ContractError, "features[0].params"),
     (_spec_json({"name": "a", "params": {}}), ContractError, "features[0].op"),
     (_spec_json(_feat("a", "char_count")) | {"extra": 1}, ContractError, "extra"),
