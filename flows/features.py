@@ -48,8 +48,9 @@ _TOKEN_RE = "[a-z0-9_]+"
 class _Ctx:
     """What op builders share: the truncated text, its lower-cased form, earlier features' exprs."""
 
-    def __init__(self, text: pl.Expr):
+    def __init__(self, text: pl.Expr, max_chars: int = 65536):
         self.text = text
+        self.max_chars = max_chars
         self.lower = text.str.replace_many(_UPPER, _LOWER)
         self.zero = text.str.len_bytes().cast(pl.Float64) * 0.0  # 0.0, or null for a null query
         self.exprs: dict[str, pl.Expr] = {}  # single-output feature name -> its (nullable) Float64 expr
@@ -138,15 +139,36 @@ def _pl_static_embedding(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:
     # The spec validated the table (length, base64, sha256) when it was built.
     table = memoryview(base64.b64decode(p["table"])).cast("b")  # signed int8, row-major
     tokens = ctx.lower.str.extract_all(_TOKEN_RE)
-    n = tokens.list.eval(pl.element().is_in(vocab)).list.sum().cast(pl.Float64)
+    # Polars never shares a list.eval between or within expressions (no common-subexpression
+    # elimination), so each output does one pass: a token maps to row[d] + 2**32 (0 outside the
+    # vocab) and the Int64 list sum is s + n * 2**32: exact while |s| < 2**31 and n < 2**31, i.e.
+    # under 2**24 tokens per text (at most (max_chars + 1) // 2 of them: tokens are maximal runs).
+    # ``_static_value`` splits it with whole-column integer ops.  Beyond that bound, n is summed apart.
+    packed = (ctx.max_chars + 1) // 2 < 1 << 24
+    if not packed:
+        n = tokens.list.eval(pl.element().is_in(vocab)).list.sum().cast(pl.Float64)
     out = []
     for d in range(dims):
-        # Int64 sums of int8 values are exact; tokens outside the vocab add 0 and are not counted in n.
-        s = tokens.list.eval(
-            pl.element().replace_strict(vocab, table[d::dims].tolist(), default=0, return_dtype=pl.Int64)).list.sum()
-        value = (s.cast(pl.Float64) * pl.lit(float(p["scale"][d]), dtype=pl.Float64)) / n
-        out.append(pl.when(n == 0.0).then(0.0).otherwise(value))  # null query: n is null -> null -> NaN
+        col, scale = table[d::dims].tolist(), float(p["scale"][d])
+        if packed:
+            total = tokens.list.eval(pl.element().replace_strict(
+                vocab, [v + (1 << 32) for v in col], default=0, return_dtype=pl.Int64)).list.sum()
+            out.append(total.map_batches(lambda t, scale=scale: _static_value(t, scale), return_dtype=pl.Float64))
+        else:
+            sums = tokens.list.eval(pl.element().replace_strict(vocab, col, default=0, return_dtype=pl.Int64)).list.sum()
+            value = (sums.cast(pl.Float64) * pl.lit(scale, dtype=pl.Float64)) / n
+            out.append(pl.when(n == 0.0).then(0.0).otherwise(value))  # null query: n is null -> null -> NaN
     return out
+
+
+def _static_value(total: pl.Series, scale: float) -> pl.Series:
+    """(Float64(s) * scale) / Float64(n) from the packed sums s + n * 2**32; 0.0 where n == 0 (then
+    the packed sum is 0: n > 0 makes it at least 2**31); null stays null."""
+    n = (total + (1 << 31)) // (1 << 32)
+    s = total - n * (1 << 32)
+    value = (s.cast(pl.Float64) * scale) / n.cast(pl.Float64)
+    keep = (total != 0).fill_null(True)  # a null total (missing query) keeps its null value
+    return value.zip_with(keep, pl.Series([0.0] * len(total), dtype=pl.Float64))
 
 
 def _pl_ratio(p: dict, ctx: _Ctx, at: str) -> list[pl.Expr]:
@@ -181,7 +203,7 @@ POLARS_OPS: dict[str, Callable[[dict, _Ctx, str], list[pl.Expr]]] = {
 
 def feature_exprs(spec: FeatureSpec, query_col: str = "query") -> list[pl.Expr]:
     """One Float64 expression per output of ``spec``, aliased to its output name, in order."""
-    ctx = _Ctx(pl.col(query_col).str.slice(0, spec.max_chars))
+    ctx = _Ctx(pl.col(query_col).str.slice(0, spec.max_chars), spec.max_chars)
     out: list[pl.Expr] = []
     for i, f in enumerate(spec.features):
         exprs = POLARS_OPS[f.op](f.params, ctx, f"features[{i}]")

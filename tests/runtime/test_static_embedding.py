@@ -88,6 +88,22 @@ def test_output_names_and_values_follow_the_contract():
     assert_all_agree(spec, ["The cat SAT on the_mat; the cat", "", None, "nothing", "a " * 500])
 
 
+def test_polars_eager_select_and_lazy_agree():
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    from flows.features import add_features
+
+    spec = spec_of(F("chars", "char_count", {}), F("emb", "static_embedding", PARAMS))
+    df = pl.DataFrame({"query": ["the cat the", None, "", "nothing", "x_1 " * 40]}, schema={"query": pl.String})
+    names = list(spec.output_names)
+    eager = df.with_columns(feature_exprs(spec)).select(names)
+    assert_frame_equal(df.select(feature_exprs(spec)), eager, check_exact=True)
+    assert_frame_equal(df.lazy().select(feature_exprs(spec)).collect(), eager, check_exact=True)
+    assert_frame_equal(add_features(df.lazy(), spec).collect().select(names), eager, check_exact=True)
+    assert_frame_equal(df.slice(1, 3).select(feature_exprs(spec)), eager.slice(1, 3), check_exact=True)
+
+
 def test_tokens_are_cut_at_max_chars_like_every_op():
     spec = spec_of(F("emb", "static_embedding", PARAMS), max_chars=5)
     assert bits(spec.extract("the cat")) == bits(reference(PARAMS, "the c"))  # "c" is not "cat"
@@ -126,6 +142,13 @@ def test_two_tables_in_one_spec_keep_their_own_sums():
         v = spec.extract(q)
         assert bits(v[:5]) == bits(reference(p1, q)) and bits(v[6:]) == bits(reference(p2, q))
     assert_all_agree(spec, ["_", "the cat the", "a " * 300, None, ""])
+
+
+@pytest.mark.parametrize("max_chars", [(1 << 25) - 2, (1 << 25) - 1, 1 << 25, 1 << 30])
+def test_huge_max_chars_on_polars_side(max_chars):
+    # Polars packs n into the sums while a text can hold under 2**24 tokens; past that it sums n apart
+    spec = spec_of(F("emb", "static_embedding", PARAMS), max_chars=max_chars)
+    assert_all_agree(spec, ["The cat SAT on the_mat; the cat", "", None, "nothing", "a " * 500])
 
 
 def test_an_empty_vocab_gives_zeros():
