@@ -15,9 +15,10 @@ and why that way (Rust ``regex`` and Python ``re`` differ: the list is in ``rout
 - token buckets: string ops only (see ``_pl_token_buckets``) so that common-subexpression
   elimination shares the work between the n_buckets outputs;
 - static embedding: the tokens (``str.extract_all`` of the token regex on the lower-cased text),
-  each mapped to its row's int8 value of dim d (``replace_strict``, 0 outside the vocab), summed as
-  Int64 per query (exact), then ``(Float64(sum) * scale[d]) / Float64(n)``: the runtime's two IEEE
-  operations in its order, so the same bits;
+  each mapped to its row's int8 value of dim d plus 2**32 (``replace_strict``, 0 outside the vocab),
+  summed as Int64 per query (exact: the sum and the token count n in one number), then
+  ``(Float64(sum) * scale[d]) / Float64(n)``: the runtime's two IEEE operations in its order, so the
+  same bits;
 - ratio: ``when/then`` (NaN if either side is NaN, 0.0 when den == 0); log1p: ``Expr.log1p``;
 - nulls propagate through every expression and become NaN at the very end.
 

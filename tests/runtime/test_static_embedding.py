@@ -369,3 +369,22 @@ def test_compiled_plan_refuses_bad_static_descriptions():
     # a ratio may not read a static_embedding output
     with pytest.raises(ValueError):
         _speedups.FeaturePlan([(9, 1, {b"a": 0}, b"\x01", (1.0,)), (0,), (7, 0, 1)], 10, text.as_text)
+
+
+@pytest.mark.slow
+def test_parity_on_the_real_data_sets_with_a_full_size_table():
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip(f"shared data directory not found at {shared}")
+    train = [r["question"] for r in json.loads((shared / "llmrouter_dcrouter" / "train.json").read_text())]
+    test = [r["question"] for r in json.loads((shared / "llmrouter_dcrouter" / "test.json").read_text())]
+    profile = [r["query"] for r in json.loads((shared / "routeprofile" / "routing_test_data.json").read_text())]
+    counts = Counter(t for q in train for t in tokens_of(q))
+    vocab = sorted(counts, key=lambda t: (-counts[t], t))
+    assert len(vocab) == 17_816  # the size the issue 12 study measured: the bench's table size
+    spec = with_static(fit_feature_spec(default_feature_spec(), train), static_params(vocab, dims=32, seed=11))
+    assert_all_agree(spec, train + test + profile)
