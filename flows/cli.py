@@ -103,7 +103,8 @@ def _train(a: argparse.Namespace, source: str, source_format: str, pool: str | N
 
     return train_router(source=source, source_format=source_format, registry=a.registry, pool=pool,
                         seed=a.seed, test_fraction=a.test_fraction, iterations=a.iterations,
-                        promote=not getattr(a, "no_promote", False))
+                        promote=not getattr(a, "no_promote", False),
+                        static_embedding=getattr(a, "static_embedding", 0))
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -207,7 +208,7 @@ def cmd_evaluate_benchmark(a: argparse.Namespace) -> int:
 
     r = evaluate_benchmark(source=a.table, source_format=a.format, split_column=a.split_column,
                            test_fraction=a.test_fraction, seed=a.seed, bandit=a.bandit, json_out=a.json,
-                           report_dir=a.report, iterations=a.iterations)
+                           report_dir=a.report, iterations=a.iterations, static_embedding=a.static_embedding)
     print(summary_markdown(r))
     for kind, path in r["outputs"].items():
         print(f"{kind}: {path}")
@@ -589,6 +590,8 @@ _COMMON_HELP = {
     "--format": "input format: a benchmark table, a raw data set (routeprofile, dcrouter) or outcome logs",
     "--test-fraction": "share of queries held out for evaluation (split by query_id)",
     "--iterations": "CatBoost trees",
+    "--static-embedding": ("DIMS: add a static-embedding feature of DIMS dimensions, its table fitted from "
+                           "all-MiniLM-L6-v2 (needs the embed extra; default 0: none)"),
     "--pool": "pool TOML: models, capabilities, sizes, context lengths, cost models",
     "--logs": "directory (or glob) of outcome JSONL logs",
     "--min-ess": "smallest effective sample size the off-policy gate accepts",
@@ -686,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the training flow on a table, a raw benchmark or outcome logs")
     p.add_argument("source")
     training_args(p, "table")
+    p.add_argument("--static-embedding", type=int, default=0, metavar="DIMS")
     p.add_argument("--no-promote", action="store_true", help="write the version but leave CURRENT alone")
     p.add_argument("--json", action="store_true")
     _add_progress(p)
@@ -706,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bandit", action="store_true",
                    help="also train a router on a simulated uniform log of the train part only")
     p.add_argument("--iterations", type=int, default=None, help="CatBoost trees (default: the training default)")
+    p.add_argument("--static-embedding", type=int, default=0, metavar="DIMS")
     p.add_argument("--json", default=None, metavar="OUT", help="write the report JSON here")
     p.add_argument("--report", default=None, metavar="DIR", help="write report.json, summary.md and curves.png here")
     p.set_defaults(fn=cmd_evaluate_benchmark)

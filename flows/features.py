@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 import polars as pl
 
 from router_runtime.errors import ContractError
-from router_runtime.features import MAX_CODE_POINT, FeatureSpec
+from router_runtime.features import MAX_CODE_POINT, MAX_STATIC_VOCAB, FeatureSpec
 from router_runtime.text import as_text
 
 __all__ = ["POLARS_OPS", "feature_exprs", "add_features", "feature_matrix", "fit_feature_spec"]
@@ -244,7 +244,8 @@ def fit_feature_spec(
     vocab_size: int = 4096,
     min_count: int = 2,
 ) -> FeatureSpec:
-    """A new spec whose every token_buckets vocab is fitted on ``queries`` (the training queries).
+    """A new spec whose every token_buckets vocab and static_embedding table is fitted on ``queries``
+    (the training queries; a table with ``flows.static_embedding``).
 
     The vocab is the ``vocab_size`` most frequent tokens with at least ``min_count`` occurrences
     (ties broken by token, ascending), tokens counted exactly as extraction sees them (truncated,
@@ -256,23 +257,39 @@ def fit_feature_spec(
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise ContractError("min_count", f"must be an int >= 1, got {min_count!r}")
     d = spec.to_json()
-    if not any(f["op"] == "token_buckets" for f in d["features"]):
+    if not any(f["op"] in ("token_buckets", "static_embedding") for f in d["features"]):
         return spec
-    ctx = _Ctx(pl.col("query").str.slice(0, spec.max_chars))
-    counts = (
-        pl.DataFrame({"query": _query_series(queries)})
-        .select(ctx.lower.str.extract_all(_TOKEN_RE).alias("token"))
-        .explode("token")
-        .drop_nulls("token")
-        .group_by("token")
-        .len("count")
-        .filter(pl.col("count") >= min_count)
-        .sort(["count", "token"], descending=[True, False])
-        .head(vocab_size)
-    )
-    tokens = counts["token"].to_list()
+    if any(f["op"] == "token_buckets" for f in d["features"]):
+        tokens = token_counts(queries, max_chars=spec.max_chars, min_count=min_count).head(vocab_size)["token"].to_list()
     for f in d["features"]:
         if f["op"] == "token_buckets":
             n = f["params"]["n_buckets"]
             f["params"]["vocab"] = {t: zlib.crc32(t.encode("ascii")) % n for t in tokens}
+        elif f["op"] == "static_embedding" and f["params"]["vocab"] is None:
+            from .static_embedding import fit_static_table  # the embedding model: imported only when asked for
+
+            f["params"] = fit_static_table(queries, dims=f["params"]["dims"], max_vocab=MAX_STATIC_VOCAB,
+                                           max_chars=spec.max_chars)
     return FeatureSpec.from_json(d)
+
+
+def token_lists(queries: pl.Series | Sequence[str | None], *, max_chars: int) -> list[list[str]]:
+    """Each query's tokens as extraction sees them (truncated to ``max_chars``, ASCII lower-cased,
+    runs of [a-z0-9_]), in order; [] for a missing query."""
+    ctx = _Ctx(pl.col("query").str.slice(0, max_chars))
+    out = pl.DataFrame({"query": _query_series(queries)}).select(ctx.lower.str.extract_all(_TOKEN_RE).alias("t"))
+    return [t if t is not None else [] for t in out["t"].to_list()]
+
+
+def token_counts(queries: pl.Series | Sequence[str | None], *, max_chars: int, min_count: int = 1) -> pl.DataFrame:
+    """(token, count) over ``queries``, tokens as extraction sees them, at least ``min_count`` times,
+    most frequent first (ties by token, ascending): the order a fitted vocabulary takes."""
+    ctx = _Ctx(pl.col("query").str.slice(0, max_chars))
+    return (pl.DataFrame({"query": _query_series(queries)})
+            .select(ctx.lower.str.extract_all(_TOKEN_RE).alias("token"))
+            .explode("token")
+            .drop_nulls("token")
+            .group_by("token")
+            .len("count")
+            .filter(pl.col("count") >= min_count)
+            .sort(["count", "token"], descending=[True, False]))

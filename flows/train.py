@@ -27,6 +27,7 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from router_runtime.artifact import current_version, load_artifact, parse_router
+from router_runtime.errors import ContractError
 from router_runtime.features import default_feature_spec
 from router_runtime.pool import ModelInfo, load_pool
 from router_runtime.registry import promote as promote_to_current
@@ -107,7 +108,7 @@ def decide_promotion(registry: str, path: str, champion: str | None, test: pl.Da
 def train_router(source: str, source_format: str = "table", registry: str = "artifacts", pool: str | None = None,
                  seed: int = 0, test_fraction: float = 0.3, iterations: int = 300, depth: int | None = None,
                  learning_rate: float | None = None, cost_weight: float = DEFAULT_COST_WEIGHT,
-                 promote: bool = True, margin: float = 0.0) -> dict[str, Any]:
+                 promote: bool = True, margin: float = 0.0, static_embedding: int = 0) -> dict[str, Any]:
     """Train a router from ``source`` and write a new artifact version into ``registry``.
 
     With ``promote``, the new version becomes CURRENT when there is no champion yet, or when on the
@@ -116,12 +117,16 @@ def train_router(source: str, source_format: str = "table", registry: str = "art
     ``<registry>/reports/<version>.json`` either way.
     """
     if source_format == "logs":
+        if static_embedding:
+            raise ContractError("static_embedding", "training on outcome logs (the pipeline cycle) does not take a "
+                                                    "static-embedding feature yet; train on a table")
         return _train_on_logs(source, registry, pool, seed, iterations, cost_weight, promote, margin)
     table, provenance = load_source(source, source_format)
     declared = _declared_pool(source, source_format, pool, set(table["model"].unique().to_list()))
     train, test, split = split_table(table, test_fraction, seed)
     full_pool = build_pool(train, declared)
-    params = TrainParams(iterations=iterations, depth=depth, learning_rate=learning_rate, seed=seed)
+    params = TrainParams(iterations=iterations, depth=depth, learning_rate=learning_rate, seed=seed,
+                         static_embedding=static_embedding)
     parent = current_version(registry) if Path(registry).exists() else None
     refusal = quality_refusal(train)
     if refusal is None:

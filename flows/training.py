@@ -25,6 +25,7 @@ from router_runtime.trees import ObliviousEnsemble
 
 from .features import add_features, fit_feature_spec
 from .progress import fit_catboost
+from .static_embedding import with_static_embedding
 from .sources import split_query_ids  # the split rule's home; this path is documented
 
 __all__ = [
@@ -98,6 +99,9 @@ class TrainParams:
     seed: int = 0
     thread_count: int = 2   # fixed, so a seeded run reproduces exactly on any machine size
     unknown_model_share: float = 0.25  # rows repeated with the identity hidden (cold-start prior)
+    # Dimensions of a static_embedding feature added to the spec (flows/static_embedding.py; needs the
+    # embed extra); 0: none.  Off by default: 5 seeds on both data sets did not show it paying (README).
+    static_embedding: int = 0
 
     def resolved(self, outcomes_per_model: float, queries: int | None = None) -> "TrainParams":
         """These parameters with ``depth`` and ``learning_rate`` chosen from the training data's size
@@ -250,6 +254,7 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
                         params: TrainParams) -> TrainedModel:
     """Fit the feature statistics on the training queries, then CatBoost on (query, model) rows."""
     queries = table.unique("query_id", keep="first", maintain_order=True)["query"]
+    spec = with_static_embedding(spec, params.static_embedding)
     fitted = fit_feature_spec(spec, queries) if spec.needs_fit else spec
     trained_models = sorted(table["model"].unique().to_list())
     cand = candidate_input_names(trained_models, pool)

@@ -427,11 +427,11 @@ def write_outputs(report: dict[str, Any], json_out: str | None, report_dir: str 
 def evaluate_benchmark(source: str, source_format: str = "table", split_column: str | None = None,
                        test_fraction: float = 0.3, seed: int = 0, bandit: bool = False,
                        json_out: str | None = None, report_dir: str | None = None,
-                       iterations: int | None = None) -> dict[str, Any]:
+                       iterations: int | None = None, static_embedding: int = 0) -> dict[str, Any]:
     """Router vs baselines on the test part of a benchmark table; report JSON, Markdown and plot."""
     log = get_run_logger()
     t0 = time.perf_counter()
-    params = TrainParams(seed=seed, **({"iterations": iterations} if iterations else {}))
+    params = TrainParams(seed=seed, static_embedding=static_embedding, **({"iterations": iterations} if iterations else {}))
     table, cost_model = load_table(source, source_format)
     train, test, split = split_table(table, split_column, test_fraction, seed)
     log.info("split: %d train / %d test queries (%s; %d test queries dropped as seen in train)",

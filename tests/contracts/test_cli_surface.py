@@ -24,7 +24,7 @@ CLI = {
     "deploy": ["--cron", "--logs", "--name", "--pool", "--register-only", "--registry", "--shadow-cron", "--timezone",
                "--work-pool"],
     "evaluate-benchmark": ["--bandit", "--format", "--iterations", "--json", "--report", "--seed",
-                           "--split-column", "--test-fraction"],
+                           "--split-column", "--static-embedding", "--test-fraction"],
     "import-benchmark": ["--format", "--out"],
     "judge": ["--format", "--include-self", "--json", "--judge", "--logs", "--max", "--no-progress", "--pairwise",
               "--pool", "--progress", "--registry", "--sample-rate", "--seed", "--threads", "--validate"],
@@ -42,7 +42,7 @@ CLI = {
                       "--progress", "--rows", "--seed"],
     "validate": ["--artifact", "--json", "--memory-budget-mb"],
     "train": ["--format", "--iterations", "--json", "--no-progress", "--no-promote", "--pool", "--progress",
-              "--registry", "--seed", "--test-fraction"],
+              "--registry", "--seed", "--static-embedding", "--test-fraction"],
 }
 
 FLOWS = {  # import path of the flow object -> its registered Prefect name
