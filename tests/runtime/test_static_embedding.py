@@ -388,3 +388,34 @@ def test_parity_on_the_real_data_sets_with_a_full_size_table():
     assert len(vocab) == 17_816  # the size the issue 12 study measured: the bench's table size
     spec = with_static(fit_feature_spec(default_feature_spec(), train), static_params(vocab, dims=32, seed=11))
     assert_all_agree(spec, train + test + profile)
+
+
+@needs_ext
+def test_compiled_plans_with_tables_free_their_memory():
+    import gc
+    import tracemalloc
+
+    from router_runtime import _speedups, text
+
+    spec = spec_of(F("emb", "static_embedding", static_params(sample_vocab(2000), dims=32, seed=12)))
+    (d,) = compiled._describe(spec)
+    bad = d[:4] + ((1.0,) * 31 + (NAN,),)  # refused after the table was allocated
+
+    def burst(n):
+        for _ in range(n):
+            plan = _speedups.FeaturePlan([d], 1000, text.as_text)
+            plan.extract("the cat " * 50)
+            with pytest.raises(ValueError):
+                _speedups.FeaturePlan([d, bad], 1000, text.as_text)
+
+    burst(20)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        burst(300)  # each plan holds ~600 KB: a leak would show as hundreds of MB
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 256 * 1024, f"{grown} bytes still allocated after 300 plans"
