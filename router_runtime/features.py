@@ -71,8 +71,8 @@ import math
 import re
 from bisect import bisect_right
 from collections import Counter
-from itertools import repeat
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable
 
 from ._checks import boolean, is_integer
