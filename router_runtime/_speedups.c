@@ -583,10 +583,10 @@ typedef struct {
     int na_all;          /* the non-ASCII part is exactly [0x80, 0x10FFFF] */
     /* token_buckets; static_embedding (tok maps a token to its row) */
     TokTable tok;
-    uint64_t *packed;    /* static_embedding: n_rows x n_words; lane j (16 bits) of word w = row[4w + j] + 128 */
+    uint64_t *packed;    /* static_embedding: n_rows x n_chunks; byte k of chunk c = row[8c + k] + 128 */
     double *scale;       /* static_embedding: n_out dequantization scales */
-    Py_ssize_t n_rows, n_words;
-    Py_ssize_t sum_off;  /* static_embedding: its first slot in the per-call scratch (n_out sums, n_words lanes) */
+    Py_ssize_t n_rows, n_chunks;
+    Py_ssize_t sum_off;  /* static_embedding: its first slot in the per-call scratch (see static_add) */
     /* ratio / log1p: output positions of the operands */
     Py_ssize_t a, b;
 } Op;
@@ -770,8 +770,8 @@ parse_static(Op *op, PyObject *d)
         PyErr_SetString(PyExc_ValueError, "static_embedding scale must have dims floats");
         return -1;
     }
-    op->n_words = (op->n_out + 3) / 4;
-    op->packed = PyMem_Calloc(op->n_rows ? (size_t)op->n_rows * (size_t)op->n_words : 1, sizeof(uint64_t));
+    op->n_chunks = (op->n_out + 7) / 8;
+    op->packed = PyMem_Calloc(op->n_rows ? (size_t)op->n_rows * (size_t)op->n_chunks : 1, sizeof(uint64_t));
     op->scale = PyMem_Malloc((size_t)op->n_out * sizeof(double));
     if (!op->packed || !op->scale) {
         Py_DECREF(sc);
@@ -781,7 +781,7 @@ parse_static(Op *op, PyObject *d)
     const int8_t *rows = (const int8_t *)PyBytes_AS_STRING(table);
     for (Py_ssize_t r = 0; r < op->n_rows; r++)
         for (Py_ssize_t j = 0; j < op->n_out; j++)
-            op->packed[r * op->n_words + j / 4] |= (uint64_t)(rows[r * op->n_out + j] + 128) << (16 * (j % 4));
+            op->packed[r * op->n_chunks + j / 8] |= (uint64_t)(rows[r * op->n_out + j] + 128) << (8 * (j % 8));
     for (Py_ssize_t j = 0; j < op->n_out; j++) {
         if (get_double(PyTuple_GET_ITEM(sc, j), "static_embedding scale", &op->scale[j]) < 0) {
             Py_DECREF(sc);
@@ -870,7 +870,7 @@ plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                 goto fail;
             op->n_out = (Py_ssize_t)dims;
             op->sum_off = p->n_sums;
-            p->n_sums += op->n_out + (op->n_out + 3) / 4;
+            p->n_sums += op->n_out + 2 * ((op->n_out + 7) / 8);
         }
         else if (kind == OP_LITERAL) {
             if (check_literal(PyTuple_GET_ITEM(d, 1)) < 0)
@@ -1009,28 +1009,36 @@ nan_list(Py_ssize_t n)
     return out;
 }
 
-/* static_embedding sums, four dims per 64-bit add: lane j of a packed word holds row[d] + 128 (0..255)
- * in 16 bits, so 257 rows add up to at most 65,535 per lane without carrying into the next.  Every 257
- * tokens (and at the end) the lanes are flushed into exact int64 sums of row[d] + 128; the reader
- * subtracts 128 n.  scratch = [n_out int64 sums][n_words packed lanes]. */
+/* static_embedding sums, four dims per 64-bit add.  A row is stored as 8-byte chunks of row[d] + 128
+ * (0..255, one byte per dim: the table stays as small as the int8 one); a chunk's even bytes and its
+ * odd bytes, masked apart, are two words of four 16-bit lanes, added to two accumulators.  257 rows
+ * add up to at most 65,535 per lane, so nothing carries into the next lane; every 257 tokens (and at
+ * the end) the lanes are flushed into exact int64 sums of row[d] + 128, and the reader subtracts 128 n.
+ * scratch = [n_out int64 sums][2 x n_chunks lane words: even bytes, odd bytes of each chunk]. */
 #define STATIC_FLUSH_EVERY 257
+#define EVEN_BYTES 0x00FF00FF00FF00FFULL
 
 static inline void
 static_flush(const Op *op, int64_t *scratch)
 {
     uint64_t *lanes = (uint64_t *)(scratch + op->n_out);
-    for (Py_ssize_t j = 0; j < op->n_out; j++)
-        scratch[j] += (int64_t)((lanes[j / 4] >> (16 * (j % 4))) & 0xFFFF);
-    memset(lanes, 0, (size_t)op->n_words * sizeof(uint64_t));
+    for (Py_ssize_t j = 0; j < op->n_out; j++) {
+        const uint64_t word = lanes[2 * (j / 8) + (j % 8) % 2];
+        scratch[j] += (int64_t)((word >> (16 * ((j % 8) / 2))) & 0xFFFF);
+    }
+    memset(lanes, 0, 2 * (size_t)op->n_chunks * sizeof(uint64_t));
 }
 
 static inline void
 static_add(const Op *op, int32_t row, int64_t *scratch, int64_t *n)
 {
     uint64_t *lanes = (uint64_t *)(scratch + op->n_out);
-    const uint64_t *src = op->packed + (size_t)row * (size_t)op->n_words;
-    for (Py_ssize_t w = 0; w < op->n_words; w++)
-        lanes[w] += src[w];
+    const uint64_t *src = op->packed + (size_t)row * (size_t)op->n_chunks;
+    for (Py_ssize_t c = 0; c < op->n_chunks; c++) {
+        const uint64_t x = src[c];
+        lanes[2 * c] += x & EVEN_BYTES;
+        lanes[2 * c + 1] += (x >> 8) & EVEN_BYTES;
+    }
     if (++*n % STATIC_FLUSH_EVERY == 0)
         static_flush(op, scratch);
 }
