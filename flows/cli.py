@@ -544,7 +544,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     grid = {} if not a.quick else {"trees": (300,), "candidates": (4,), "query_bytes": (1000,), "calls": 500}
     _progress(a)
-    result = run_bench(**grid)
+    result = run_bench(**grid, static_dims=a.static_dims)
     if a.json:
         keys = SUMMARY_KEYS + ("default_case", "engines", "machine")
         print(json.dumps({k: result[k] for k in keys if k in result} | {"cases": result["cases"]}, indent=1))
@@ -732,6 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="decision latency: runtime (numpy, pure Python) vs CatBoost predict")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="one small case (a smoke run)")
+    p.add_argument("--static-dims", type=int, default=0, metavar="DIMS",
+                   help="add a static_embedding feature of DIMS dimensions (a seeded random int8 table of "
+                        "17,816 tokens, the size of DCRouter's: latency does not depend on its values)")
     _add_progress(p)
     p.set_defaults(fn=cmd_bench)
 

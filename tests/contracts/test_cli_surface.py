@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CLI = {
     "artifacts": ["--dry-run", "--json", "--keep", "--reason", "--registry"],
-    "bench": ["--json", "--no-progress", "--progress", "--quick"],
+    "bench": ["--json", "--no-progress", "--progress", "--quick", "--static-dims"],
     "calibrate": ["--dry-run", "--gen-tokens", "--json", "--max-rounds", "--models", "--no-progress", "--progress",
                   "--prompt-tokens", "--repeats", "--threads", "--tolerance"],
     "demo": ["--format", "--iterations", "--pool", "--registry", "--seed", "--source", "--test-fraction"],
