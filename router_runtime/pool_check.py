@@ -25,7 +25,7 @@ from .artifact import load_artifact
 from .candidates import CAPABILITY_PREFIX, IDENTITY_PREFIX
 from .errors import ContractError, ZetaError
 from .pool import ModelInfo, load_aliases, load_pool, load_pool_settings, resolve_gguf
-from .router import merge_pool
+from .router import described_descriptors, merge_pool
 
 __all__ = ["Finding", "LEVELS", "check_pool", "findings_summary"]
 
@@ -255,8 +255,10 @@ def _check_artifact(declared: Sequence[ModelInfo] | None, source: str | os.PathL
             out.append(Finding("ok", m.name, "known to the artifact (it has outcomes for it)"))
             continue
         missing = [d for d, v in (("size_b", m.size_b), ("context_length", m.context_length)) if v is None]
-        out.append(Finding("warning", m.name, "unknown to the artifact: scored cold, from its descriptors "
-                                              "(capabilities, size, context) until it has outcomes"
+        how = ("the quality model's average model plus the descriptor prior" if art.prior is not None
+               else "the quality model with the identity hidden")
+        out.append(Finding("warning", m.name, f"unknown to the artifact: scored cold until it has outcomes, as "
+                                              f"{how}, from {described_descriptors(m, art)}"
                            + (f"; it declares no {' and no '.join(missing)}, so those count as unknown"
                               if missing and m.capabilities != ("embed",) else "")))
     absent = sorted(trained - {m.name for m in pool})

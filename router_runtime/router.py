@@ -255,7 +255,7 @@ class Router:
             pr = artifact.prior
             prior = (pscore, pstack, {n: pr.scorer.candidate_base(pr.candidate_vector(m))
                                       for n, m in ((m.name, m) for m in pool) if n in cold}, {})
-        described = {m.name: _described(m, artifact) for m in pool if m.name in cold}
+        described = {m.name: described_descriptors(m, artifact) for m in pool if m.name in cold}
         return _State(artifact=artifact, pool=pool, problem=None, cold=cold, bases=bases, engine=used,
                       extract=extract, score=score, stack=stack, scale=scale, rates=rates, length=length,
                       prior=prior, described=described)
@@ -764,7 +764,7 @@ def _with_prior(prior: tuple, feats, key: tuple[str, ...], q) -> list[float]:
     return out
 
 
-def _described(model: ModelInfo, artifact: Artifact) -> str:
+def described_descriptors(model: ModelInfo, artifact: Artifact) -> str:
     """The descriptors a cold model's quality was computed from, as the reason names them: those it
     declares among the inputs the scoring ensemble reads (the prior's, else the quality model's)."""
     inputs = set(artifact.prior.candidate_inputs if artifact.prior is not None else artifact.candidate_inputs)

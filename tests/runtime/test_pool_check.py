@@ -126,6 +126,18 @@ def test_a_capability_the_trained_quality_model_never_saw_is_said(tmp_path, trai
     assert cold == ["nomic-embed-text-v1.5", "agent-7b"]  # the sample has no outcomes of the embedder
 
 
+def test_a_cold_model_is_said_to_be_scored_from_what_the_prior_reads(tmp_path, trained_registry):
+    """The sample's prior (chosen on its 8 models) reads name words and size: a new Llama is scored from
+    its shared word and its size, and the finding says so, as a decision's reason would."""
+    from conftest import SAMPLE
+
+    p = _pool(tmp_path, (SAMPLE / "pool.toml").read_text() + '\n[[models]]\nname = "llama-4-8b-instruct"\n'
+                        'capabilities = ["chat"]\nsize_b = 8.0\ncontext_length = 32768\n')
+    (cold,) = [x for x in check_pool(p, artifact=trained_registry) if x.subject == "llama-4-8b-instruct"]
+    assert cold.level == "warning" and "descriptor prior" in cold.message, cold.message
+    assert "name words llama" in cold.message, cold.message
+
+
 def test_an_artifact_model_missing_from_the_pool_is_noted(tmp_path, vdir):
     p = _pool(tmp_path, '[[models]]\nname = "a"\ncapabilities = ["chat"]\n')
     f = check_pool(p, artifact=vdir)
