@@ -146,7 +146,7 @@ def _line(name: str, rows: pl.DataFrame, models: Sequence[ModelInfo]) -> _Fit | 
     return _Fit(ens, reference)
 
 
-def _ridge(rows: pl.DataFrame, models: Sequence[ModelInfo], cand: Sequence[str], params: Any) -> _Fit | None:
+def _ridge(rows: pl.DataFrame, models: Sequence[ModelInfo], cand: Sequence[str]) -> _Fit | None:
     """Ridge regression of the models' mean offsets on every descriptor the training models differ
     in (one row per model, inputs standardized, no intercept: offsets average 0).  Its point is
     the 0/1 descriptors (name words, family, capabilities): a word one training model has, such as
@@ -200,11 +200,10 @@ def _ridge(rows: pl.DataFrame, models: Sequence[ModelInfo], cand: Sequence[str],
     return _Fit(ens, reference)
 
 
-def _fit(candidate: str, rows: pl.DataFrame, models: Sequence[ModelInfo], cand: Sequence[str],
-         params: Any) -> _Fit | None:
+def _fit(candidate: str, rows: pl.DataFrame, models: Sequence[ModelInfo], cand: Sequence[str]) -> _Fit | None:
     if candidate.startswith("line:"):
         return _line(candidate[5:], rows, models)
-    return _ridge(rows, models, cand, params)
+    return _ridge(rows, models, cand)
 
 
 def prior_offsets(ensemble: dict[str, Any] | None, rows: pl.DataFrame, spec: FeatureSpec,
@@ -231,8 +230,7 @@ def _predicted_offset(fit: _Fit | None, model: ModelInfo) -> float:
     return float(fit.reference(np.array([candidate_vector(fit.ensemble["inputs"], model)]))[0])
 
 
-def _selection(labeled: pl.DataFrame, trained: Sequence[ModelInfo], cand: Sequence[str],
-               params: Any) -> dict[str, float]:
+def _selection(labeled: pl.DataFrame, trained: Sequence[ModelInfo], cand: Sequence[str]) -> dict[str, float]:
     """Per candidate: Spearman over the training models between each one's mean offset and the one
     predicted for it by the candidate trained without it (NaN, a constant prediction, counts as 0)."""
     from .evaluate.cold_start import spearman
@@ -244,7 +242,7 @@ def _selection(labeled: pl.DataFrame, trained: Sequence[ModelInfo], cand: Sequen
         rest = [m for m in trained if m.name != held.name]
         rows = _offset_rows(labeled.filter(pl.col("model") != held.name))  # offsets among the rest
         for c in CANDIDATES:
-            predicted[c].append(_predicted_offset(_fit(c, rows, rest, cand, params), held))
+            predicted[c].append(_predicted_offset(_fit(c, rows, rest, cand), held))
     out = {}
     for c, p in predicted.items():
         # Differences below the parity tolerance are float noise of a flat fit, not a ranking.
@@ -253,10 +251,10 @@ def _selection(labeled: pl.DataFrame, trained: Sequence[ModelInfo], cand: Sequen
     return out
 
 
-def train_descriptor_prior(table: pl.DataFrame, pool: Sequence[ModelInfo], params: Any) -> DescriptorPrior:
+def train_descriptor_prior(table: pl.DataFrame, pool: Sequence[ModelInfo]) -> DescriptorPrior:
     """The candidate that ranks left-out training models best, fitted on ``table``'s labeled rows, or
-    no prior when none ranks them better than a constant; ``params`` is the quality model's resolved
-    ``TrainParams`` (seed, depth, threads)."""
+    no prior when none ranks them better than a constant (every candidate is a closed-form fit: no
+    seed, no threads)."""
     from .training import check_parity
 
     by_name = {m.name: m for m in pool}
@@ -273,7 +271,7 @@ def train_descriptor_prior(table: pl.DataFrame, pool: Sequence[ModelInfo], param
     rows = _offset_rows(labeled)
     if rows.is_empty():
         return DescriptorPrior(None, "no query has labeled answers from two models: nothing to compare models by")
-    scores = _selection(labeled, trained, cand, params)
+    scores = _selection(labeled, trained, cand)
     shown = ", ".join(f"{c} {s:.2f}" for c, s in scores.items())
     best = max(CANDIDATES, key=lambda c: scores[c])  # the first (simplest) of equals
     how = f"leave-one-model-out Spearman over the {len(trained)} training models"
@@ -281,7 +279,7 @@ def train_descriptor_prior(table: pl.DataFrame, pool: Sequence[ModelInfo], param
         return DescriptorPrior(None, f"no candidate prior ranks left-out models better than a constant ({how}: "
                                      f"{shown}); models without outcomes are scored as the average model",
                                selection=scores)
-    fit = _fit(best, rows, trained, cand, params)
+    fit = _fit(best, rows, trained, cand)
     if fit is None:  # rises without each single model but not over all of them: no ranking to trust
         return DescriptorPrior(None, f"{best} chosen ({how}: {shown}) is flat on all the training models",
                                selection=scores)

@@ -269,7 +269,7 @@ def train_quality_model(table: pl.DataFrame, spec: FeatureSpec, pool: Sequence[M
     from .prior import train_descriptor_prior
 
     length = train_length_model(table, fitted, cand, pool, params)
-    prior = train_descriptor_prior(table, pool, params)
+    prior = train_descriptor_prior(table, pool)
     return TrainedModel(spec=fitted, inputs=inputs, ensemble=ensemble, catboost_model=model,
                         rows=len(table), parity_max_abs_diff=diff, params=params, length=length, prior=prior)
 

@@ -61,12 +61,12 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(rx @ ry) / den if den > 0 else float("nan")
 
 
-def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: int, test_fraction: float = 0.3,
-                        thread_count: int = 1) -> dict[str, Any]:
+def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: int,
+                        test_fraction: float = 0.3) -> dict[str, Any]:
     from ..features import fit_feature_spec
     from ..prior import prior_offsets, train_descriptor_prior
     from ..sources import split_table
-    from ..training import TrainParams, build_pool
+    from ..training import build_pool
 
     train, test, _ = split_table(table, None, test_fraction, seed)
     models = sorted(train["model"].unique().to_list())
@@ -75,13 +75,11 @@ def leave_one_model_out(table: pl.DataFrame, descriptors: Sequence[Any], seed: i
     if missing:
         raise ValueError(f"no descriptors for {missing}")
     spec = fit_feature_spec(default_feature_spec(), train.unique("query_id", keep="first")["query"])
-    params = TrainParams(seed=seed, thread_count=thread_count).resolved(
-        len(train) / max(1, len(models)), train["query_id"].n_unique())
     pred_mean, true_mean, per_query, chosen = {}, {}, {}, {}
     for held in models:
         rest = train.filter(pl.col("model") != held)
         pool = build_pool(rest, [described[m] for m in models if m != held])
-        prior = train_descriptor_prior(rest, pool, params)
+        prior = train_descriptor_prior(rest, pool)
         chosen[held] = {"prior": prior.chosen, "selection": prior.selection}
         rows = test.filter(pl.col("model") == held).sort("query_id")
         # The predicted offset from the average model on each query (what ranks models); 0 for every

@@ -106,8 +106,7 @@ def test_no_prior_when_no_candidate_ranks_left_out_models_better_than_a_constant
     sizes = {"a": 1.0, "b": 3.0, "c": 8.0, "d": 14.0, "e": 30.0, "f": 70.0}
     table = _table(sample_table, {m: 0.85 - 0.12 * i for i, m in enumerate(sizes)}, seed=5)
     pool = build_pool(table, [ModelInfo(m, size_b=s) for m, s in sizes.items()])
-    prior = train_descriptor_prior(table, pool, TrainParams(iterations=60, depth=4, learning_rate=0.1,
-                                                                  thread_count=1))
+    prior = train_descriptor_prior(table, pool)
     assert prior.ensemble is None and prior.chosen is None, prior.note
     assert max(prior.selection.values()) <= 0.0 and "better than a constant" in prior.note
 
@@ -140,8 +139,7 @@ def test_a_shared_name_word_carries_a_trained_models_quality_to_a_newcomer(sampl
 
 def test_no_prior_when_no_descriptor_tells_the_models_apart(sized_table):
     pool = build_pool(sized_table)  # nothing declared: every descriptor is NaN for every model
-    prior = train_descriptor_prior(sized_table, pool, TrainParams(iterations=20, depth=4, learning_rate=0.1,
-                                                                        thread_count=1))
+    prior = train_descriptor_prior(sized_table, pool)
     assert prior.ensemble is None and "no descriptor differs" in prior.note
 
 
