@@ -5,8 +5,6 @@ same data, same features) alone and with the task blend of study_t.py.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import study  # noqa: E402
+import seeds_loop  # noqa: E402
 import study_s  # noqa: E402
 import study_t  # noqa: E402
 
@@ -41,23 +40,7 @@ def run(setkey, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", default="rp,hm,dc")
-    ap.add_argument("--seeds", default="0,1,2,3,4")
-    a = ap.parse_args()
-    out = HERE / "results_u"
-    out.mkdir(exist_ok=True)
-    for s in a.sets.split(","):
-        wins = {}
-        for seed in map(int, a.seeds.split(",")):
-            r = run(s, seed)
-            (out / f"{s}_{seed}.json").write_text(json.dumps(r, indent=1))
-            for k, v in r["rows"].items():
-                wins.setdefault(k, []).append((v["gain_aiq"], v["beats_aiq"], v["beats_q"]))
-            print(s, seed, {k: (round(v["gain_aiq"], 3), v["beats_aiq"], v["beats_q"]) for k, v in r["rows"].items()}, flush=True)
-        for k, v in wins.items():
-            g = np.array([x[0] for x in v])
-            print(f"  {s} {k:14s} gain {g.mean():+.3f} ± {g.std(ddof=1):.3f}  beats AIQ {sum(x[1] for x in v)}/5  q {sum(x[2] for x in v)}/5")
+    seeds_loop.run_sets(run, "results_u", "rp,hm")
 
 
 if __name__ == "__main__":

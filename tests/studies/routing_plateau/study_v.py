@@ -11,8 +11,6 @@ all train queries.  K fixed before any run (64; 128 as the one alternative).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,13 +20,14 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import study  # noqa: E402
+import seeds_loop  # noqa: E402
 import study_s  # noqa: E402
 
 import flows.evaluate.benchmark as bench  # noqa: E402
 from flows.benchmark_eval import split_benchmark  # noqa: E402
 from flows.features import fit_feature_spec, token_lists  # noqa: E402
 from flows.metrics import sweep_curve  # noqa: E402
-from router_runtime.features import Feature, FeatureSpec, default_feature_spec  # noqa: E402
+from router_runtime.features import FeatureSpec, default_feature_spec  # noqa: E402
 
 MIN_COUNT = 5
 
@@ -90,24 +89,7 @@ def run(setkey, seed, ks=(64, 128), variants=(("cue", False), ("cuew", True))):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", default="rp,hm,dc")
-    ap.add_argument("--seeds", default="0,1,2,3,4")
-    a = ap.parse_args()
-    out = HERE / "results_v"
-    out.mkdir(exist_ok=True)
-    for s in a.sets.split(","):
-        wins = {}
-        for seed in map(int, a.seeds.split(",")):
-            r = run(s, seed)
-            (out / f"{s}_{seed}.json").write_text(json.dumps(r, indent=1))
-            for k, v in r["rows"].items():
-                wins.setdefault(k, []).append((v["gain_aiq"], v["beats_aiq"], v["beats_q"]))
-            print(s, seed, {k: (round(v["gain_aiq"], 3), v["beats_aiq"], v["beats_q"]) for k, v in r["rows"].items()},
-                  r["cues_within"][:12], flush=True)
-        for k, v in wins.items():
-            g = np.array([x[0] for x in v])
-            print(f"  {s} {k:8s} gain {g.mean():+.3f} ± {g.std(ddof=1):.3f}  beats AIQ {sum(x[1] for x in v)}/5  q {sum(x[2] for x in v)}/5")
+    seeds_loop.run_sets(run, "results_v", "rp,hm,dc")
 
 
 if __name__ == "__main__":
