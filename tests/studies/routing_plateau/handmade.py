@@ -60,8 +60,10 @@ FORMAL = ("Write a formal letter of three paragraphs to a city council about {x}
 SUBJECTS = ("rain", "autumn", "coffee", "a bakery", "a bike lane", "the library", "a garden", "a bridge")
 
 
-def _query(kind: str, rng: np.random.Generator) -> str:
-    f = rng.choice(FILLER)
+def _query(kind: str, rng: np.random.Generator, fillers: int = 1) -> str:
+    # one filler word gives only 80 distinct texts for some kinds; two (ordered, distinct) give 720, for the
+    # larger variant of the table (the committed 120-per-task table uses one, so it is unchanged)
+    f = rng.choice(FILLER) if fillers == 1 else " ".join(rng.choice(FILLER, fillers, replace=False))
     if kind == "arith":
         a, b = rng.integers(2, 99, 2)
         return f"What is {a} {rng.choice(('plus', 'times', 'minus'))} {b}? {f}"
@@ -84,7 +86,7 @@ def _query(kind: str, rng: np.random.Generator) -> str:
     return rng.choice(FORMAL).format(x=rng.choice(SUBJECTS)) + f" {f}"
 
 
-def make_rows(n_per_task: int = 120, seed: int = 12) -> list[dict]:
+def make_rows(n_per_task: int = 120, seed: int = 12, fillers: int = 1) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows, seen = [], set()
     qid = 0
@@ -92,7 +94,7 @@ def make_rows(n_per_task: int = 120, seed: int = 12) -> list[dict]:
         made = 0
         while made < n_per_task:
             kind = kinds[int(rng.random() < 0.5)]
-            q = _query(kind, rng)
+            q = _query(kind, rng, fillers)
             if q in seen:  # exact duplicates are dropped by the split anyway
                 continue
             seen.add(q)
