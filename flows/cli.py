@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["main"]
 
@@ -910,6 +910,28 @@ def _unreachable_api(exc: BaseException) -> bool:
     return False
 
 
+def is_expected_error(exc: BaseException) -> bool:
+    """An error the user can act on from its message alone (our contract errors, a missing file): the
+    command prints it as one line and exits 2.  Anything else is a defect and keeps its traceback."""
+    from router_runtime.errors import ZetaError
+
+    return isinstance(exc, (ZetaError, FileNotFoundError))
+
+
+def run_script(fn: Callable[[], int | None], prog: str) -> int:
+    """The entry point of a ``python -m flows....`` script: ``fn``'s exit code, or, for an expected
+    error, one line ``prog: error: ...`` on stderr and 2, as ``zeta`` does."""
+    try:
+        return fn() or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if is_expected_error(exc):
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     # Prefect's anonymous usage analytics are off unless the operator turns them on.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -928,9 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except Exception as exc:  # a CLI prints a clear line, not a traceback, for expected errors
-        from router_runtime.errors import ZetaError
-
-        if isinstance(exc, (ZetaError, FileNotFoundError)):
+        if is_expected_error(exc):
             print(f"zeta: error: {exc}", file=sys.stderr)
             return 2
         if _unreachable_api(exc):

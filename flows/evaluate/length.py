@@ -77,4 +77,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from ..cli import run_script
+
+    sys.exit(run_script(main, "python -m flows.evaluate.length"))
