@@ -48,7 +48,9 @@ def trained(tmp_path_factory, sample_table, demo_pool):
 @pytest.fixture(scope="module")
 def trained_static(tmp_path_factory, sample_table, demo_pool):
     spec = with_static(default_feature_spec(), static_params(sample_vocab(STATIC_VOCAB), dims=STATIC_DIMS, seed=0))
-    return _train(tmp_path_factory, sample_table, demo_pool, spec)
+    art, model = _train(tmp_path_factory, sample_table, demo_pool, spec)
+    assert sum(f.op == "static_embedding" for f in art.feature_spec.features) == 1
+    return art, model
 
 
 def test_queries_are_distinct_and_about_1kb():
@@ -79,38 +81,56 @@ def _report_percentiles(benchmark, label: str) -> None:
         print(f"\n{label}: p50 {pick(0.50):.1f} µs, p99 {pick(0.99):.1f} µs over {len(data)} rounds")
 
 
-@pytest.mark.benchmark(group="decide-4-candidates-1KB")
+# Each 1 KB case runs on both specs: the default one and the default one + static_embedding.  A spec's
+# fixture, and the suffix of its pytest-benchmark groups (a group compares engines of one spec).
+SPECS = {"default": ("trained", "", ""),
+         "static_embedding": ("trained_static", "-static-embedding",
+                              f" with static_embedding {STATIC_DIMS}x{STATIC_VOCAB:,}")}
+
+
+def _spec(request, benchmark, spec: str, group: str):
+    """The (artifact, trained model) of ``spec``; ``benchmark`` is put in that spec's ``group``."""
+    fixture, suffix, label = SPECS[spec]
+    benchmark.group = group + suffix
+    return request.getfixturevalue(fixture), label
+
+
+@pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("engine", engines())
-def test_decide(benchmark, trained, engine):
-    router = Router(trained[0], engine=engine)
+def test_decide(benchmark, request, spec, engine):
+    (art, _), label = _spec(request, benchmark, spec, "decide-4-candidates-1KB")
+    router = Router(art, engine=engine)
+    assert router.engine == engine  # the compiled engine takes every op of the spec (no fallback)
     d = benchmark(_cycling(lambda q: router.decide(q, candidates=CANDIDATES)))
     assert d.model in CANDIDATES
-    _report_percentiles(benchmark, f"decide ({engine})")
+    _report_percentiles(benchmark, f"decide{label} ({engine})")
 
 
-@pytest.mark.benchmark(group="decide-4-candidates-1KB")
-def test_catboost_predict_alternative(benchmark, trained):
-    art, model = trained
+@pytest.mark.parametrize("spec", SPECS)
+def test_catboost_predict_alternative(benchmark, request, spec):
+    (art, model), label = _spec(request, benchmark, spec, "decide-4-candidates-1KB")
     decide_with_catboost = catboost_decider(Trained(art, model.catboost_model), CANDIDATES)
     chosen = benchmark(_cycling(decide_with_catboost))
-    _report_percentiles(benchmark, "CatBoost predict alternative")
+    _report_percentiles(benchmark, f"CatBoost predict alternative{label}")
     assert chosen in CANDIDATES
     assert [decide_with_catboost(q) for q in QUERIES_1KB[:8]] == [
         Router(art, engine="python").decide(q, candidates=CANDIDATES).model for q in QUERIES_1KB[:8]]
 
 
-@pytest.mark.benchmark(group="features-1KB")
+@pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("engine", [e for e in engines() if e != "numpy"])  # numpy scores trees, not features
-def test_feature_extraction(benchmark, trained, engine):
-    spec = trained[0].feature_spec
+def test_feature_extraction(benchmark, request, spec, engine):
+    (art, _), label = _spec(request, benchmark, spec, "features-1KB")
+    fspec = art.feature_spec
     if engine == "compiled":
         from router_runtime.compiled import CompiledSpec
 
-        extract = CompiledSpec(spec).extract
+        extract = CompiledSpec(fspec).extract
     else:
-        extract = spec.extract
+        extract = fspec.extract
     feats = benchmark(_cycling(extract))
-    assert len(feats) == len(spec.output_names)
+    assert len(feats) == len(fspec.output_names)
+    _report_percentiles(benchmark, f"features{label} ({engine})")
 
 
 @pytest.mark.benchmark(group="decide-huge-queries")
@@ -130,41 +150,3 @@ def test_decide_huge_query(benchmark, trained, engine, size):
     d = benchmark(router.decide, query, candidates=CANDIDATES)
     assert d.model in CANDIDATES and not d.excluded
     _report_percentiles(benchmark, f"decide ({engine}) {size:,} chars")
-
-
-@pytest.mark.benchmark(group="decide-4-candidates-1KB-static-embedding")
-@pytest.mark.parametrize("engine", engines())
-def test_decide_with_static_embedding(benchmark, trained_static, engine):
-    art = trained_static[0]
-    assert sum(f.op == "static_embedding" for f in art.feature_spec.features) == 1
-    router = Router(art, engine=engine)
-    assert router.engine == engine  # the compiled engine takes the op (no fallback)
-    d = benchmark(_cycling(lambda q: router.decide(q, candidates=CANDIDATES)))
-    assert d.model in CANDIDATES
-    _report_percentiles(benchmark, f"decide with static_embedding {STATIC_DIMS}x{STATIC_VOCAB:,} ({engine})")
-
-
-@pytest.mark.benchmark(group="decide-4-candidates-1KB-static-embedding")
-def test_catboost_predict_alternative_with_static_embedding(benchmark, trained_static):
-    art, model = trained_static
-    decide_with_catboost = catboost_decider(Trained(art, model.catboost_model), CANDIDATES)
-    chosen = benchmark(_cycling(decide_with_catboost))
-    _report_percentiles(benchmark, f"CatBoost predict alternative with static_embedding {STATIC_DIMS}x{STATIC_VOCAB:,}")
-    assert chosen in CANDIDATES
-    assert [decide_with_catboost(q) for q in QUERIES_1KB[:8]] == [
-        Router(art, engine="python").decide(q, candidates=CANDIDATES).model for q in QUERIES_1KB[:8]]
-
-
-@pytest.mark.benchmark(group="features-1KB-static-embedding")
-@pytest.mark.parametrize("engine", [e for e in engines() if e != "numpy"])
-def test_feature_extraction_with_static_embedding(benchmark, trained_static, engine):
-    spec = trained_static[0].feature_spec
-    if engine == "compiled":
-        from router_runtime.compiled import CompiledSpec
-
-        extract = CompiledSpec(spec).extract
-    else:
-        extract = spec.extract
-    feats = benchmark(_cycling(extract))
-    assert len(feats) == len(spec.output_names)
-    _report_percentiles(benchmark, f"features with static_embedding ({engine})")
